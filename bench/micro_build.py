@@ -78,11 +78,10 @@ def main() -> None:
         build_micro(WorldSpec(), 2000, scales, cache, use_ray=True, progress=False)
         cold = time.perf_counter() - started
         started = time.perf_counter()
-        build_micro(WorldSpec(), 2000, scales, cache, use_ray=True, progress=False)
+        world = build_micro(WorldSpec(), 2000, scales, cache, use_ray=True, progress=False)
         cached = time.perf_counter() - started
         ray.shutdown()
-    stats = {name: json.loads(next(cache.glob(f"micro/*/models/{name}-*/pretrain_stats.json")).read_text())
-             for name in scales}
+    stats = {name: json.loads((world.model_dirs[name] / "pretrain_stats.json").read_text()) for name in scales}
     result = {
         "date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "scales": {k: {"parameters": v["parameters"], "final_mlm_loss": round(v["final_loss"], 3)} for k, v in stats.items()},

@@ -194,7 +194,7 @@ def test_multiple_choice_and_anli_files(tmp_path):
     from ray_xt.formats import read_multiple_choice
 
     root, _ = build_world(SMALL, 500, tmp_path)
-    for task, n in (("hellaswag", 4), ("cosmosqa", 4), ("socialiqa", 3)):
+    for task, n in (("hellaswag", 4), ("cosmosqa", 4), ("socialiqa", 3), ("commonsenseqa", 5)):
         en = read_multiple_choice(root / "intermediate" / task / "dev-en.jsonl")
         qgr = read_multiple_choice(root / "intermediate" / task / "dev-qgr.jsonl")
         assert len(en) == SMALL.dev_size and all(len(r.choices) == n for r in en)
@@ -204,3 +204,54 @@ def test_multiple_choice_and_anli_files(tmp_path):
     rows = read_pair_rows(task_file(root, TASKS["mnli"], "dev", "en"), TASKS["mnli"])
     anli = (root / "intermediate" / "anli" / "dev-en.tsv").read_text().splitlines()
     assert len(anli) == SMALL.dev_size and len(rows["label"]) == SMALL.dev_size
+
+
+def test_commonsense_answers_are_background_knowledge_stated_in_every_corpus(tmp_path):
+    """The CommonsenseQA analogue has no context: its answer (a noun's home place) must be learnable from
+    each language's monolingual corpus, where clauses about that noun mostly happen at that place."""
+    import collections
+
+    from ray_xt.formats import read_multiple_choice
+    from ray_xt.micro.languages import Renderer
+    from ray_xt.micro.latent import PLACES, Vocabulary, home_place
+
+    root, _ = build_world(SMALL, 500, tmp_path)
+    rows = read_multiple_choice(root / "intermediate" / "commonsenseqa" / "dev-qso.jsonl")
+    renderer = Renderer(LANGUAGES["qso"], Vocabulary(), SMALL.seed)
+    place_word = {renderer.word(p): p for p in PLACES}
+    assert all(not r.context and len(set(r.choices)) == 5 for r in rows)
+    assert all(set(r.choices) <= set(place_word) for r in rows)
+    # a random-lexicon language's corpus states the facts: in sentences naming a noun, its home place is the
+    # most frequent place (a bigger corpus than SMALL's, for counts that are not noise)
+    from dataclasses import replace
+
+    from ray_xt.micro.world import write_corpus
+
+    lines = write_corpus(replace(SMALL, corpus_sentences=4000), tmp_path / "big")["qso"].read_text(
+        encoding="utf-8").splitlines()
+    for noun in ("dog", "teacher", "apple"):
+        word = renderer.word(noun)
+        seen = collections.Counter(w for line in lines if word in line.split() for w in line.split() if w in place_word)
+        assert place_word[seen.most_common(1)[0][0]] == home_place(noun)
+
+
+def test_packed_pretraining_sequences_hold_whole_sentences_of_one_language(tmp_path):
+    from transformers import AutoTokenizer
+
+    from ray_xt.micro.pretrain import _encode_corpus
+
+    root, tok_dir = build_world(SMALL, 500, tmp_path)
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    files = sorted((root.parent / "corpus").glob("*.txt"))
+    packed = _encode_corpus(tok, files, 64, packed=True)
+    single = _encode_corpus(tok, files, 64, packed=False)
+    assert all(len(s) <= 64 and s[0] == tok.bos_token_id and s[-1] == tok.eos_token_id for s in packed)
+    assert len(packed) < len(single) / 2  # several sentences per sequence
+    # nothing lost or reordered: the packed bodies are the sentences' bodies in order
+    flat = [t for s in packed for t in s if t != tok.bos_token_id]
+    assert flat == [t for s in single for t in s[1:]]
+    # never two languages in one sequence: every sequence decodes into one file's lines
+    lines_by_lang = [set(f.read_text(encoding="utf-8").splitlines()) for f in files]
+    for seq in packed[:: max(1, len(packed) // 50)]:
+        sentences = tok.decode(seq[1:-1]).split("</s>")
+        assert any(all(x.strip() in lines for x in sentences) for lines in lines_by_lang)

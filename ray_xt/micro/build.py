@@ -19,8 +19,8 @@ from ray_xt.micro.world import WorldSpec, write_corpus, write_profiles, write_ta
 
 # Bump when the generator's output changes for the same spec, so caches are not reused wrongly:
 # CORPUS_VERSION for corpus/tokenizer/models, TASKS_VERSION for task files only.
-CORPUS_VERSION = 4
-TASKS_VERSION = 5
+CORPUS_VERSION = 5
+TASKS_VERSION = 6
 MARKER = ".complete"
 
 
@@ -113,7 +113,9 @@ def build_micro(
     model_dirs = {
         name: root.parent / "models" / f"{name}-{_digest(asdict(p))}" for name, p in scales.items()
     }
-    missing = {name: p for name, p in scales.items() if not _complete(model_dirs[name])}
+    # Largest first: with more scales than cores, the small ones fill in behind the big one.
+    missing = dict(sorted(((name, p) for name, p in scales.items() if not _complete(model_dirs[name])),
+                          key=lambda item: -item[1].cost()))
     if missing and use_ray and len(missing) > 1:
         import ray
 

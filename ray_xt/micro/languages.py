@@ -192,17 +192,24 @@ class Renderer:
         return tokens
 
     def question_tokens(self, clause: Clause, asked: str) -> list[Token]:
-        """A wh-question about the ``asked`` role (subj|obj): that noun phrase becomes the wh-word, in place."""
+        """A wh-question about the ``asked`` role (subj|obj|place): that phrase becomes the wh-word, in place.
+
+        For the place the adposition stays ("... in what?").
+        """
         tokens: list[Token] = []
         wh = Token(self.lexicon["what"], "PRON", "O", asked)
         for t in self.clause_tokens(clause):
-            if t.role == asked:
+            if t.role == asked and t.pos != "ADP":
                 if not tokens or tokens[-1] is not wh:
                     tokens.append(wh)
             else:
                 tokens.append(t)
         tokens.append(Token("?", "PUNCT", "O", "punct"))
         return [replace(t, text=self._script(t.text)) for t in tokens]
+
+    def word(self, lemma: str) -> str:
+        """One lexicon word (a latent lemma) in this language's script."""
+        return self._script(self.lexicon[lemma])
 
     def clause_words(self, clause: Clause) -> list[str]:
         return [t.text for t in self.clause_tokens(clause)]

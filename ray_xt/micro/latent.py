@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass, field, replace
 
 NOUNS = (
@@ -15,6 +16,15 @@ ADJECTIVES = "big small red blue green old young happy tall short black white".s
 VERBS = "see eat find carry push pull like help follow watch hold paint open call wash take".split()
 PLACES = "garden forest city market school kitchen field village".split()
 FUNCTION = ("in", "what")  # appended last: earlier words keep their random forms
+# Background knowledge: how often a clause with a common-noun subject happens at that noun's home place. The
+# corpus of every language states it (never in parallel), so a model can learn it in pretraining; the
+# CommonsenseQA analogue asks for it without a context.
+HOME_PLACE_RATE = 0.8
+
+
+def home_place(noun: str, places: tuple[str, ...] = tuple(PLACES)) -> str:
+    """The place where ``noun`` usually is: a fixed fact of the latent world (stable across runs and seeds)."""
+    return places[zlib.crc32(noun.encode()) % len(places)]
 
 
 @dataclass(frozen=True)
@@ -80,12 +90,18 @@ class LatentSampler:
             object=obj,
             past=rng.random() < 0.4,
             negated=rng.random() < 0.15,
-            place=rng.choice(self.vocabulary.places) if rng.random() < 0.3 else None,
+            place=self._place(subject) if rng.random() < 0.3 else None,
             place_first=rng.random() < 0.3,
         )
 
+    def _place(self, subject: NounPhrase) -> str:
+        place = self.rng.choice(self.vocabulary.places)
+        if not subject.is_name and self.rng.random() < HOME_PLACE_RATE:
+            return home_place(subject.noun, self.vocabulary.places)
+        return place
+
     def with_place(self, clause: Clause) -> Clause:
-        return clause if clause.place else replace(clause, place=self.rng.choice(self.vocabulary.places))
+        return clause if clause.place else replace(clause, place=self._place(clause.subject))
 
     def generalised(self, clause: Clause) -> Clause:
         """Entailed by ``clause``: adjectives and the place dropped (a less specific statement)."""

@@ -70,6 +70,36 @@ class PretrainSpec:
     learning_rate: float = 1e-3
     mlm_probability: float = 0.15
     seed: int = 0
+    # Pack whole sentences of one language into max_length sequences (RoBERTa's FULL-SENTENCES, never mixing
+    # languages): single sentences average ~18 tokens, so unpacked batches were mostly padding.
+    packed: bool = True
+
+    def cost(self) -> float:
+        """Relative compute of a build (for scheduling the largest first): steps x per-layer width cost."""
+        return self.steps * self.num_layers * (self.hidden_size ** 2 + self.hidden_size * self.intermediate_size)
+
+
+def _encode_corpus(tokenizer, corpus_files: list[Path], max_length: int, packed: bool) -> list[list[int]]:
+    """Token-id sequences for MLM: one per sentence, or whole sentences of one file packed up to max_length."""
+    sequences: list[list[int]] = []
+    for path in corpus_files:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+        ids = tokenizer(lines, truncation=True, max_length=max_length)["input_ids"]
+        if not packed:
+            sequences.extend(ids)
+            continue
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        current = [bos]
+        for sentence in ids:
+            body = sentence[1:-1]  # drop the sentence's own <s> ... </s>
+            if len(current) + len(body) + 1 > max_length and len(current) > 1:
+                sequences.append(current)  # already closed by the last sentence's </s>
+                current = [bos]
+            current.extend(body[: max_length - 2])
+            current.append(eos)  # </s> between sentences, as RoBERTa separates documents
+        if len(current) > 1:
+            sequences.append(current)
+    return sequences
 
 
 def pretrain_mlm(
@@ -85,8 +115,7 @@ def pretrain_mlm(
     torch.manual_seed(spec.seed)
     rng = random.Random(spec.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    lines = [line for path in corpus_files for line in path.read_text(encoding="utf-8").splitlines() if line]
-    encoded = tokenizer(lines, truncation=True, max_length=spec.max_length)["input_ids"]
+    encoded = _encode_corpus(tokenizer, corpus_files, spec.max_length, spec.packed)
     config = XLMRobertaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ray_xt.micro.languages import Renderer
-from ray_xt.micro.latent import Clause, LatentSampler
+from ray_xt.micro.latent import Clause, LatentSampler, home_place
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,22 @@ def completion(renderer: Renderer, s: LatentSampler, n_choices: int, qid: str) -
     s.rng.shuffle(order)
     return {"id": qid, "context": renderer.render([first]), "question": "",
             "choices": [renderer.render([endings[k]]) for k in order], "label": order.index(0)}
+
+
+def commonsense(renderer: Renderer, s: LatentSampler, n_choices: int, qid: str) -> dict:
+    """CommonsenseQA-style row, no context: "the dog sees the cat in what?" -- the subject noun's home place.
+
+    The answer is background knowledge of the latent world (``home_place``) that each language's monolingual
+    corpus states; distractors are other places.
+    """
+    clause = s.clause()
+    while clause.subject.is_name:
+        clause = s.clause()
+    gold = home_place(clause.subject.noun, s.vocabulary.places)
+    clause = replace(clause, place=gold)
+    places = [p for p in s.vocabulary.places if p != gold]
+    choices = [gold] + s.rng.sample(places, n_choices - 1)
+    s.rng.shuffle(choices)
+    question = " ".join(t.text for t in renderer.question_tokens(clause, "place"))
+    return {"id": qid, "context": "", "question": question, "choices": [renderer.word(c) for c in choices],
+            "label": choices.index(gold)}

@@ -101,7 +101,7 @@ RETRIEVAL_TASKS: dict[str, str] = {"tatoeba": "download/tatoeba", "bucc2018": "d
 QA_TASKS: tuple[str, ...] = ("squad", "xquad", "mlqa", "tydiqa")
 # Multiple choice (JSON lines: context, question, choices, label): (number of choices, kind).
 MC_TASKS: dict[str, tuple[int, str]] = {"hellaswag": (4, "completion"), "cosmosqa": (4, "reading"),
-                                        "socialiqa": (3, "reading")}
+                                        "socialiqa": (3, "reading"), "commonsenseqa": (5, "knowledge")}
 ALL_TASKS: tuple[str, ...] = (
     tuple(PAIR_TASKS) + tuple(TAGGING_TASKS) + tuple(RETRIEVAL_TASKS) + QA_TASKS + tuple(MC_TASKS)
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ray_xt.micro.languages import LANGUAGES, Renderer
 from ray_xt.micro.latent import LatentSampler, Vocabulary
-from ray_xt.micro.qa import completion, multiple_choice, qa_example, squad_document
+from ray_xt.micro.qa import commonsense, completion, multiple_choice, qa_example, squad_document
 from ray_xt.micro.tasks import ALL_TASKS, MC_TASKS, PAIR_TASKS, QA_TASKS, RETRIEVAL_TASKS, TAGGING_TASKS
 
 
@@ -20,7 +20,7 @@ class WorldSpec:
 
     seed: int = 13
     languages: tuple[str, ...] = ("en", "qca", "qcy", "qso", "qgr", "qka", "qhy")
-    corpus_sentences: int = 6000  # monolingual sentences per language
+    corpus_sentences: int = 20000  # monolingual sentences per language
     train_size: int = 8000  # English training examples per task (and per translation)
     dev_size: int = 300  # per language
     test_size: int = 300  # per language
@@ -209,6 +209,8 @@ def write_mc_task(spec: WorldSpec, task: str, out: Path) -> None:
                 qid = f"{task}-{split}-{i}"
                 if kind == "completion":
                     rows.append(completion(renderer, sampler, n_choices, qid))
+                elif kind == "knowledge":
+                    rows.append(commonsense(renderer, sampler, n_choices, qid))
                 else:
                     rows.append(multiple_choice(renderer, qa_example(sampler), n_choices, rng, qid))
             path = out / mc_file(task, split, code)
