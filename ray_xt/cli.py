@@ -147,7 +147,7 @@ def micro_check(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
 ) -> None:
     """Fine-tune each micro scale on English data and print zero-shot accuracy vs chance per language."""
-    from ray_xt.data import read_pair_rows, task_file
+    from ray_xt.data import read_examples
     from ray_xt.report import validity_table
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
@@ -161,7 +161,7 @@ def micro_check(
     records = runner.run()
     chance = {}
     for task in cfg.target.tasks:
-        labels = read_pair_rows(task_file(runner.resolved.data_root, TASKS[task], "dev", "en"), TASKS[task])["label"]
+        labels = [e["label"] for e in read_examples(runner.resolved.data_root, TASKS[task], "dev", ["en"])]
         chance[task] = max(labels.count(v) for v in set(labels)) / len(labels)
     table = validity_table(records, chance, cfg.scales)
     typer.echo("\nZero-shot accuracy (%) after English fine-tuning, beside majority-class chance:\n")
@@ -170,6 +170,35 @@ def micro_check(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table.to_markdown() + "\n")
     typer.echo(f"\n[ray-xt] written to {out}")
+
+
+@app.command()
+def score(
+    predictions: Path = typer.Option(..., help="submission folder: <task>/test-<lang>.{tsv,json}"),
+    labels: Path = typer.Option(..., help="gold labels in the same layout"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write all scores to this JSON file"),
+) -> None:
+    """Score an XTREME submission exactly as google-research/xtreme's evaluate.py does, plus the XTREME average."""
+    import json
+
+    from ray_xt.score import ScoreError, score_submission
+
+    try:
+        overall, detailed = score_submission(predictions, labels)
+    except ScoreError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo("| task | languages | " + "avg metric |")
+    typer.echo("| --- | --- | --- |")
+    for task, scores in detailed.items():
+        details = ", ".join(f"{k[4:]}={v:.2f}" for k, v in scores.items() if k.startswith("avg_") and k != "avg_metric")
+        n_langs = len(next(v for v in scores.values() if isinstance(v, dict)))
+        typer.echo(f"| {task} | {n_langs} | {scores['avg_metric']:.2f} ({details}) |")
+    for group, value in overall.items():
+        name = "XTREME score (all nine tasks)" if group == "all_task" else f"{group} average"
+        typer.echo(f"{name}: {value:.2f}")
+    if json_out:
+        json_out.write_text(json.dumps({"overall": overall, "tasks": detailed}, indent=1) + "\n")
 
 
 def main() -> None:  # pragma: no cover

@@ -118,6 +118,9 @@ class TrialConfig(Strict):
     epochs: float = Field(2.0, gt=0, description="passes over the training data")
     batch_size: int | None = Field(None, ge=1, description="per-trial batch size (default: the scale's)")
     max_seq_length: int = Field(128, ge=8, le=4096, description="tokens per example after truncation")
+    doc_stride: int = Field(128, ge=1, description="span QA: overlap of consecutive context windows (tokens)")
+    retrieval_layer: int | None = Field(None, ge=1, description="retrieval: hidden layer mean-pooled into sentence "
+                                        "embeddings (default: 7/12 of the depth, XTREME's choice for 12 layers)")
     max_train_examples: int | None = Field(None, ge=1, description="cap on training examples (None: all)")
     max_eval_examples: int | None = Field(None, ge=1, description="cap on dev examples per language")
     evals_per_epoch: int = Field(2, ge=1, description="dev evaluations (and Tune reports) per epoch")
@@ -220,14 +223,15 @@ class StudyConfig(Strict):
     def available_languages(self) -> set[str]:
         if self.data.source == "micro":
             return set(self.micro.languages)
-        return set.intersection(*(set(TASKS[t].languages) for t in self.target.tasks))
+        return set.intersection(*(set(TASKS[t].languages) | {"en"} for t in self.target.tasks))
 
     def languages_for(self, task: str) -> list[str]:
-        """Zero-shot evaluation languages of a target task, English first."""
+        """Zero-shot evaluation languages of a target task, English first (retrieval: the non-English side)."""
         langs = self.target.languages or (
             self.micro.languages if self.data.source == "micro" else list(TASKS[task].languages)
         )
-        return ["en"] + sorted(lang for lang in langs if lang != "en")
+        others = sorted(lang for lang in langs if lang != "en")
+        return others if TASKS[task].family == "retrieval" else ["en"] + others  # retrieval pairs X with English
 
 
 def _format_error(err: ValidationError, source: str) -> str:

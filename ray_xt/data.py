@@ -1,64 +1,57 @@
-"""Task files -> datasets -> cached features, shared by every trial of a study.
+"""Task files -> examples -> cached features, shared by every trial of a study.
 
 Sources: an XTREME-layout root (the micro world writes one; a real
-``download_data.sh`` folder is read the same way).  Features are tokenised once
-per (task, split, languages, tokenizer, max_len) and stored as Arrow with
-``datasets.save_to_disk``; trials memory-map them with ``load_from_disk``.
+``download_data.sh`` folder is read the same way) or the HF hub
+(``ray_xt.sources``).  Features are tokenised once per (task, split, languages,
+tokenizer, max_len, stride) and stored with ``datasets.save_to_disk`` as a
+DatasetDict: ``features`` (the family's columns) and ``examples`` (one JSON
+record per example, for prediction and scoring); trials memory-map them with
+``load_from_disk``.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ray_xt.families import DataError, family_of
 from ray_xt.tasks.registry import TaskSpec
 
-
-class DataError(FileNotFoundError):
-    """A task file is missing or malformed; the message names task, path and the fix."""
+__all__ = ["DataError", "FeatureCache", "read_examples", "source_files", "task_file", "tokenizer_fingerprint"]
 
 
 def task_file(root: Path, task: TaskSpec, split: str, lang: str) -> Path:
-    path = Path(root) / task.directory / f"{split}-{lang}.tsv"
-    if not path.is_file():
-        hint = (
-            "run xtreme's scripts/download_data.sh into data.root"
-            if task.role == "target"
-            else "put the task's TSV files there (premise<TAB>hypothesis<TAB>label)"
-        )
-        raise DataError(f"task {task.name!r}, split {split!r}, language {lang!r}: expected file {path} ({hint})")
-    return path
+    """The task's file for (split, language); a clear DataError naming it if missing."""
+    from ray_xt.families.base import require
+
+    return require(root, task, split, lang)
 
 
-def read_pair_rows(path: Path, task: TaskSpec) -> dict[str, list]:
-    """XTREME pair-classification TSV: sentence1, sentence2, label (no header)."""
-    label_ids = {label: i for i, label in enumerate(task.labels)}
-    columns: dict[str, list] = {"sentence1": [], "sentence2": [], "label": []}
-    with path.open(encoding="utf-8", newline="") as f:
-        for n, row in enumerate(csv.reader(f, delimiter="\t"), 1):
-            if len(row) < 3:
-                raise DataError(f"{path}:{n}: expected 3 tab-separated fields (sentence1, sentence2, label), got {len(row)}")
-            if row[2] not in label_ids:
-                raise DataError(f"{path}:{n}: label {row[2]!r} is not one of {list(task.labels)}")
-            columns["sentence1"].append(row[0])
-            columns["sentence2"].append(row[1])
-            columns["label"].append(label_ids[row[2]])
-    return columns
+def source_files(root: Path, task: TaskSpec, split: str, lang: str) -> list[Path]:
+    """Every file a (task, split, language) is read from (retrieval tasks have several)."""
+    main = Path(root) / task.path(split, lang)
+    if task.name == "tatoeba":
+        return [main, main.with_suffix(".eng")]
+    if task.name == "bucc2018":
+        return [main, main.with_suffix(".en"), main.with_suffix(".gold")]
+    return [main]
 
 
-def mixed_rows(root: Path, task: TaskSpec, split: str, langs: list[str]) -> dict[str, list]:
-    """Size-matched mixture: example i comes from language langs[i % len(langs)].
+def read_examples(root: Path, task: TaskSpec, split: str, langs: list[str]) -> list[dict]:
+    """One language's examples, or a size-matched mixture: example i comes from language langs[i % len(langs)].
 
     Translations render the same examples in the same order, so each example is
     used once, in one language, and the mixture has as many examples as English.
     """
-    per_lang = [read_pair_rows(task_file(root, task, split, lang), task) for lang in langs]
-    n = min(len(rows["label"]) for rows in per_lang)
-    return {col: [per_lang[i % len(langs)][col][i] for i in range(n)] for col in per_lang[0]}
+    family = family_of(task)
+    per_lang = [family.read(root, task, split, lang) for lang in langs]
+    if len(per_lang) == 1:
+        return per_lang[0]
+    n = min(len(rows) for rows in per_lang)
+    return [per_lang[i % len(langs)][i] for i in range(n)]
 
 
 def tokenizer_fingerprint(tokenizer_dir: Path | str) -> str:
@@ -84,32 +77,59 @@ class FeatureCache:
             self._tokenizers[tokenizer_dir] = AutoTokenizer.from_pretrained(tokenizer_dir)
         return self._tokenizers[tokenizer_dir]
 
-    def pair_features(
+    def features(
         self, root: Path, task: TaskSpec, split: str, langs: list[str], tokenizer_dir: str, max_len: int,
-        max_examples: int | None = None,
+        max_examples: int | None = None, stride: int = 128, labels: list[str] | None = None,
     ) -> Path:
-        files = [task_file(root, task, split, lang) for lang in langs]
+        """Path of the DatasetDict {features, examples} for these inputs, tokenising only on a miss."""
+        family = family_of(task)
+        for lang in langs:  # a clear error before anything is computed
+            task_file(root, task, split, lang)
+            for path in source_files(root, task, split, lang)[1:]:
+                if not path.is_file():
+                    raise DataError(f"task {task.name!r}, split {split!r}, language {lang!r}: expected file {path} "
+                                    "beside the first one (xtreme's download_data.sh layout)")
+        labels = list(labels) if labels is not None else family.label_space(root, task)
+        files = [p for lang in langs for p in source_files(root, task, split, lang)]
         key_payload = {
-            "task": task.name, "split": split, "langs": langs, "tokenizer": tokenizer_fingerprint(tokenizer_dir),
-            "max_len": max_len, "max_examples": max_examples,
+            "task": task.name, "family": family.name, "split": split, "langs": langs,
+            "tokenizer": tokenizer_fingerprint(tokenizer_dir), "max_len": max_len, "stride": stride,
+            "max_examples": max_examples, "labels": labels,
             "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
         }
         key = hashlib.sha256(json.dumps(key_payload, sort_keys=True).encode()).hexdigest()[:16]
         out = self.directory / f"{task.name}-{split}-{'+'.join(langs) if len(langs) < 4 else len(langs)}-{key}"
-        if (out / "dataset_info.json").exists():
+        if (out / "dataset_dict.json").exists():
             self.hits += 1
             return out
         self.misses += 1
-        from datasets import Dataset
+        from datasets import Dataset, DatasetDict
 
-        rows = read_pair_rows(files[0], task) if len(langs) == 1 else mixed_rows(root, task, split, langs)
+        examples = read_examples(root, task, split, langs)
         if max_examples is not None:
-            rows = {k: v[:max_examples] for k, v in rows.items()}
-        enc = self._tokenizer(tokenizer_dir)(rows["sentence1"], rows["sentence2"], truncation=True, max_length=max_len)
-        ds = Dataset.from_dict({"input_ids": enc["input_ids"], "label": rows["label"]})
+            examples = examples[:max_examples]
+        columns = family.featurize(examples, self._tokenizer(tokenizer_dir), max_len, stride, labels)
+        data = DatasetDict({
+            "features": Dataset.from_dict(columns),
+            "examples": Dataset.from_dict({"json": [json.dumps(e, ensure_ascii=False) for e in examples]}),
+        })
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        ds.save_to_disk(str(tmp))
+        data.save_to_disk(str(tmp))
+        (tmp / "labels.json").write_text(json.dumps(labels) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         return out
+
+
+def load_features(path: Path | str):
+    """(features as {column: list}, examples, labels) from a FeatureCache entry.
+
+    Columns come back as Python lists: batching and prediction index single rows, which is slow on Arrow.
+    """
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(path))
+    examples = [json.loads(x) for x in data["examples"]["json"]]
+    labels = json.loads((Path(path) / "labels.json").read_text())
+    return data["features"][:], examples, labels

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 
 from ray_xt.config import StudyConfig
+from ray_xt.tasks.registry import TASKS
 
 
 @dataclass(frozen=True)
 class Stage:
-    kind: str  # intermediate | target
+    kind: str  # intermediate | target (a sweep) | retrieval (evaluated from the upstream's checkpoint, no training)
     scale: str
     task: str
     seed: int
@@ -39,7 +40,7 @@ class Stage:
         if self.kind == "intermediate":
             return f"intermediate {self.task} [{self.condition}] {self.scale} seed{self.seed}"
         source = f"{self.intermediate_task}[{self.condition}]" if self.upstream else "pretrained"
-        return f"target {self.task} <- {source} {self.scale} seed{self.seed}"
+        return f"{self.kind} {self.task} <- {source} {self.scale} seed{self.seed}"
 
     @property
     def name(self) -> str:
@@ -83,10 +84,11 @@ def expand(cfg: StudyConfig) -> list[Stage]:
                     stages.append(stage)
                     upstreams.append(stage)
             for target in cfg.target.tasks:
+                kind = "retrieval" if TASKS[target].family == "retrieval" else "target"
                 for up in upstreams:
                     stages.append(
                         Stage(
-                            "target", scale, target, seed,
+                            kind, scale, target, seed,
                             condition=up.condition if up else "none",
                             intermediate_task=up.task if up else None,
                             upstream=up, inputs_digest=digest,

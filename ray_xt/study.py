@@ -55,6 +55,11 @@ class StudyPaths:
     def report(self) -> Path:
         return self.root / "report"
 
+    @property
+    def predictions(self) -> Path:
+        """XTREME submissions, one per target/retrieval stage: <stage name>/<task>/test-<lang>.{tsv,json}."""
+        return self.root / "predictions"
+
 
 class StageStore:
     """Finished stages as JSON files: survives the driver, read before anything is scheduled."""
@@ -105,26 +110,41 @@ def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Re
     return Resolved(Path(cfg.data.root), {s: SCALES[s].hub_id for s in cfg.scales})
 
 
+def training_source(task_name: str) -> str:
+    """The task whose English data trains ``task_name`` (XQuAD and MLQA train on SQuAD)."""
+    return TASKS[task_name].train_task or task_name
+
+
+def data_needs(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
+    """(task, split, languages) of every file a study reads."""
+    needs = []
+    for t in cfg.intermediate.tasks:
+        needs += [(t, "train", ["en"]), (t, "dev", ["en"])]
+        if "translate-train" in cfg.intermediate.conditions:
+            needs += [(t, split, translate_languages(cfg)) for split in ("train", "dev")]
+    for t in cfg.target.tasks:
+        task = TASKS[t]
+        if task.family != "retrieval":
+            needs += [(training_source(t), "train", ["en"]), (training_source(t), "dev", ["en"])]
+        needs.append((t, task.eval_split, cfg.languages_for(t)))
+    return needs
+
+
 def check_data_files(cfg: StudyConfig) -> None:
     """For an existing data folder, every file the study will read must exist — checked before Ray starts."""
     if cfg.data.source != "xtreme_dir":
         return  # the micro world writes its own files
-    from ray_xt.data import DataError, task_file
+    from ray_xt.data import DataError, source_files
 
     problems = []
-    needs = [(t, "train", ["en"]) for t in cfg.intermediate.tasks + cfg.target.tasks]
-    needs += [(t, "dev", ["en"]) for t in cfg.intermediate.tasks]
-    needs += [(t, "dev", cfg.languages_for(t)) for t in cfg.target.tasks]
-    if "translate-train" in cfg.intermediate.conditions:
-        needs += [(t, split, translate_languages(cfg)) for t in cfg.intermediate.tasks for split in ("train", "dev")]
-    for task, split, langs in needs:
+    for task, split, langs in data_needs(cfg):
         for lang in langs:
-            try:
-                task_file(Path(cfg.data.root), TASKS[task], split, lang)
-            except DataError as err:
-                problems.append(str(err))
+            for path in source_files(Path(cfg.data.root), TASKS[task], split, lang):
+                if not path.is_file():
+                    problems.append(f"task {task!r}, split {split!r}, language {lang!r}: expected file {path}")
     if problems:
-        raise DataError("missing data files:\n  - " + "\n  - ".join(problems))
+        raise DataError("missing data files (run google-research/xtreme's scripts/download_data.sh into data.root, "
+                        "and put intermediate tasks under intermediate/<task>/):\n  - " + "\n  - ".join(problems))
 
 
 def translate_languages(cfg: StudyConfig) -> list[str]:
@@ -153,21 +173,26 @@ class StudyRunner:
             return translate_languages(self.cfg)
         return ["en"]
 
-    def _features(self, stage: Stage) -> tuple[Path, Path, int]:
+    def _feature_args(self) -> dict:
+        t = self.cfg.trial
+        return {"max_len": t.max_seq_length, "stride": t.doc_stride}
+
+    def _features(self, stage: Stage) -> tuple[Path, Path, int, list[str]]:
+        """Train and dev features of a sweep stage (English, or the translate-train mixture), and its labels."""
+        from ray_xt.data import load_features
+        from ray_xt.families import family_of
+
         assert self.resolved is not None
-        task = TASKS[stage.task]
+        source = TASKS[training_source(stage.task)]
         tok = self.resolved.model_paths[stage.scale]
         langs = self._train_languages(stage)
         t = self.cfg.trial
-        train = self.features.pair_features(
-            self.resolved.data_root, task, "train", langs, tok, t.max_seq_length, t.max_train_examples
-        )
-        dev = self.features.pair_features(
-            self.resolved.data_root, task, "dev", langs, tok, t.max_seq_length, t.max_eval_examples
-        )
-        from datasets import load_from_disk
-
-        return train, dev, len(load_from_disk(str(train)))
+        labels = family_of(source).label_space(self.resolved.data_root, source)
+        train = self.features.features(self.resolved.data_root, source, "train", langs, tok,
+                                       max_examples=t.max_train_examples, labels=labels, **self._feature_args())
+        dev = self.features.features(self.resolved.data_root, source, "dev", langs, tok,
+                                     max_examples=t.max_eval_examples, labels=labels, **self._feature_args())
+        return train, dev, len(load_features(train)[0]["input_ids"]), labels
 
     def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
         cfg, t = self.cfg, self.cfg.trial
@@ -202,12 +227,14 @@ class StudyRunner:
 
         assert self.resolved is not None
         cfg, t = self.cfg, self.cfg.trial
-        task = TASKS[stage.task]
-        train, dev, n_train = self._features(stage)
+        if stage.kind == "retrieval":
+            return self.run_retrieval(stage)
+        train, dev, n_train, labels = self._features(stage)
         settings = self._sweep_settings(stage, n_train)
         spec = TrialSpec(
             model_path=self._model_path(stage), tokenizer_path=self.resolved.model_paths[stage.scale],
-            num_labels=task.num_labels, train_features=str(train), dev_features=str(dev), epochs=t.epochs,
+            task=training_source(stage.task), labels=tuple(labels), train_features=str(train), dev_features=str(dev),
+            epochs=t.epochs,
             batch_size=t.batch_size or SCALES[stage.scale].train_batch_size, evals_per_epoch=t.evals_per_epoch,
             warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
             zero_stage=t.zero_stage if t.zero_stage is not None else SCALES[stage.scale].zero_stage,
@@ -236,31 +263,63 @@ class StudyRunner:
             "sweep_seconds": time.perf_counter() - sweep_started, "trial_spec": asdict(spec),
         }
         if stage.kind == "target":
-            scores = self.zero_shot(stage, outcome)
-            record["zero_shot"] = scores
-            self.tracker.log_metrics(parent, {f"zero_shot.{lang}": v for lang, v in scores.items()}, 0)
+            record.update(self.zero_shot(stage, outcome.best_model_dir, labels))
+            self._log_zero_shot(parent, record)
         self.tracker.log_metrics(parent, {"best_score": outcome.best_score, "best_learning_rate": outcome.best_learning_rate}, 0)
         self.tracker.finish(parent)
         return record
 
-    def zero_shot(self, stage: Stage, outcome: SweepOutcome) -> dict[str, float]:
-        """The best checkpoint evaluated on every language's dev set (a Ray task, so it runs on the cluster)."""
+    def run_retrieval(self, stage: Stage) -> dict:
+        """Retrieval straight from the upstream checkpoint (or the pretrained model): no sweep."""
+        parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": self.cfg.name})
+        model_dir = self._model_path(stage)
+        self.tracker.log_params(parent, {"model_path": model_dir, "git_revision": self.git_revision,
+                                         "retrieval_layer": self.cfg.trial.retrieval_layer or "default"})
+        record = {"stage": stage.tags, "label": stage.label, "parent_run_id": parent, "model_dir": model_dir,
+                  **self.zero_shot(stage, model_dir, [])}
+        scores = list(record["zero_shot"].values())
+        record["sweep"] = {"best_score": sum(scores) / len(scores) if scores else float("nan"),
+                           "best_learning_rate": 0.0, "best_model_dir": model_dir}
+        self._log_zero_shot(parent, record)
+        self.tracker.finish(parent)
+        return record
+
+    def _log_zero_shot(self, parent: str, record: dict) -> None:
+        self.tracker.log_metrics(parent, {f"zero_shot.{lang}": v for lang, v in record["zero_shot"].items()}, 0)
+        if record.get("predictions_dir"):
+            self.tracker.log_artifacts(parent, record["predictions_dir"], "predictions")
+
+    def zero_shot(self, stage: Stage, model_dir: str, labels: list[str]) -> dict:
+        """A checkpoint evaluated on every language (a Ray task, so it runs on the cluster), and its XTREME
+        submission files written under predictions/<stage name>/."""
         import ray
 
         assert self.resolved is not None
         task = TASKS[stage.task]
         tok = self.resolved.model_paths[stage.scale]
         langs = self.cfg.languages_for(stage.task)
-        feature_dirs = {
-            lang: str(self.features.pair_features(
-                self.resolved.data_root, task, "dev", [lang], tok, self.cfg.trial.max_seq_length,
-                self.cfg.trial.max_eval_examples,
-            ))
-            for lang in langs
-        }
+        root = self.resolved.data_root
+        splits = [task.eval_split] + ([task.submission_split] if task.submission_split != task.eval_split else [])
+        feature_dirs: dict[str, dict[str, str]] = {}
+        for lang in langs:
+            for split in splits:
+                if (root / task.path(split, lang)).is_file():
+                    feature_dirs.setdefault(lang, {})[split] = str(self.features.features(
+                        root, task, split, [lang], tok, labels=labels,
+                        max_examples=self.cfg.trial.max_eval_examples if split == task.eval_split else None,
+                        **self._feature_args()))
         cpus, gpus = self._trial_resources(stage.scale)
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(evaluate_languages)
-        return ray.get(remote.remote(outcome.best_model_dir, feature_dirs, cpus))
+        results = ray.get(remote.remote(model_dir, stage.task, feature_dirs, cpus, self.cfg.trial.retrieval_layer))
+        out_dir = self.paths.predictions / stage.name / stage.task
+        for lang, result in results.items():
+            if "submission" in result:
+                write_submission(out_dir / f"test-{lang}.{task.submission_suffix}", result["submission"])
+        return {
+            "zero_shot": {lang: r["score"] for lang, r in results.items()},
+            "zero_shot_metrics": {lang: r["metrics"] for lang, r in results.items()},
+            "predictions_dir": str(out_dir) if out_dir.exists() else None,
+        }
 
     # ---- the whole study ----------------------------------------------------------------------
     def run(self, progress: bool = True) -> list[dict]:
@@ -293,21 +352,52 @@ class StudyRunner:
         return records
 
 
-def evaluate_languages(model_dir: str, feature_dirs: dict[str, str], cpus: float) -> dict[str, float]:
-    import torch
-    from datasets import load_from_disk
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, dict[str, str]], cpus: float,
+                       retrieval_layer: int | None = None) -> dict[str, dict]:
+    """Per language: the eval split's score and metrics, and predictions of the submission split.
 
-    from ray_xt.evaluate import accuracy, predict_labels
+    BUCC's threshold is chosen on the eval (dev) split and applied unchanged to test.
+    """
+    import torch
+    from transformers import AutoTokenizer
+
+    from ray_xt.data import load_features
+    from ray_xt.families import family_of
+    from ray_xt.families.base import quiet_transformers
 
     torch.set_num_threads(max(1, int(cpus)))
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    task = TASKS[task_name]
+    family = family_of(task, layer=retrieval_layer) if task.family == "retrieval" else family_of(task)
+    quiet_transformers()
+    model = family.auto_class().from_pretrained(model_dir)
     pad_id = AutoTokenizer.from_pretrained(model_dir).pad_token_id
     if torch.cuda.is_available():
         model = model.cuda()
-    scores = {}
-    for lang, path in feature_dirs.items():
-        ds = load_from_disk(path)
-        scores[lang] = accuracy(predict_labels(model, ds["input_ids"], pad_id), ds["label"])
-    return scores
+    results: dict[str, dict] = {}
+    for lang, splits in feature_dirs.items():
+        result: dict = {}
+        if task.family == "retrieval":
+            family.threshold = None
+        if task.eval_split in splits:
+            features, examples, _ = load_features(splits[task.eval_split])
+            evaluation = family.evaluate(model, features, examples, pad_id, task, lang)
+            result.update(score=evaluation.score, metrics=evaluation.metrics)
+            if task.submission_split == task.eval_split:
+                result["submission"] = evaluation.submission
+            if task.family == "retrieval" and "threshold" in evaluation.metrics:
+                family.threshold = evaluation.metrics["threshold"]
+        if task.submission_split != task.eval_split and task.submission_split in splits:
+            features, examples, _ = load_features(splits[task.submission_split])
+            result["submission"] = family.evaluate(model, features, examples, pad_id, task, lang).submission
+        if "score" in result:
+            results[lang] = result
+    return results
 
+
+def write_submission(path: Path, submission) -> None:
+    """One XTREME prediction file: lines (tsv) or {question id: answer} (json)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(submission, dict):
+        path.write_text(json.dumps(submission, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    else:
+        path.write_text("".join(f"{line}\n" for line in submission), encoding="utf-8")

@@ -94,6 +94,9 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    def log_artifacts(self, run_id: str, directory: str, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, directory, artifact_path)
+
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 

@@ -26,7 +26,8 @@ class TrialSpec:
 
     model_path: str
     tokenizer_path: str
-    num_labels: int
+    task: str
+    labels: tuple[str, ...]  # classification labels / tag set (empty for multiple choice and QA)
     train_features: str
     dev_features: str
     epochs: float
@@ -104,34 +105,19 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def load_classifier(path: str, num_labels: int, fresh_head: bool):
-    """A sequence classifier from a pretrained or fine-tuned checkpoint.
-
-    ``fresh_head``: keep only the encoder (as jiant's partial load does); an
-    intermediate task's head never leaks into the target task.
-    """
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=num_labels, ignore_mismatched_sizes=True
-    )
-    if fresh_head:
-        model.classifier.apply(model._init_weights)
-    return model
-
-
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
     prepare_process(spec.cpus)
     import deepspeed
     import torch
-    from datasets import load_from_disk
     from deepspeed.utils import logger as ds_logger
     from ray import tune
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from ray_xt.evaluate import accuracy, collate, predict_labels
+    from ray_xt.data import load_features
+    from ray_xt.families import family_of
+    from ray_xt.tasks.registry import TASKS
 
     ds_logger.setLevel(logging.WARNING)
     hf_logging.set_verbosity_error()
@@ -139,15 +125,17 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     lr = float(config["learning_rate"])
     torch.manual_seed(spec.seed)
 
-    train = load_from_disk(spec.train_features)
-    dev = load_from_disk(spec.dev_features)
-    train_ids, train_labels = train["input_ids"], train["label"]
-    dev_ids, dev_labels = dev["input_ids"], dev["label"]
+    task = TASKS[spec.task]
+    family = family_of(task)
+    train, _, _ = load_features(spec.train_features)
+    dev, dev_examples, _ = load_features(spec.dev_features)
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path)
     pad_id = tokenizer.pad_token_id
 
-    model = load_classifier(spec.model_path, spec.num_labels, fresh_head=True)
-    steps_per_epoch = math.ceil(len(train_ids) / spec.batch_size)
+    # the pretrained or intermediate encoder with a fresh head of this task's family
+    model = family.load_model(spec.model_path, len(spec.labels), fresh_head=True, labels=list(spec.labels))
+    n_train = len(train["input_ids"])
+    steps_per_epoch = math.ceil(n_train / spec.batch_size)
     total_steps = max(1, round(steps_per_epoch * spec.epochs))
     eval_every = max(1, steps_per_epoch // spec.evals_per_epoch)
     decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
@@ -173,10 +161,9 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     first_step_seconds = None
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
-        order = _epoch_order(len(train_ids), spec.seed, epoch)
+        order = _epoch_order(n_train, spec.seed, epoch)
         idx = order[offset * spec.batch_size : (offset + 1) * spec.batch_size]
-        batch = collate([train_ids[i] for i in idx], pad_id, [train_labels[i] for i in idx])
-        batch = {k: v.to(engine.device) for k, v in batch.items()}
+        batch = {k: v.to(engine.device) for k, v in family.batch(train, idx, pad_id).items()}
         loss = engine(**batch).loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})")
@@ -187,9 +174,9 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
         if first_step_seconds is None:
             first_step_seconds = time.perf_counter() - started
         if step % eval_every == 0 or step == total_steps:
-            preds = predict_labels(engine.module, dev_ids, pad_id)
+            evaluation = family.evaluate(engine.module, dev, dev_examples, pad_id, task, "en")
             metrics = {
-                "score": accuracy(preds, dev_labels),
+                "score": evaluation.score,
                 "train_loss": sum(losses) / max(1, len(losses)),
                 "step": step,
                 "epoch": step / steps_per_epoch,

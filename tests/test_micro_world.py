@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_xt.data import FeatureCache, read_pair_rows, task_file
+from ray_xt.data import FeatureCache, read_examples
 from ray_xt.micro.build import build_micro, build_world
 from ray_xt.micro.languages import LANGUAGES, SYNTHETIC
 from ray_xt.micro.pretrain import PretrainSpec, pretrain_mlm
@@ -51,25 +51,27 @@ def test_pair_tasks_round_trip_through_the_real_loader(tmp_path):
     for name in ("pawsx", "xnli", "mnli"):
         task = TASKS[name]
         for lang in SMALL.languages:
-            rows = read_pair_rows(task_file(root, task, "dev", lang), task)
-            assert len(rows["label"]) == SMALL.dev_size
-            assert set(rows["label"]) <= set(range(task.num_labels))
+            rows = read_examples(root, task, "dev", [lang])
+            assert len(rows) == SMALL.dev_size
+            assert {r["label"] for r in rows} <= set(task.labels)
         # XTREME layout: unlabeled test files, labels kept apart
-        test_line = (root / task.directory / "test-qso.tsv").read_text().splitlines()[0]
+        test_line = (root / task.path("test", "qso")).read_text().splitlines()[0]
         assert test_line.count("\t") == 1
         assert (root / "labels" / name / "test-qso.tsv").exists()
     # translations render the same examples: labels agree across languages
-    en = read_pair_rows(task_file(root, TASKS["pawsx"], "train", "en"), TASKS["pawsx"])
-    qgr = read_pair_rows(task_file(root, TASKS["pawsx"], "train", "qgr"), TASKS["pawsx"])
-    assert en["label"] == qgr["label"] and en["sentence1"] != qgr["sentence1"]
-    assert any(ord(ch) > 0x370 for ch in qgr["sentence1"][0])  # Greek script
+    en = read_examples(root, TASKS["pawsx"], "train", ["en"])
+    qgr = read_examples(root, TASKS["pawsx"], "train", ["qgr"])
+    assert [r["label"] for r in en] == [r["label"] for r in qgr] and en[0]["sentence1"] != qgr[0]["sentence1"]
+    assert any(ord(ch) > 0x370 for ch in qgr[0]["sentence1"])  # Greek script
 
 
 def test_missing_task_file_names_task_and_path(tmp_path):
     from ray_xt.data import DataError
 
     with pytest.raises(DataError, match=r"task 'pawsx', split 'dev', language 'de': expected file .*dev-de.tsv"):
-        task_file(tmp_path, TASKS["pawsx"], "dev", "de")
+        read_examples(tmp_path, TASKS["pawsx"], "dev", ["de"])
+    with pytest.raises(DataError, match=r"task 'tatoeba'.*tatoeba\.deu-eng\.deu.*download_data\.sh"):
+        FeatureCache(tmp_path / "f").features(tmp_path, TASKS["tatoeba"], "test", ["de"], "unused", 32)
 
 
 def test_tokenizer_loads_with_transformers(tmp_path):
@@ -110,23 +112,21 @@ def test_cached_build_is_reused(tmp_path):
 def test_feature_cache_tokenises_once(tmp_path):
     root, tok_dir = build_world(SMALL, 500, tmp_path)
     cache = FeatureCache(tmp_path / "features")
-    a = cache.pair_features(root, TASKS["pawsx"], "dev", ["en"], str(tok_dir), 32)
-    b = cache.pair_features(root, TASKS["pawsx"], "dev", ["en"], str(tok_dir), 32)
-    c = cache.pair_features(root, TASKS["pawsx"], "dev", ["en"], str(tok_dir), 48)
+    a = cache.features(root, TASKS["pawsx"], "dev", ["en"], str(tok_dir), 32)
+    b = cache.features(root, TASKS["pawsx"], "dev", ["en"], str(tok_dir), 32)
+    c = cache.features(root, TASKS["pawsx"], "dev", ["en"], str(tok_dir), 48)
     assert a == b != c
     assert (cache.hits, cache.misses) == (1, 2)
 
 
 def test_translate_train_mixture_is_size_matched(tmp_path):
-    from ray_xt.data import mixed_rows
-
     root, _ = build_world(SMALL, 500, tmp_path)
     langs = ["qca", "qso", "qgr"]
-    rows = mixed_rows(root, TASKS["mnli"], "train", langs)
-    assert len(rows["label"]) == SMALL.train_size
-    per_lang = {lang: read_pair_rows(task_file(root, TASKS["mnli"], "train", lang), TASKS["mnli"]) for lang in langs}
+    rows = read_examples(root, TASKS["mnli"], "train", langs)
+    assert len(rows) == SMALL.train_size
+    per_lang = {lang: read_examples(root, TASKS["mnli"], "train", [lang]) for lang in langs}
     for i in range(6):
-        assert rows["sentence1"][i] == per_lang[langs[i % 3]]["sentence1"][i]
+        assert rows[i] == per_lang[langs[i % 3]][i]
 
 
 def test_every_language_has_a_profile():
@@ -201,9 +201,9 @@ def test_multiple_choice_and_anli_files(tmp_path):
         assert [r.label for r in en] == [r.label for r in qgr]  # translations of the same examples
         labels = [r.label for r in en]
         assert len(set(labels)) > 1  # the gold position varies
-    rows = read_pair_rows(task_file(root, TASKS["mnli"], "dev", "en"), TASKS["mnli"])
-    anli = (root / "intermediate" / "anli" / "dev-en.tsv").read_text().splitlines()
-    assert len(anli) == SMALL.dev_size and len(rows["label"]) == SMALL.dev_size
+    rows = read_examples(root, TASKS["mnli"], "dev", ["en"])
+    anli = read_examples(root, TASKS["anli"], "dev", ["en"])
+    assert len(anli) == SMALL.dev_size and len(rows) == SMALL.dev_size
 
 
 def test_commonsense_answers_are_background_knowledge_stated_in_every_corpus(tmp_path):

@@ -12,6 +12,7 @@ from ray_xt.micro.languages import LANGUAGES, Renderer
 from ray_xt.micro.latent import LatentSampler, Vocabulary
 from ray_xt.micro.qa import commonsense, completion, multiple_choice, qa_example, squad_document
 from ray_xt.micro.tasks import ALL_TASKS, MC_TASKS, PAIR_TASKS, QA_TASKS, RETRIEVAL_TASKS, TAGGING_TASKS
+from ray_xt.tasks.registry import TASKS
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ def write_tatoeba(spec: WorldSpec, out: Path) -> None:
         for side, renderer in ((code, renderers[code]), ("eng", renderers["en"])):
             lines = [renderer.render(c) for c in sentences]
             (directory / f"tatoeba.{code}-eng.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # submission labels: the English line each source line translates (aligned files: its own index)
+        _write_tsv(out / "labels" / "tatoeba" / f"test-{code}.tsv", [[i] for i in range(len(sentences))])
 
 
 def write_bucc(spec: WorldSpec, out: Path) -> None:
@@ -157,20 +160,15 @@ def write_bucc(spec: WorldSpec, out: Path) -> None:
                 "".join(f"{en_ids[i]}\t{s}\n" for i, s in en), encoding="utf-8")
             gold = sorted(f"{src_ids[i]}\t{en_ids[i]}\n" for i in range(len(shared)))
             (directory / f"{code}-en.{split}.gold").write_text("".join(gold), encoding="utf-8")
+            if split == "test":
+                labels = out / "labels" / "bucc2018" / f"test-{code}.tsv"
+                labels.parent.mkdir(parents=True, exist_ok=True)
+                labels.write_text("".join(gold), encoding="utf-8")
 
 
 def qa_file(task: str, split: str, lang: str) -> str:
     """Where xtreme's download_data.sh leaves each QA file (relative to the data root)."""
-    if task == "squad":
-        return f"intermediate/squad/{split}-{lang}.json"
-    if task == "xquad":
-        return f"download/xquad/xquad.{lang}.json"
-    if task == "mlqa":
-        return f"download/mlqa/MLQA_V1/{split}/{split}-context-{lang}-question-{lang}.json"
-    if task == "tydiqa":
-        folder = "tydiqa-goldp-v1.1-train" if split == "train" else "tydiqa-goldp-v1.1-dev"
-        return f"download/tydiqa/{folder}/tydiqa.{lang}.{split}.json"
-    raise ValueError(f"not a QA task: {task!r}")
+    return TASKS[task].path(split, lang)
 
 
 def _write_json(path: Path, payload) -> None:
@@ -189,11 +187,14 @@ def write_qa_task(spec: WorldSpec, task: str, out: Path) -> None:
         for split, questions in latent.items():
             if split == "train" and code != "en" and task != "squad":
                 continue  # target tasks train on English only; squad is the translated intermediate task
-            _write_json(out / qa_file(task, split, code), squad_document(renderer, questions, f"{task}-{split}-{code}"))
+            document = squad_document(renderer, questions, f"{task}-{split}-{code}")
+            _write_json(out / qa_file(task, split, code), document)
+            if split == {"tydiqa": "dev"}.get(task, "test"):  # XTREME scores TyDiQA-GoldP's dev set as its test
+                _write_json(out / "labels" / task / f"test-{code}.json", document)
 
 
 def mc_file(task: str, split: str, lang: str) -> str:
-    return f"intermediate/{task}/{split}-{lang}.jsonl"
+    return TASKS[task].path(split, lang)
 
 
 def write_mc_task(spec: WorldSpec, task: str, out: Path) -> None:

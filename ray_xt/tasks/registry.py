@@ -1,50 +1,184 @@
-"""Every task ray_xt knows: family, labels, metric, languages and where its files live.
+"""Every task ray_xt knows: family, labels, metric, languages, file layout and hub source.
 
-Languages are XTREME's lists (google-research/xtreme ``utils_preprocess.py`` and
-``scripts/train.sh``); on the micro world a task is available in every world language.
+Target-task languages are XTREME's lists, exactly as the official ``evaluate.py``
+(google-research/xtreme) scores them; intermediate tasks are English (their
+"translate-train" versions come from XTREME's translate-train sets where those
+exist, else from a translation source: see ``ray_xt/translate.py``).  On the
+micro world every task exists in every world language.
+
+File layouts are those ``scripts/download_data.sh`` of google-research/xtreme
+leaves under ``download/``; intermediate tasks live under ``intermediate/<task>``
+in the formats ray_xt reads (the micro world writes both).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
+
+FAMILIES = ("pair_classification", "multiple_choice", "tagging", "span_qa", "retrieval")
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where the real data lives on the HF hub. ``config``/``split`` may hold ``{lang}``, ``{split}`` fields."""
+
+    dataset: str
+    config: str | None = None
+    splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"})
+    language_names: dict[str, str] | None = None  # for configs named by language name (udpos.English)
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    family: str  # pair_classification (more families arrive with the real-data issue)
+    family: str  # one of FAMILIES
     role: str  # target | intermediate
-    labels: tuple[str, ...]
-    metric: str
+    metric: str  # accuracy | f1 | em_f1 | bucc_f1
     languages: tuple[str, ...]  # evaluation languages on the real benchmark
-    directory: str  # relative to an XTREME-layout root ("download/<task>") or the intermediate root
-    hub_id: tuple[str, str | None] = ("", None)  # (HF datasets id, config) for the real data
-    translate_train: bool = False  # does a target-language version of the training data exist?
+    layout: Callable[[str, str], str]  # (split, lang) -> file path relative to the data root
+    labels: tuple[str, ...] = ()  # classification labels (pair) or the tag set (tagging; read from data if empty)
+    hub: HubSource | None = None
+    translate_train: str | None = None  # where a target-language training set comes from: "xtreme" | None
+    train_task: str | None = None  # trains on another task's English data (XQuAD/MLQA on SQuAD)
+    eval_split: str = "dev"  # split scored zero-shot in every language (XQuAD ships only test)
+    submission_split: str = "test"  # split predicted for the XTREME submission (TyDiQA-GoldP: its dev set)
+    num_choices: int = 0  # multiple choice
 
     @property
     def num_labels(self) -> int:
         return len(self.labels)
 
+    @property
+    def submission_suffix(self) -> str:
+        return "json" if self.family == "span_qa" else "tsv"
+
+    def path(self, split: str, lang: str) -> str:
+        return self.layout(split, lang)
+
+
+def _tsv(directory: str) -> Callable[[str, str], str]:
+    return lambda split, lang: f"{directory}/{split}-{lang}.tsv"
+
+
+def _jsonl(directory: str) -> Callable[[str, str], str]:
+    return lambda split, lang: f"{directory}/{split}-{lang}.jsonl"
+
+
+def _squad(split: str, lang: str) -> str:
+    return f"intermediate/squad/{split}-{lang}.json"
+
+
+def _xquad(split: str, lang: str) -> str:
+    return f"download/xquad/xquad.{lang}.json"
+
+
+def _mlqa(split: str, lang: str) -> str:
+    return f"download/mlqa/MLQA_V1/{split}/{split}-context-{lang}-question-{lang}.json"
+
+
+def _tydiqa(split: str, lang: str) -> str:
+    folder = "tydiqa-goldp-v1.1-train" if split == "train" else "tydiqa-goldp-v1.1-dev"
+    return f"download/tydiqa/{folder}/tydiqa.{lang}.{split}.json"
+
+
+def _tatoeba(split: str, lang: str) -> str:
+    code = TATOEBA_ISO3.get(lang, lang)  # LASER names files by ISO 639-3 code
+    return f"download/tatoeba/tatoeba.{code}-eng.{code}"  # and the .eng side beside it
+
+
+def _bucc(split: str, lang: str) -> str:
+    return f"download/bucc2018/{lang}-en.{split}.{lang}"  # and .en, .gold beside it
+
+
+# XTREME's evaluation languages (google-research/xtreme evaluate.py, TASK2LANGS).
+XTREME_LANGUAGES: dict[str, str] = {
+    "pawsx": "de,en,es,fr,ja,ko,zh",
+    "xnli": "ar,bg,de,el,en,es,fr,hi,ru,sw,th,tr,ur,vi,zh",
+    "panx": "ar,he,vi,id,jv,ms,tl,eu,ml,ta,te,af,nl,en,de,el,bn,hi,mr,ur,fa,fr,it,pt,es,bg,ru,ja,ka,ko,th,sw,yo,my,"
+            "zh,kk,tr,et,fi,hu",
+    "udpos": "af,ar,bg,de,el,en,es,et,eu,fa,fi,fr,he,hi,hu,id,it,ja,kk,ko,mr,nl,pt,ru,ta,te,th,tl,tr,ur,vi,yo,zh",
+    "bucc2018": "de,fr,ru,zh",
+    "tatoeba": "ar,he,vi,id,jv,tl,eu,ml,ta,te,af,nl,de,el,bn,hi,mr,ur,fa,fr,it,pt,es,bg,ru,ja,ka,ko,th,sw,zh,kk,tr,"
+               "et,fi,hu",
+    "xquad": "en,es,de,el,ru,tr,ar,vi,th,zh,hi",
+    "mlqa": "en,es,de,ar,hi,vi,zh",
+    "tydiqa": "en,ar,bn,fi,id,ko,ru,sw,te",
+}
+# google/xtreme names its udpos configs by language name.
+UD_NAMES = dict(
+    af="Afrikaans", ar="Arabic", bg="Bulgarian", de="German", el="Greek", en="English", es="Spanish",
+    et="Estonian", eu="Basque", fa="Persian", fi="Finnish", fr="French", he="Hebrew", hi="Hindi", hu="Hungarian",
+    id="Indonesian", it="Italian", ja="Japanese", kk="Kazakh", ko="Korean", mr="Marathi", nl="Dutch",
+    pt="Portuguese", ru="Russian", ta="Tamil", te="Telugu", th="Thai", tl="Tagalog", tr="Turkish", ur="Urdu",
+    vi="Vietnamese", yo="Yoruba", zh="Chinese",
+)
+# Tatoeba files use ISO 639-3 codes (LASER naming); XTREME reports 2-letter codes.
+TATOEBA_ISO3 = dict(
+    ar="ara", he="heb", vi="vie", id="ind", jv="jav", tl="tgl", eu="eus", ml="mal", ta="tam", te="tel", af="afr",
+    nl="nld", de="deu", el="ell", bn="ben", hi="hin", mr="mar", ur="urd", fa="pes", fr="fra", it="ita", pt="por",
+    es="spa", bg="bul", ru="rus", ja="jpn", ka="kat", ko="kor", th="tha", sw="swh", zh="cmn", kk="kaz", tr="tur",
+    et="est", fi="fin", hu="hun",
+)
+
+
+def _langs(task: str) -> tuple[str, ...]:
+    return tuple(XTREME_LANGUAGES[task].split(","))
+
 
 _NLI = ("entailment", "neutral", "contradiction")
 _PARA = ("0", "1")
+_EN = ("en",)
+_QA_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
-        TaskSpec(
-            "xnli", "pair_classification", "target", _NLI, "accuracy",
-            tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split()), "download/xnli",
-            ("facebook/xnli", "all_languages"), True,
-        ),
-        TaskSpec(
-            "pawsx", "pair_classification", "target", _PARA, "accuracy",
-            tuple("de en es fr ja ko zh".split()), "download/pawsx", ("google-research-datasets/paws-x", "en"), True,
-        ),
-        TaskSpec("mnli", "pair_classification", "intermediate", _NLI, "accuracy", ("en",), "intermediate/mnli",
-                 ("nyu-mll/glue", "mnli"), True),
-        TaskSpec("qqp", "pair_classification", "intermediate", _PARA, "accuracy", ("en",), "intermediate/qqp",
-                 ("nyu-mll/glue", "qqp"), False),
+        # ---- XTREME target tasks
+        TaskSpec("xnli", "pair_classification", "target", "accuracy", _langs("xnli"), _tsv("download/xnli"), _NLI,
+                 HubSource("facebook/xnli", "{lang}"), translate_train="xtreme"),
+        TaskSpec("pawsx", "pair_classification", "target", "accuracy", _langs("pawsx"), _tsv("download/pawsx"), _PARA,
+                 HubSource("google-research-datasets/paws-x", "{lang}"), translate_train="xtreme"),
+        TaskSpec("udpos", "tagging", "target", "f1", _langs("udpos"), _tsv("download/udpos"),
+                 hub=HubSource("google/xtreme", "udpos.{lang}", language_names=UD_NAMES)),
+        TaskSpec("panx", "tagging", "target", "f1", _langs("panx"), _tsv("download/panx"),
+                 hub=HubSource("google/xtreme", "PAN-X.{lang}")),
+        TaskSpec("xquad", "span_qa", "target", "em_f1", _langs("xquad"), _xquad,
+                 hub=HubSource("google/xquad", "xquad.{lang}", {"test": "validation"}), train_task="squad",
+                 eval_split="test"),
+        TaskSpec("mlqa", "span_qa", "target", "em_f1", _langs("mlqa"), _mlqa,
+                 hub=HubSource("facebook/mlqa", "mlqa.{lang}.{lang}", {"dev": "validation", "test": "test"}),
+                 train_task="squad"),
+        TaskSpec("tydiqa", "span_qa", "target", "em_f1", _langs("tydiqa"), _tydiqa,
+                 hub=HubSource("google/xtreme", "tydiqa", {"train": "train", "dev": "validation"}),
+                 submission_split="dev"),
+        TaskSpec("bucc2018", "retrieval", "target", "bucc_f1", _langs("bucc2018"), _bucc,
+                 hub=None),  # the hub copies lack the gold alignments: local download only
+        TaskSpec("tatoeba", "retrieval", "target", "accuracy", _langs("tatoeba"), _tatoeba,
+                 hub=HubSource("google/xtreme", "tatoeba.{lang}", {"test": "validation"}), eval_split="test"),
+        # ---- the paper's English intermediate tasks
+        TaskSpec("mnli", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/mnli"), _NLI,
+                 HubSource("nyu-mll/glue", "mnli", {"train": "train", "dev": "validation_matched"}),
+                 translate_train="xtreme"),  # XNLI's translate-train is MNLI translated
+        TaskSpec("anli", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/anli"), _NLI,
+                 HubSource("facebook/anli", None, {"train": "train_r3", "dev": "dev_r3"})),
+        TaskSpec("qqp", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/qqp"), _PARA,
+                 HubSource("nyu-mll/glue", "qqp", {"train": "train", "dev": "validation"}),
+                 translate_train="xtreme"),  # PAWS-X's translate-train stands in for translated paraphrase data
+        TaskSpec("squad", "span_qa", "intermediate", "em_f1", _EN, _squad,
+                 hub=HubSource("rajpurkar/squad", None, {"train": "train", "dev": "validation"}),
+                 translate_train="xtreme"),  # XTREME ships SQuAD translate-train
+        TaskSpec("hellaswag", "multiple_choice", "intermediate", "accuracy", _EN, _jsonl("intermediate/hellaswag"),
+                 hub=HubSource("Rowan/hellaswag", None, {"train": "train", "dev": "validation"}), num_choices=4),
+        TaskSpec("cosmosqa", "multiple_choice", "intermediate", "accuracy", _EN, _jsonl("intermediate/cosmosqa"),
+                 hub=HubSource("allenai/cosmos_qa", None, {"train": "train", "dev": "validation"}), num_choices=4),
+        TaskSpec("commonsenseqa", "multiple_choice", "intermediate", "accuracy", _EN,
+                 _jsonl("intermediate/commonsenseqa"),
+                 hub=HubSource("tau/commonsense_qa", None, {"train": "train", "dev": "validation"}), num_choices=5),
+        TaskSpec("socialiqa", "multiple_choice", "intermediate", "accuracy", _EN, _jsonl("intermediate/socialiqa"),
+                 hub=HubSource("allenai/social_i_qa", None, {"train": "train", "dev": "validation"}), num_choices=3),
+        TaskSpec("ccg", "tagging", "intermediate", "f1", _EN, _tsv("intermediate/ccg"),
+                 hub=None),  # CCGbank is LDC-licensed: a local copy converted to token<TAB>supertag TSV
     )
 }
 

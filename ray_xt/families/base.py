@@ -1,0 +1,142 @@
+"""What every task family provides: read -> featurise -> model/head -> batches -> predict -> metric -> submission.
+
+A family turns a task's files into Arrow feature columns (tokenised once per study by
+``ray_xt.data.FeatureCache``), builds the transformers model with the family's head,
+makes training batches for the lean DeepSpeed loop in ``ray_xt.trial``, and evaluates
+a model on one language: the main score (what Tune optimises and the reports
+compare), all metrics, and the predictions in XTREME's submission format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ray_xt.tasks.registry import TaskSpec
+
+
+class DataError(FileNotFoundError):
+    """A task file is missing or malformed; the message names task, path and the fix."""
+
+
+@dataclass
+class Evaluation:
+    score: float  # the task's main metric as a fraction (accuracy, F1/100)
+    metrics: dict[str, float] = field(default_factory=dict)  # in %, as XTREME reports them
+    submission: list[str] | dict | None = None  # lines of test-<lang>.tsv, or {id: answer} of test-<lang>.json
+
+
+def require(root: Path, task: TaskSpec, split: str, lang: str, hint: str | None = None) -> Path:
+    path = Path(root) / task.path(split, lang)
+    if not path.is_file():
+        how = hint or (
+            "run google-research/xtreme's scripts/download_data.sh into data.root"
+            if task.role == "target"
+            else f"put the task's files there ({FORMAT_HINTS[task.family]})"
+        )
+        raise DataError(f"task {task.name!r}, split {split!r}, language {lang!r}: expected file {path} ({how})")
+    return path
+
+
+FORMAT_HINTS = {
+    "pair_classification": "sentence1<TAB>sentence2<TAB>label TSV",
+    "multiple_choice": "JSON lines {id, context, question, choices, label}",
+    "tagging": "token<TAB>tag lines, a blank line between sentences",
+    "span_qa": "SQuAD v1.1 JSON",
+    "retrieval": "Tatoeba / BUCC files as xtreme's download_data.sh leaves them",
+}
+
+
+class Family:
+    """Base class: subclasses fill in the task-specific steps."""
+
+    name = ""
+    trainable = True
+
+    # ---- data
+    def read(self, root: Path, task: TaskSpec, split: str, lang: str) -> list[dict]:
+        raise NotImplementedError
+
+    def featurize(self, examples: list[dict], tokenizer, max_len: int, stride: int, labels: list[str]) -> dict:
+        raise NotImplementedError
+
+    def label_space(self, root: Path, task: TaskSpec) -> list[str]:
+        return list(task.labels)
+
+    # ---- model
+    def auto_class(self):
+        raise NotImplementedError
+
+    def load_model(self, path: str, num_labels: int, fresh_head: bool, labels: list[str] | None = None):
+        """The family's model from a pretrained or fine-tuned checkpoint.
+
+        ``fresh_head``: keep only the encoder (as jiant's partial load does); an intermediate task's head
+        never leaks into the target task, whatever the two families are.
+        """
+        quiet_transformers()
+        kwargs = {"ignore_mismatched_sizes": True}
+        if num_labels:
+            kwargs["num_labels"] = num_labels
+        if labels:
+            kwargs["id2label"] = dict(enumerate(labels))
+            kwargs["label2id"] = {label: i for i, label in enumerate(labels)}
+        model = self.auto_class().from_pretrained(path, **kwargs)
+        if fresh_head:
+            for name, module in model.named_children():
+                if name != model.base_model_prefix:
+                    module.apply(model._init_weights)
+        return model
+
+    # ---- training and evaluation
+    def batch(self, features, indices: list[int], pad_id: int) -> dict:
+        raise NotImplementedError
+
+    def evaluate(self, model, features, examples: list[dict], pad_id: int, task: TaskSpec, lang: str,
+                 batch_size: int = 64) -> Evaluation:
+        raise NotImplementedError
+
+
+def quiet_transformers() -> None:
+    """Loading an encoder under a new head is expected here: no per-load report of missing/unused weights."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def pad(rows: list[list[int]], value: int):
+    """A batch of id lists padded to its own longest member (no padding to max_len)."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped by length, so evaluation batches carry little padding."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class eval_mode:
+    """model.eval() and inference mode for a block, restoring training mode after."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        import torch
+
+        self.was_training = self.model.training
+        self.model.eval()
+        self._inference = torch.inference_mode()
+        self._inference.__enter__()
+        return self.model
+
+    def __exit__(self, *exc):
+        self._inference.__exit__(*exc)
+        if self.was_training:
+            self.model.train()

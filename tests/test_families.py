@@ -1,0 +1,127 @@
+"""The five task families on the micro world's files with a tiny random XLM-R: featurise -> head -> predict -> metric."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ray_xt.data import FeatureCache, load_features
+from ray_xt.families import family_of
+from ray_xt.families.retrieval import Retrieval, best_threshold, ratio_margin
+from ray_xt.families.span_qa import best_span
+from ray_xt.micro.build import build_world
+from ray_xt.micro.world import WorldSpec
+from ray_xt.tasks.registry import TASKS
+
+WORLD = WorldSpec(seed=5, languages=("en", "qca", "qso"), corpus_sentences=300, train_size=40, dev_size=12,
+                  test_size=12)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    tmp = tmp_path_factory.mktemp("families")
+    root, tok_dir = build_world(WORLD, 500, tmp)
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    config = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=130, type_vocab_size=1, pad_token_id=1)
+    XLMRobertaForMaskedLM(config).save_pretrained(tmp / "model")
+    tok.save_pretrained(tmp / "model")
+    return {"root": root, "tok": tok, "tok_dir": str(tok_dir), "model": str(tmp / "model"),
+            "cache": FeatureCache(tmp / "features")}
+
+
+def _features(world, task_name, split, lang, max_len=48, stride=16):
+    task = TASKS[task_name]
+    labels = family_of(task).label_space(world["root"], task)
+    path = world["cache"].features(world["root"], task, split, [lang], world["tok_dir"], max_len, stride=stride,
+                                   labels=labels)
+    return (task, labels, *load_features(path))
+
+
+@pytest.mark.parametrize("task_name,split", [
+    ("xnli", "dev"), ("udpos", "dev"), ("panx", "dev"), ("ccg", "dev"), ("squad", "train"), ("tydiqa", "dev"),
+    ("hellaswag", "dev"), ("cosmosqa", "dev"), ("socialiqa", "dev"), ("commonsenseqa", "dev"),
+])
+def test_trainable_family_trains_and_evaluates(world, task_name, split):
+    import torch
+
+    task, labels, features, examples, _ = _features(world, task_name, split, "qso")
+    family = family_of(task)
+    model = family.load_model(world["model"], len(labels), fresh_head=True, labels=labels)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = family.batch(features, list(range(min(4, len(features["input_ids"])))), world["tok"].pad_token_id)
+    loss = model(**batch).loss
+    assert math.isfinite(loss.item())
+    loss.backward()
+    optimizer.step()
+    evaluation = family.evaluate(model, features, examples, world["tok"].pad_token_id, task, "qso")
+    assert 0.0 <= evaluation.score <= 1.0
+    assert evaluation.metrics
+    if task.family == "span_qa":
+        assert set(evaluation.submission) == {e["id"] for e in examples}
+    elif task.family == "tagging":
+        assert len([x for x in evaluation.submission if x]) == sum(len(e["tokens"]) for e in examples)
+    else:
+        assert len(evaluation.submission) == len(examples)
+
+
+def test_tagging_splits_long_sentences_without_losing_words(world):
+    task, labels, features, examples, _ = _features(world, "udpos", "dev", "qso", max_len=8)
+    assert max(len(x) for x in features["input_ids"]) <= 8
+    assert len(features["input_ids"]) > len(examples)  # several windows per sentence
+    covered = {}
+    for ex, first, positions, labs in zip(features["example"], features["first_word"], features["word_positions"],
+                                          features["labels"]):
+        for k, pos in enumerate(positions):
+            covered[(ex, first + k)] = labs[pos]
+    assert len(covered) == sum(len(e["tokens"]) for e in examples)
+    # the first subword of each word carries its gold tag, every other token is ignored
+    assert all(labels[covered[(i, w)]] == tag for i, e in enumerate(examples) for w, tag in enumerate(e["tags"]))
+    assert sum(1 for labs in features["labels"] for v in labs if v != -100) == len(covered)
+
+
+def test_span_qa_windows_point_at_the_answer(world):
+    task, _, features, examples, _ = _features(world, "xquad", "test", "qso", max_len=40, stride=8)
+    assert len(features["input_ids"]) > len(examples)  # doc stride made several windows
+    found = set()
+    for ex, start, end, offsets in zip(features["example"], features["start"], features["end"], features["offsets"]):
+        if start == 0:
+            continue  # this window does not hold the answer
+        answer = examples[ex]["answers"][0]
+        assert examples[ex]["context"][offsets[start][0]:offsets[end][1]] == answer["text"]
+        found.add(ex)
+    assert len(found) == len(examples)
+
+
+def test_best_span_respects_context_and_order():
+    offsets = [[-1, -1], [0, 3], [4, 7], [8, 11]]
+    starts = np.array([9.0, 1.0, 5.0, 0.0])
+    ends = np.array([9.0, 4.0, 0.0, 3.0])
+    # <s> (index 0) scores highest but is not context; end before start is invalid
+    assert best_span(starts, ends, offsets) == (8.0, 4, 11)
+
+
+def test_retrieval_finds_identical_sentences_and_margin_threshold(world, tmp_path):
+    from transformers import AutoModel
+
+    sentences = (world["root"].parent / "corpus" / "qso.txt").read_text(encoding="utf-8").splitlines()[:20]
+    sentences = list(dict.fromkeys(sentences))
+    model = AutoModel.from_pretrained(world["model"])
+    retrieval = Retrieval(layer=1)
+    ids = world["tok"](sentences + sentences[::-1])["input_ids"]
+    features = {"input_ids": ids, "side": [0] * len(sentences) + [1] * len(sentences)}
+    n = len(sentences)
+    examples = ([{"side": "src", "id": str(i), "text": s, "gold": str(n - 1 - i)} for i, s in enumerate(sentences)]
+                + [{"side": "en", "id": str(i), "text": s, "gold": ""} for i, s in enumerate(sentences[::-1])])
+    evaluation = retrieval.evaluate(model, features, examples, world["tok"].pad_token_id, TASKS["tatoeba"], "qso")
+    assert evaluation.score == 1.0  # an untrained encoder still maps a sentence to itself
+
+    sims = np.array([[0.9, 0.1], [0.2, 0.3]])
+    margin = ratio_margin(sims, k=1)
+    assert margin[0, 0] == pytest.approx(0.9 / 0.9) and margin[1, 1] == pytest.approx(0.3 / 0.3)
+    src = [{"id": "a"}, {"id": "b"}]
+    en = [{"id": "x"}, {"id": "y"}]
+    # candidates (score, src, en): a-x is gold, b-y is not -> keep only the first: threshold = its score
+    assert best_threshold([(1.0, 0, 0), (0.5, 1, 1)], src, en, {("a", "x")}) == 1.0
