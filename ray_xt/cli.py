@@ -173,6 +173,41 @@ def micro_check(
 
 
 @app.command()
+def translate(
+    root: Path = typer.Option(..., help="data root in xtreme's layout (intermediate/<task>/ holds the English files)"),
+    task: str = typer.Option(..., help="intermediate task to translate (pair, multiple-choice or QA family)"),
+    languages: str = typer.Option(..., help="comma-separated target languages, e.g. de,fr,sw"),
+    model: str = typer.Option(..., help="transformers seq2seq MT model (hub id or folder)"),
+    lang_token: Optional[str] = typer.Option(None, help="forced first token per language, e.g. '__{lang}__' (M2M100)"),
+    splits: str = typer.Option("train,dev", help="splits to translate"),
+    workers: int = typer.Option(1, help="translator actors (one model each)"),
+    gpus_per_worker: float = typer.Option(0, help="GPUs per translator actor"),
+    batch_size: int = typer.Option(32),
+    max_examples: Optional[int] = typer.Option(None, help="translate only the first N examples"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
+) -> None:
+    """Machine-translate an intermediate task's English data into target languages (a Ray Data job)."""
+    from ray_xt.families import DataError
+    from ray_xt.tasks.registry import TASKS
+    from ray_xt.translate import TRANSLATABLE, translate_task
+
+    if task not in TASKS or TASKS[task].family not in TRANSLATABLE:
+        valid = sorted(t for t, s in TASKS.items() if s.family in TRANSLATABLE)
+        typer.secho(f"--task {task!r}: not a translatable task; valid: {valid}", fg="red", err=True)
+        raise typer.Exit(2)
+    langs = [x.strip() for x in languages.split(",") if x.strip()]
+    _init_ray(address)
+    try:
+        results = translate_task(root, task, langs, model, tuple(splits.split(",")), lang_token, batch_size,
+                                 workers, gpus_per_worker, max_examples=max_examples)
+    except DataError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2)
+    for r in results:
+        typer.echo(f"{task} {r.split} -> {r.lang}: {r.examples} examples ({r.dropped} dropped) in {r.path}")
+
+
+@app.command()
 def score(
     predictions: Path = typer.Option(..., help="submission folder: <task>/test-<lang>.{tsv,json}"),
     labels: Path = typer.Option(..., help="gold labels in the same layout"),

@@ -65,10 +65,12 @@ class MicroWorldConfig(Strict):
 
 
 class DataConfig(Strict):
-    source: Literal["micro", "xtreme_dir"] = Field(
-        "micro", description="'micro': the generated offline world; 'xtreme_dir': a local XTREME download"
+    source: Literal["micro", "xtreme_dir", "hub"] = Field(
+        "micro", description="'micro': the generated offline world; 'xtreme_dir': a local XTREME download; "
+        "'hub': fetched from the HF hub into root (files already there are kept)",
     )
-    root: Path | None = Field(None, description="xtreme_dir: folder laid out as xtreme's download_data.sh leaves it")
+    root: Path | None = Field(None, description="xtreme_dir: folder laid out as xtreme's download_data.sh leaves it; "
+                              "hub: where fetched files are written (default ~/.cache/ray_xt/xtreme)")
 
     @model_validator(mode="after")
     def _root_exists(self):
@@ -78,6 +80,13 @@ class DataConfig(Strict):
             if not Path(self.root).is_dir():
                 raise ValueError(f"root: folder {str(self.root)!r} does not exist (run xtreme's download_data.sh there)")
         return self
+
+    def data_root(self) -> Path:
+        if self.root is not None:
+            return Path(self.root).expanduser()
+        from ray_xt.micro.build import default_cache_dir
+
+        return default_cache_dir() / "xtreme"
 
 
 class IntermediateConfig(Strict):

@@ -99,7 +99,7 @@ def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Re
             seed=m.seed, languages=tuple(m.languages), corpus_sentences=m.corpus_sentences,
             train_size=m.train_size, dev_size=m.dev_size, test_size=m.test_size, translation_noise=m.translation_noise,
             # only the files this study reads: another task set shares the corpus, tokenizer and models
-            tasks=tuple(sorted(set(cfg.intermediate.tasks) | set(cfg.target.tasks))),
+            tasks=tuple(sorted({t for t, _, _ in data_needs(cfg)})),  # only what the study reads
         )
         pretrain = {
             s: (replace(SCALES[s].micro, steps=m.pretrain_steps) if m.pretrain_steps else SCALES[s].micro)
@@ -107,7 +107,8 @@ def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Re
         }
         world = build_micro(spec, m.vocab_size, pretrain, m.cache_dir, use_ray=use_ray, progress=progress)
         return Resolved(world.root, {s: str(world.model_dirs[s]) for s in cfg.scales})
-    return Resolved(Path(cfg.data.root), {s: SCALES[s].hub_id for s in cfg.scales})
+    check_data_files(cfg)  # hub: fetches what is missing (a no-op when the CLI's preflight already did)
+    return Resolved(cfg.data.data_root(), {s: SCALES[s].hub_id for s in cfg.scales})
 
 
 def training_source(task_name: str) -> str:
@@ -132,14 +133,19 @@ def data_needs(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
 
 def check_data_files(cfg: StudyConfig) -> None:
     """For an existing data folder, every file the study will read must exist — checked before Ray starts."""
-    if cfg.data.source != "xtreme_dir":
+    if cfg.data.source == "micro":
         return  # the micro world writes its own files
     from ray_xt.data import DataError, source_files
+
+    if cfg.data.source == "hub":  # fetch what is missing now, before any cluster resource is requested
+        from ray_xt.sources import materialize
+
+        materialize(data_needs(cfg), cfg.data.data_root())
 
     problems = []
     for task, split, langs in data_needs(cfg):
         for lang in langs:
-            for path in source_files(Path(cfg.data.root), TASKS[task], split, lang):
+            for path in source_files(cfg.data.data_root(), TASKS[task], split, lang):
                 if not path.is_file():
                     problems.append(f"task {task!r}, split {split!r}, language {lang!r}: expected file {path}")
     if problems:
@@ -348,7 +354,8 @@ class StudyRunner:
                 f"dev={best['best_score']:.3f}{extra}"
             )
             records.append(record)
-        self.log(f"[ray-xt] study {self.cfg.name}: {len(stages)} stages in {time.perf_counter() - started:.0f}s")
+        self.log(f"[ray-xt] study {self.cfg.name}: {len(stages)} stages in {time.perf_counter() - started:.0f}s; "
+                 f"features tokenised {self.features.misses}x, reused {self.features.hits}x (trials only read them)")
         return records
 
 

@@ -72,3 +72,50 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
     again = StudyRunner(cfg, log=lines.append).run(progress=False)
     assert again[0]["sweep"]["best_model_dir"] == record["sweep"]["best_model_dir"]
     assert len(_runs(uri, experiment)) == len(runs)
+
+
+def test_every_family_through_a_study_with_xtreme_submissions(tmp_path, micro_cache, ray_local):
+    """Multiple choice as intermediate task; tagging, span QA and retrieval as targets: trained with DeepSpeed
+    through Tune, evaluated zero-shot, predictions written in XTREME's layout and scored by `ray-xt score`'s code."""
+    from ray_xt.score import score_task
+
+    study = tiny_study(
+        tmp_path, micro_cache,
+        intermediate={"tasks": ["commonsenseqa"], "conditions": ["en"]},
+        target={"tasks": ["udpos", "xquad", "tatoeba"]},
+        trial={"epochs": 1, "max_seq_length": 64, "doc_stride": 16},
+        search={"num_samples": 1, "max_concurrent": 1},
+    )
+    cfg = parse_study(study)
+    runner = StudyRunner(cfg, log=lambda m: None)
+    records = runner.run(progress=False)
+    kinds = sorted((r["stage"]["stage"], r["stage"]["task"]) for r in records)
+    assert kinds == sorted([("intermediate", "commonsenseqa"), ("target", "udpos"), ("target", "udpos"),
+                            ("target", "xquad"), ("target", "xquad"), ("retrieval", "tatoeba"),
+                            ("retrieval", "tatoeba")])
+    labels_root = runner.resolved.data_root / "labels"
+    for record in records:
+        task = record["stage"]["task"]
+        if record["stage"]["stage"] == "intermediate":
+            assert "zero_shot" not in record and 0 <= record["sweep"]["best_score"] <= 1
+            continue
+        langs = ["qca", "qso"] if task == "tatoeba" else ["en", "qca", "qso"]
+        assert sorted(record["zero_shot"]) == langs
+        assert all(0.0 <= v <= 1.0 for v in record["zero_shot"].values())
+        submission = Path(record["predictions_dir"]).parent
+        suffix = "json" if task == "xquad" else "tsv"
+        assert sorted(p.name for p in (submission / task).iterdir()) == [f"test-{lang}.{suffix}" for lang in langs]
+        # the official scorer's numbers on the written files equal the evaluator's own (same split for these)
+        if task in ("xquad", "tatoeba"):
+            official = score_task(task, submission, labels_root, tuple(langs))
+            metric = "f1" if task == "xquad" else "accuracy"
+            for lang in langs:
+                assert official[metric][lang] == pytest.approx(record["zero_shot_metrics"][lang][metric])
+    # retrieval from the intermediate checkpoint uses that checkpoint's encoder
+    retrieval = [r for r in records if r["stage"]["stage"] == "retrieval"]
+    assert {r["stage"]["intermediate_task"] for r in retrieval} == {"none", "commonsenseqa"}
+    assert len({r["model_dir"] for r in retrieval}) == 2
+    # the submission files are MLflow artifacts of their stage's run
+    client = MlflowClient(cfg.tracking.uri)
+    stage_run = next(r for r in records if r["stage"]["task"] == "xquad")["parent_run_id"]
+    assert [a.path for a in client.list_artifacts(stage_run)] == ["predictions"]
