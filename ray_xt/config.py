@@ -44,7 +44,7 @@ class MicroWorldConfig(Strict):
         default_factory=lambda: ["en", "qca", "qcy", "qso", "qgr", "qka", "qhy"],
         description="world languages; 'en' must be included",
     )
-    corpus_sentences: int = Field(20000, ge=100, description="monolingual pretraining sentences per language")
+    corpus_sentences: int = Field(6000, ge=100, description="monolingual pretraining sentences per language")
     train_size: int = Field(8000, ge=10, description="training examples per task (and per translation)")
     dev_size: int = Field(300, ge=10, description="dev examples per task and language")
     test_size: int = Field(300, ge=10, description="test examples per task and language")

@@ -21,7 +21,7 @@ class WorldSpec:
 
     seed: int = 13
     languages: tuple[str, ...] = ("en", "qca", "qcy", "qso", "qgr", "qka", "qhy")
-    corpus_sentences: int = 20000  # monolingual sentences per language
+    corpus_sentences: int = 6000  # monolingual sentences per language
     train_size: int = 8000  # English training examples per task (and per translation)
     dev_size: int = 300  # per language
     test_size: int = 300  # per language
