@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -48,6 +49,109 @@ def comparison_tables(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame
     return tables
 
 
+def summary_table(frame: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """Target tasks (rows, plus the XTREME-style average) x conditions: mean zero-shot score over languages
+    other than English and over seeds; Δ over the baseline; the paper's baseline where it applies."""
+    from ray_xt.paper import paper_baseline
+
+    part = frame[(frame.scale == scale) & (frame.language != "en")]
+    part = part.assign(column=[_column(c, i) for c, i in zip(part.condition, part.intermediate)])
+    table = part.pivot_table(index="target", columns="column", values="score", aggfunc="mean")
+    ordered = ["baseline"] + sorted(c for c in table.columns if c != "baseline")
+    table = table[[c for c in ordered if c in table.columns]]
+    table.loc["XTREME avg"] = table.mean()
+    if "baseline" in table.columns:
+        for col in [c for c in table.columns if c != "baseline"]:
+            table[f"Δ {col}"] = table[col] - table["baseline"]
+    papers = {t: paper_baseline(scale, t) for t in table.index}
+    if any(v is not None for v in papers.values()):
+        table["paper baseline"] = [papers[t] if papers[t] is not None else float("nan") for t in table.index]
+    return table.round(1)
+
+
+def _ci_text(mean: float, low: float, high: float) -> str:
+    if pd.isna(low):
+        return f"{mean:+.1f}"
+    return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+def statistics(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """EN-vs-target-language differences per task and language with 95% bootstrap CIs over seeds, the gains
+    of each over the baseline, and the scale interaction (difference at the largest minus the smallest scale)."""
+    from ray_xt.stats import difference_table, paired_differences, scale_interaction, with_average_language
+
+    out: dict[str, pd.DataFrame] = {}
+    en_vs_tt = with_average_language(paired_differences(frame, "en", "translate-train"))
+    if not en_vs_tt.empty:
+        out["en_minus_translate_train"] = difference_table(en_vs_tt)
+        scales = list(dict.fromkeys(frame.scale))
+        if len(scales) > 1:
+            out["scale_interaction"] = scale_interaction(en_vs_tt, scales[0], scales[-1])
+    baseline = frame[frame.condition == "none"]
+    for condition in ("en", "translate-train"):
+        part = frame[frame.condition == condition]
+        if part.empty or baseline.empty:
+            continue
+        expanded = pd.concat([baseline.assign(intermediate=i) for i in part.intermediate.unique()])
+        gains = with_average_language(paired_differences(pd.concat([part, expanded]), condition, "none"))
+        if not gains.empty:
+            out[f"gain_{condition}"] = difference_table(gains)
+    return out
+
+
+def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
+    parts = []
+    titles = {
+        "en_minus_translate_train": "English minus target-language intermediate training (points, mean over seeds "
+                                    "[95% bootstrap CI])",
+        "gain_en": "Gain of English intermediate training over no intermediate training",
+        "gain_translate-train": "Gain of target-language intermediate training over no intermediate training",
+    }
+    for name, table in stats.items():
+        if name == "scale_interaction":
+            t = table.assign(value=[_ci_text(m, lo, hi) for m, lo, hi in zip(table.interaction, table.ci_low,
+                                                                             table.ci_high)])
+            small, large = table.small.iloc[0], table.large.iloc[0]
+            wide = t.pivot_table(index="language", columns=["target", "intermediate"], values="value", aggfunc="first")
+            parts.append(f"### Scale interaction: (English − target-language) at {large} minus at {small}\n")
+        else:
+            t = table.assign(value=[_ci_text(m, lo, hi) for m, lo, hi in zip(table["mean"], table.ci_low,
+                                                                             table.ci_high)])
+            wide = t.pivot_table(index="language", columns=["scale", "target", "intermediate"], values="value",
+                                 aggfunc="first")
+            parts.append(f"### {titles.get(name, name)}\n")
+        wide.columns = ["/".join(str(x) for x in c) for c in wide.columns]
+        parts.append(wide.to_markdown() + "\n")
+    return "\n".join(parts)
+
+
+def heatmap(stats: dict[str, pd.DataFrame], path: Path) -> Path | None:
+    """English minus target-language difference per language (rows) and scale/task (columns)."""
+    table = stats.get("en_minus_translate_train")
+    if table is None or table.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wide = table.pivot_table(index="language", columns=["scale", "target", "intermediate"], values="mean")
+    limit = max(1.0, float(abs(wide.to_numpy()).max()))
+    fig, ax = plt.subplots(figsize=(1.4 * wide.shape[1] + 3, 0.45 * wide.shape[0] + 2))
+    image = ax.imshow(wide.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(wide.shape[1]), ["\n".join(str(x) for x in c) for c in wide.columns], fontsize=7)
+    ax.set_yticks(range(wide.shape[0]), wide.index, fontsize=8)
+    for (i, j), v in np.ndenumerate(wide.to_numpy()):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="English − target-language intermediate (points)")
+    ax.set_title("English vs target-language intermediate training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame]) -> str:
     parts = []
     for (scale, target), table in tables.items():
@@ -82,11 +186,24 @@ def write_report(records: list[dict], out_dir: Path) -> tuple[str, list[Path]]:
     if frame.empty:
         return "(no finished target stages yet)", []
     tables = comparison_tables(frame)
-    markdown = render_markdown(tables)
+    parts = []
+    for scale in dict.fromkeys(frame.scale):
+        parts.append(f"### {scale}: mean zero-shot score per target task (non-English languages, mean over seeds)\n")
+        parts.append(summary_table(frame, scale).to_markdown() + "\n")
+    stats = statistics(frame)
+    parts.append(render_statistics(stats))
+    parts.append(render_markdown(tables))
+    markdown = "\n".join(p for p in parts if p)
     files = [out_dir / "comparison.md", out_dir / "scores.csv"]
     files[0].write_text(markdown, encoding="utf-8")
     frame.to_csv(files[1], index=False)
+    for name, table in stats.items():
+        files.append(out_dir / f"{name}.csv")
+        table.to_csv(files[-1], index=False)
     files.append(plot(tables, out_dir / "comparison.png"))
+    heat = heatmap(stats, out_dir / "en_vs_target_heatmap.png")
+    if heat:
+        files.append(heat)
     return markdown, files
 
 

@@ -34,7 +34,8 @@ def test_table_means_over_seeds_and_deltas():
 def test_write_report_files(tmp_path):
     markdown, files = write_report(RECORDS, tmp_path)
     assert "pawsx on micro-s" in markdown and "| qso" in markdown
-    assert {f.name for f in files} == {"comparison.md", "scores.csv", "comparison.png"}
+    assert {f.name for f in files} == {"comparison.md", "scores.csv", "comparison.png", "en_minus_translate_train.csv",
+                                       "gain_en.csv", "gain_translate-train.csv", "en_vs_target_heatmap.png"}
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_csv(tmp_path / "scores.csv")) == 12
 
@@ -42,3 +43,61 @@ def test_write_report_files(tmp_path):
 def test_no_targets_yet(tmp_path):
     markdown, files = write_report(RECORDS[-1:], tmp_path)
     assert files == [] and "no finished target stages" in markdown
+
+
+def test_bootstrap_ci_by_hand():
+    from ray_xt.stats import bootstrap_ci
+
+    # means of 3 draws from {1, 2, 3}: the extremes each have probability 1/27 = 3.7% > 2.5%
+    assert bootstrap_ci([1.0, 2.0, 3.0]) == (1.0, 3.0)
+    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    low, high = bootstrap_ci([0.0, 0.0, 0.0, 0.0, 10.0])  # P(no 10 drawn) = 0.8^5 = 33%: low end is 0
+    assert low == 0.0 and 4.0 <= high <= 6.0
+    assert all(map(lambda v: v != v, bootstrap_ci([1.0])))  # one seed: no interval (NaN)
+
+
+def _study(seeds=3):
+    """Two scales, three seeds; English beats translate-train by 2 points at micro-s and by 5 at micro-m on qso,
+    with seed-dependent noise that cancels in the paired difference."""
+    records = []
+    for scale, gap in (("micro-s", 2.0), ("micro-m", 5.0)):
+        for seed in range(seeds):
+            noise = [0.0, 1.0, -1.0][seed]
+            base = {"en": 0.80 + noise / 100, "qso": 0.50 + noise / 100}
+            records.append(record(scale, "none", "none", base, seed))
+            records.append(record(scale, "translate-train", "mnli",
+                                  {k: v + 0.01 for k, v in base.items()}, seed))
+            records.append(record(scale, "en", "mnli", {k: v + 0.01 + gap / 100 * (k == "qso") for k, v in base.items()},
+                                  seed))
+    return records
+
+
+def test_statistics_on_a_hand_computed_study():
+    from ray_xt.report import statistics
+
+    stats = statistics(scores_frame(_study()))
+    diff = stats["en_minus_translate_train"].set_index(["scale", "language"])
+    assert diff.loc[("micro-s", "qso"), "mean"] == pytest.approx(2.0)
+    assert diff.loc[("micro-m", "qso"), "mean"] == pytest.approx(5.0)
+    assert diff.loc[("micro-m", "en"), "mean"] == pytest.approx(0.0)
+    # paired by seed, the noise cancels: a degenerate interval at the difference
+    assert diff.loc[("micro-s", "qso"), ["ci_low", "ci_high"]].tolist() == pytest.approx([2.0, 2.0])
+    assert diff.loc[("micro-s", "avg (zero-shot)"), "mean"] == pytest.approx(2.0)  # qso is the only zero-shot language
+    interaction = stats["scale_interaction"].set_index("language")
+    assert interaction.loc["qso", "interaction"] == pytest.approx(3.0)  # 5 at micro-m minus 2 at micro-s
+    assert interaction.loc["qso", ["ci_low", "ci_high"]].tolist() == pytest.approx([3.0, 3.0])
+    gain = stats["gain_en"].set_index(["scale", "language"])
+    assert gain.loc[("micro-m", "qso"), "mean"] == pytest.approx(6.0)  # +1 shared, +5 English-only
+
+
+def test_report_shows_summary_statistics_and_paper_numbers(tmp_path):
+    from ray_xt.report import summary_table
+
+    markdown, _ = write_report(_study(), tmp_path)
+    assert "English minus target-language intermediate training" in markdown
+    assert "Scale interaction: (English − target-language) at micro-m minus at micro-s" in markdown
+    assert "+3.0 [+3.0, +3.0]" in markdown
+    frame = scores_frame(_study()).assign(scale="xlmr-large")
+    table = summary_table(frame, "xlmr-large")
+    assert table.loc["pawsx", "paper baseline"] == 86.4  # XTREME's XLM-R large PAWS-X score beside ours
+    assert "XTREME avg" in table.index
