@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 # real public samples for the tests that read real text, when shared/ sits beside the checkout
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
-.PHONY: install test test-fast test-slow demo micro micro-check plan report mlflow-ui bench clean
+.PHONY: install test test-fast test-slow demo micro micro-check plan report mlflow-ui bench clean \
+	reproduce-phang2020 scaling-study
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,19 @@ test-slow:
 
 demo:
 	$(BIN)/ray-xt run experiments/demo.yaml
+
+# The paper's protocol and the scaling study: on a cluster with CLUSTER=clusters/<cloud>.yaml (ray submit runs
+# the study's driver on the head node), else on this machine.
+CLUSTER ?=
+define run_study
+	$(if $(CLUSTER),$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(1),$(BIN)/ray-xt run $(1))
+endef
+
+reproduce-phang2020:
+	$(call run_study,experiments/phang2020.yaml)
+
+scaling-study:
+	$(call run_study,experiments/scaling_study.yaml)
 
 micro:
 	$(BIN)/ray-xt micro build experiments/micro_check.yaml

@@ -86,6 +86,16 @@ def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiment
         counts[s.kind] = counts.get(s.kind, 0) + 1
     typer.echo("  by kind: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
+    from ray_xt.costs import ThroughputTable, estimate
+
+    table = ThroughputTable(Path(cfg.storage).expanduser() / "throughput.json")
+    typer.echo("\nestimated cost (upper bound: every trial runs all its epochs; ASHA stops some early):")
+    typer.echo("| scale | stages | trials | trial-hours | device-hours | throughput (examples/s/trial) |")
+    typer.echo("| --- | --- | --- | --- | --- | --- |")
+    for c in estimate(cfg, stages, table):
+        typer.echo(f"| {c.scale} | {c.stages} | {c.trials} | {c.trial_hours:.2f} | {c.device_hours:.2f} {c.device}-h "
+                   f"| {c.throughput:.0f} ({c.source}) |")
+
 
 @app.command()
 def run(

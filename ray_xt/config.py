@@ -91,11 +91,14 @@ class DataConfig(Strict):
 
 class IntermediateConfig(Strict):
     tasks: list[str] = Field(default_factory=list, description="intermediate tasks (e.g. mnli, qqp)")
-    conditions: list[Literal["en", "translate-train"]] = Field(
+    conditions: list[Literal["en", "translate-train", "translate-train-each"]] = Field(
         default_factory=lambda: ["en"],
-        description="'en': English intermediate data; 'translate-train': the same data translated into the "
-        "target languages (size-matched mixture). The 'none' baseline is always run.",
+        description="'en': English intermediate data; 'translate-train': the same data translated into all "
+        "target languages (one size-matched mixture); 'translate-train-each': one intermediate model per target "
+        "language, trained on that language's translation and evaluated on it. The 'none' baseline always runs.",
     )
+    multi_task: bool = Field(False, description="also train one encoder on all intermediate tasks at once (English, "
+                             "one head per task, examples-proportional sampling) as a further upstream")
 
     @field_validator("tasks")
     @classmethod
@@ -139,6 +142,19 @@ class TrialConfig(Strict):
     bf16: Literal["auto", True, False] = Field("auto", description="bf16 on GPUs that support it; fp32 on CPU")
     cpus: float | None = Field(None, gt=0, description="CPUs per trial (default: the scale's)")
     gpus: float | None = Field(None, ge=0, description="GPUs per trial (default: the scale's)")
+
+
+class TaskOverride(Strict):
+    """Per-task trial settings (the paper's protocol differs by task: epochs, sequence length...)."""
+
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    max_seq_length: int | None = Field(None, ge=8, le=4096)
+    doc_stride: int | None = Field(None, ge=1)
+    max_train_examples: int | None = Field(None, ge=1)
+    max_eval_examples: int | None = Field(None, ge=1)
+    evals_per_epoch: int | None = Field(None, ge=1)
+    retrieval_layer: int | None = Field(None, ge=1)
 
 
 class LogRange(Strict):
@@ -200,6 +216,9 @@ class StudyConfig(Strict):
     search: SearchConfig = Field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     max_failures: int = Field(1, ge=0, description="retries of a failed trial (Tune FailureConfig)")
+    parallel_stages: int = Field(2, ge=1, description="independent stages running at once (each its own sweep)")
+    task_overrides: dict[str, TaskOverride] = Field(
+        default_factory=dict, description="per-task changes to trial: settings, e.g. {udpos: {epochs: 10}}")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: str = Field("results", description="Ray Tune storage and study state (local path or URI)")
 
@@ -219,6 +238,10 @@ class StudyConfig(Strict):
                 raise ValueError(f"scales: {hub} need the model hub; with data.source 'micro' use micro-* scales")
         if self.intermediate.tasks and not self.intermediate.conditions:
             raise ValueError("intermediate.conditions: empty, but intermediate.tasks are given")
+        study_tasks = set(self.intermediate.tasks) | set(self.target.tasks)
+        unknown = sorted(set(self.task_overrides) - study_tasks)
+        if unknown:
+            raise ValueError(f"task_overrides: {unknown} are not tasks of this study; valid: {sorted(study_tasks)}")
         available = self.available_languages
         if self.target.languages is not None:
             bad = [lang for lang in self.target.languages if lang not in available]
@@ -227,6 +250,13 @@ class StudyConfig(Strict):
             if "en" not in self.target.languages:
                 raise ValueError("target.languages: must include 'en' (model selection uses English dev)")
         return self
+
+    def trial_for(self, task: str) -> TrialConfig:
+        """The trial settings of a task's stages: trial: with the task's overrides applied."""
+        override = self.task_overrides.get(task)
+        if override is None:
+            return self.trial
+        return self.trial.model_copy(update=override.model_dump(exclude_none=True))
 
     @property
     def available_languages(self) -> set[str]:

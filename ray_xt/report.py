@@ -15,17 +15,24 @@ def scores_frame(records: list[dict]) -> pd.DataFrame:
         if "zero_shot" not in rec:
             continue
         tags = rec["stage"]
+        condition, only = tags["condition"], None
+        if condition.startswith("translate-train:"):  # one model per language: it speaks for that language only
+            condition, only = "translate-train-each", condition.split(":", 1)[1]
         for lang, score in rec["zero_shot"].items():
+            if only and lang != only:
+                continue
             rows.append({
                 "scale": tags["scale"], "target": tags["task"], "seed": int(tags["seed"]),
-                "condition": tags["condition"], "intermediate": tags["intermediate_task"],
+                "condition": condition, "intermediate": tags["intermediate_task"],
                 "language": lang, "score": 100.0 * score,
             })
     return pd.DataFrame(rows)
 
 
 def _column(condition: str, intermediate: str) -> str:
-    return "baseline" if condition == "none" else f"{intermediate}:{condition}"
+    if condition == "none":
+        return "baseline"
+    return "multi-task" if condition == "multi-task" else f"{intermediate}:{condition}"
 
 
 def comparison_tables(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
@@ -81,14 +88,16 @@ def statistics(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     from ray_xt.stats import difference_table, paired_differences, scale_interaction, with_average_language
 
     out: dict[str, pd.DataFrame] = {}
-    en_vs_tt = with_average_language(paired_differences(frame, "en", "translate-train"))
-    if not en_vs_tt.empty:
-        out["en_minus_translate_train"] = difference_table(en_vs_tt)
-        scales = list(dict.fromkeys(frame.scale))
-        if len(scales) > 1:
-            out["scale_interaction"] = scale_interaction(en_vs_tt, scales[0], scales[-1])
+    scales = list(dict.fromkeys(frame.scale))
+    for target_condition in ("translate-train", "translate-train-each"):
+        name = target_condition.replace("-", "_")
+        en_vs_tt = with_average_language(paired_differences(frame, "en", target_condition))
+        if not en_vs_tt.empty:
+            out[f"en_minus_{name}"] = difference_table(en_vs_tt)
+            if len(scales) > 1:
+                out[f"scale_interaction_{name}"] = scale_interaction(en_vs_tt, scales[0], scales[-1])
     baseline = frame[frame.condition == "none"]
-    for condition in ("en", "translate-train"):
+    for condition in ("en", "translate-train", "translate-train-each"):
         part = frame[frame.condition == condition]
         if part.empty or baseline.empty:
             continue
@@ -105,15 +114,19 @@ def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
         "en_minus_translate_train": "English minus target-language intermediate training (points, mean over seeds "
                                     "[95% bootstrap CI])",
         "gain_en": "Gain of English intermediate training over no intermediate training",
-        "gain_translate-train": "Gain of target-language intermediate training over no intermediate training",
+        "en_minus_translate_train_each": "English minus per-language target-language intermediate training "
+                                         "(points, mean over seeds [95% bootstrap CI])",
+        "gain_translate-train": "Gain of target-language intermediate training (all languages) over none",
+        "gain_translate-train-each": "Gain of per-language target-language intermediate training over none",
     }
     for name, table in stats.items():
-        if name == "scale_interaction":
+        if name.startswith("scale_interaction"):
             t = table.assign(value=[_ci_text(m, lo, hi) for m, lo, hi in zip(table.interaction, table.ci_low,
                                                                              table.ci_high)])
             small, large = table.small.iloc[0], table.large.iloc[0]
             wide = t.pivot_table(index="language", columns=["target", "intermediate"], values="value", aggfunc="first")
-            parts.append(f"### Scale interaction: (English − target-language) at {large} minus at {small}\n")
+            which = "per-language " if name.endswith("each") else ""
+            parts.append(f"### Scale interaction: (English − {which}target-language) at {large} minus at {small}\n")
         else:
             t = table.assign(value=[_ci_text(m, lo, hi) for m, lo, hi in zip(table["mean"], table.ci_low,
                                                                              table.ci_high)])
@@ -128,6 +141,8 @@ def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
 def heatmap(stats: dict[str, pd.DataFrame], path: Path) -> Path | None:
     """English minus target-language difference per language (rows) and scale/task (columns)."""
     table = stats.get("en_minus_translate_train")
+    if table is None:
+        table = stats.get("en_minus_translate_train_each")
     if table is None or table.empty:
         return None
     import matplotlib

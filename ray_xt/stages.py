@@ -45,7 +45,7 @@ class Stage:
     @property
     def name(self) -> str:
         """Folder-safe, readable and unique (the key disambiguates)."""
-        cond = self.condition.replace("-", "")
+        cond = self.condition.replace("-", "").replace(":", "_")
         up = f"-{self.intermediate_task}" if self.intermediate_task else ""
         return f"{self.kind}-{self.task}{up}-{cond}-{self.scale}-s{self.seed}-{self.key[:8]}"
 
@@ -63,12 +63,34 @@ def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
         "data": cfg.data.model_dump(mode="json"),
         "micro": cfg.micro.model_dump(mode="json", exclude={"cache_dir"}),
         "trial": cfg.trial.model_dump(mode="json"),
+        **({"task_overrides": {k: v.model_dump(mode="json", exclude_none=True) for k, v in cfg.task_overrides.items()}}
+           if cfg.task_overrides else {}),
         "search": cfg.search.model_dump(mode="json"),
         "scheduler": cfg.scheduler.model_dump(mode="json"),
         "target_languages": cfg.target.languages,
         **(extra or {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+MULTI_TASK = "multi-task"  # the task (and condition) of a stage trained on all intermediate tasks at once
+
+
+def translate_languages(cfg: StudyConfig) -> list[str]:
+    """The target languages of the study's target tasks (what translate-train renders the data into)."""
+    return sorted({lang for t in cfg.target.tasks for lang in cfg.languages_for(t)} - {"en"})
+
+
+def _variants(cfg: StudyConfig, condition: str) -> list[str]:
+    """translate-train-each becomes one stage condition per language: 'translate-train:<lang>'."""
+    if condition == "translate-train-each":
+        return [f"translate-train:{lang}" for lang in translate_languages(cfg)]
+    return [condition]
+
+
+def condition_language(condition: str) -> str | None:
+    """The single target language of a 'translate-train:<lang>' condition."""
+    return condition.split(":", 1)[1] if condition.startswith("translate-train:") else None
 
 
 def expand(cfg: StudyConfig) -> list[Stage]:
@@ -78,11 +100,17 @@ def expand(cfg: StudyConfig) -> list[Stage]:
     for scale in cfg.scales:
         for seed in cfg.seeds:
             upstreams: list[Stage | None] = [None]
+            if cfg.intermediate.multi_task:  # one encoder trained on every intermediate task (English)
+                stage = Stage("intermediate", scale, MULTI_TASK, seed, MULTI_TASK,
+                              inputs_digest=inputs_digest(cfg, {"tasks": list(cfg.intermediate.tasks)}))
+                stages.append(stage)
+                upstreams.append(stage)
             for task in cfg.intermediate.tasks:
                 for condition in cfg.intermediate.conditions:
-                    stage = Stage("intermediate", scale, task, seed, condition, inputs_digest=digest)
-                    stages.append(stage)
-                    upstreams.append(stage)
+                    for variant in _variants(cfg, condition):
+                        stage = Stage("intermediate", scale, task, seed, variant, inputs_digest=digest)
+                        stages.append(stage)
+                        upstreams.append(stage)
             for target in cfg.target.tasks:
                 kind = "retrieval" if TASKS[target].family == "retrieval" else "target"
                 for up in upstreams:

@@ -13,7 +13,7 @@ from typing import Callable
 from ray_xt.config import StudyConfig
 from ray_xt.data import FeatureCache
 from ray_xt.scales import SCALES
-from ray_xt.stages import Stage, expand
+from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
 from ray_xt.sweep import SweepOutcome, SweepSettings, run_sweep
 from ray_xt.tasks.registry import TASKS
 from ray_xt.tracking import MLflowTrialCallback, Tracker
@@ -121,7 +121,7 @@ def data_needs(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
     needs = []
     for t in cfg.intermediate.tasks:
         needs += [(t, "train", ["en"]), (t, "dev", ["en"])]
-        if "translate-train" in cfg.intermediate.conditions:
+        if {"translate-train", "translate-train-each"} & set(cfg.intermediate.conditions):
             needs += [(t, split, translate_languages(cfg)) for split in ("train", "dev")]
     for t in cfg.target.tasks:
         task = TASKS[t]
@@ -153,8 +153,16 @@ def check_data_files(cfg: StudyConfig) -> None:
                         "and put intermediate tasks under intermediate/<task>/):\n  - " + "\n  - ".join(problems))
 
 
-def translate_languages(cfg: StudyConfig) -> list[str]:
-    return sorted({lang for t in cfg.target.tasks for lang in cfg.languages_for(t)} - {"en"})
+def absolute_uri(uri: str) -> str:
+    """A relative SQLite store made absolute: stage drivers run as Ray tasks in other working directories."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+class StageFailed(RuntimeError):
+    pass
 
 
 class StudyRunner:
@@ -163,7 +171,8 @@ class StudyRunner:
         storage = Path(cfg.storage).expanduser().resolve()
         self.paths = StudyPaths(storage / cfg.name)
         self.store = StageStore(self.paths.stages)
-        self.tracker = Tracker(tracking_uri or cfg.tracking.uri, cfg.tracking.experiment or f"ray_xt/{cfg.name}")
+        self.tracker = Tracker(absolute_uri(tracking_uri or cfg.tracking.uri),
+                               cfg.tracking.experiment or f"ray_xt/{cfg.name}")
         self.features = FeatureCache(self.paths.features)
         self.log = log
         self.git_revision = git_revision()
@@ -177,31 +186,41 @@ class StudyRunner:
     def _train_languages(self, stage: Stage) -> list[str]:
         if stage.kind == "intermediate" and stage.condition == "translate-train":
             return translate_languages(self.cfg)
+        if stage.kind == "intermediate" and condition_language(stage.condition):
+            return [condition_language(stage.condition)]
         return ["en"]
 
-    def _feature_args(self) -> dict:
-        t = self.cfg.trial
+    def _feature_args(self, stage: Stage) -> dict:
+        t = self.cfg.trial_for(stage.task)
         return {"max_len": t.max_seq_length, "stride": t.doc_stride}
 
-    def _features(self, stage: Stage) -> tuple[Path, Path, int, list[str]]:
-        """Train and dev features of a sweep stage (English, or the translate-train mixture), and its labels."""
+    def _features(self, stage: Stage) -> tuple[list, int]:
+        """The sweep stage's training inputs (one task, or every intermediate task for multi-task) and the
+        number of training features; tokenised once, shared by all trials."""
         from ray_xt.data import load_features
         from ray_xt.families import family_of
+        from ray_xt.trial import TaskInputs
 
         assert self.resolved is not None
-        source = TASKS[training_source(stage.task)]
+        names = self.cfg.intermediate.tasks if stage.task == MULTI_TASK else [training_source(stage.task)]
         tok = self.resolved.model_paths[stage.scale]
         langs = self._train_languages(stage)
-        t = self.cfg.trial
-        labels = family_of(source).label_space(self.resolved.data_root, source)
-        train = self.features.features(self.resolved.data_root, source, "train", langs, tok,
-                                       max_examples=t.max_train_examples, labels=labels, **self._feature_args())
-        dev = self.features.features(self.resolved.data_root, source, "dev", langs, tok,
-                                     max_examples=t.max_eval_examples, labels=labels, **self._feature_args())
-        return train, dev, len(load_features(train)[0]["input_ids"]), labels
+        t = self.cfg.trial_for(stage.task)
+        inputs, n_train = [], 0
+        for name in names:
+            source = TASKS[name]
+            labels = family_of(source).label_space(self.resolved.data_root, source)
+            args = {"labels": labels, **self._feature_args(stage)}
+            train = self.features.features(self.resolved.data_root, source, "train", langs, tok,
+                                           max_examples=t.max_train_examples, **args)
+            dev = self.features.features(self.resolved.data_root, source, "dev", langs, tok,
+                                         max_examples=t.max_eval_examples, **args)
+            inputs.append(TaskInputs(name, tuple(labels), str(train), str(dev)))
+            n_train += len(load_features(train)[0]["input_ids"])
+        return inputs, n_train
 
     def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
-        cfg, t = self.cfg, self.cfg.trial
+        cfg, t = self.cfg, self.cfg.trial_for(stage.task)
         batch = t.batch_size or SCALES[stage.scale].train_batch_size
         steps_per_epoch = math.ceil(n_train / batch)
         eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
@@ -232,15 +251,14 @@ class StudyRunner:
         from ray_xt.trial import TrialSpec, run_trial
 
         assert self.resolved is not None
-        cfg, t = self.cfg, self.cfg.trial
+        cfg, t = self.cfg, self.cfg.trial_for(stage.task)
         if stage.kind == "retrieval":
             return self.run_retrieval(stage)
-        train, dev, n_train, labels = self._features(stage)
+        inputs, n_train = self._features(stage)
         settings = self._sweep_settings(stage, n_train)
         spec = TrialSpec(
             model_path=self._model_path(stage), tokenizer_path=self.resolved.model_paths[stage.scale],
-            task=training_source(stage.task), labels=tuple(labels), train_features=str(train), dev_features=str(dev),
-            epochs=t.epochs,
+            tasks=tuple(inputs), epochs=t.epochs,
             batch_size=t.batch_size or SCALES[stage.scale].train_batch_size, evals_per_epoch=t.evals_per_epoch,
             warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
             zero_stage=t.zero_stage if t.zero_stage is not None else SCALES[stage.scale].zero_stage,
@@ -269,7 +287,7 @@ class StudyRunner:
             "sweep_seconds": time.perf_counter() - sweep_started, "trial_spec": asdict(spec),
         }
         if stage.kind == "target":
-            record.update(self.zero_shot(stage, outcome.best_model_dir, labels))
+            record.update(self.zero_shot(stage, outcome.best_model_dir, list(inputs[0].labels)))
             self._log_zero_shot(parent, record)
         self.tracker.log_metrics(parent, {"best_score": outcome.best_score, "best_learning_rate": outcome.best_learning_rate}, 0)
         self.tracker.finish(parent)
@@ -280,7 +298,7 @@ class StudyRunner:
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": self.cfg.name})
         model_dir = self._model_path(stage)
         self.tracker.log_params(parent, {"model_path": model_dir, "git_revision": self.git_revision,
-                                         "retrieval_layer": self.cfg.trial.retrieval_layer or "default"})
+                                         "retrieval_layer": self.cfg.trial_for(stage.task).retrieval_layer or "default"})
         record = {"stage": stage.tags, "label": stage.label, "parent_run_id": parent, "model_dir": model_dir,
                   **self.zero_shot(stage, model_dir, [])}
         scores = list(record["zero_shot"].values())
@@ -295,15 +313,15 @@ class StudyRunner:
         if record.get("predictions_dir"):
             self.tracker.log_artifacts(parent, record["predictions_dir"], "predictions")
 
-    def zero_shot(self, stage: Stage, model_dir: str, labels: list[str]) -> dict:
-        """A checkpoint evaluated on every language (a Ray task, so it runs on the cluster), and its XTREME
-        submission files written under predictions/<stage name>/."""
-        import ray
-
+    def _eval_features(self, stage: Stage, labels: list[str]) -> dict[str, dict[str, str]]:
+        """Features of every evaluated language's eval and submission splits: {lang: {split: path}}."""
         assert self.resolved is not None
         task = TASKS[stage.task]
         tok = self.resolved.model_paths[stage.scale]
         langs = self.cfg.languages_for(stage.task)
+        only = condition_language(stage.condition)
+        if only:  # a model trained on one language's translation is evaluated on that language (and English)
+            langs = [lang for lang in langs if lang in ("en", only)]
         root = self.resolved.data_root
         splits = [task.eval_split] + ([task.submission_split] if task.submission_split != task.eval_split else [])
         feature_dirs: dict[str, dict[str, str]] = {}
@@ -312,11 +330,31 @@ class StudyRunner:
                 if (root / task.path(split, lang)).is_file():
                     feature_dirs.setdefault(lang, {})[split] = str(self.features.features(
                         root, task, split, [lang], tok, labels=labels,
-                        max_examples=self.cfg.trial.max_eval_examples if split == task.eval_split else None,
-                        **self._feature_args()))
+                        max_examples=self.cfg.trial_for(stage.task).max_eval_examples
+                        if split == task.eval_split else None, **self._feature_args(stage)))
+        return feature_dirs
+
+    def prepare(self, stage: Stage) -> None:
+        """Tokenise everything a stage reads, in the driver, once: stage drivers and trials only load it."""
+        labels: list[str] = []
+        if stage.kind != "retrieval":
+            labels = list(self._features(stage)[0][0].labels)
+        if stage.kind != "intermediate":
+            self._eval_features(stage, labels)
+
+    def zero_shot(self, stage: Stage, model_dir: str, labels: list[str]) -> dict:
+        """A checkpoint evaluated on every language (a Ray task, so it runs on the cluster), and its XTREME
+        submission files written under predictions/<stage name>/."""
+        import ray
+
+        assert self.resolved is not None
+        task = TASKS[stage.task]
+        tok = self.resolved.model_paths[stage.scale]
+        feature_dirs = self._eval_features(stage, labels)
         cpus, gpus = self._trial_resources(stage.scale)
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(evaluate_languages)
-        results = ray.get(remote.remote(model_dir, stage.task, feature_dirs, cpus, self.cfg.trial.retrieval_layer))
+        results = ray.get(remote.remote(model_dir, stage.task, feature_dirs, cpus,
+                                          self.cfg.trial_for(stage.task).retrieval_layer))
         out_dir = self.paths.predictions / stage.name / stage.task
         for lang, result in results.items():
             if "submission" in result:
@@ -329,34 +367,84 @@ class StudyRunner:
 
     # ---- the whole study ----------------------------------------------------------------------
     def run(self, progress: bool = True) -> list[dict]:
+        """Runs what is not finished, independent stages concurrently (``parallel_stages`` at once), each as a
+        Ray task driving its own Tune sweep; a stage starts when its upstream has finished."""
+        import ray
+
         started = time.perf_counter()
         self.resolved = resolve_inputs(self.cfg, use_ray=True, progress=progress)
         self.log(f"[ray-xt] inputs ready in {time.perf_counter() - started:.0f}s (data: {self.resolved.data_root})")
         stages = expand(self.cfg)
-        records = []
-        for i, stage in enumerate(stages, 1):
-            done = self.store.get(stage)
-            if done is not None:
-                self.log(f"[ray-xt] stage {i}/{len(stages)} {stage.label}: done before, skipped")
-                records.append(done)
+        number = {s.key: i for i, s in enumerate(stages, 1)}
+        done: dict[str, dict] = {}
+        for stage in stages:
+            record = self.store.get(stage)
+            if record is not None:
+                done[stage.key] = record
+        pending = [s for s in stages if s.key not in done]
+        self.log(f"[ray-xt] {len(stages)} stages: {len(done)} done before (skipped), {len(pending)} to run")
+        t0 = time.perf_counter()
+        for stage in pending:
+            self.prepare(stage)
+        if pending:
+            self.log(f"[ray-xt] features ready in {time.perf_counter() - t0:.0f}s "
+                     f"({self.features.misses} tokenised, {self.features.hits} reused)")
+        remote = ray.remote(num_cpus=0, max_retries=0)(execute_stage)
+        config = self.cfg.model_dump(mode="json")
+        running: dict = {}
+        failures: list[str] = []
+        while pending or running:
+            ready = [s for s in pending if s.upstream is None or s.upstream.key in done]
+            while ready and not failures and len(running) < self.cfg.parallel_stages:
+                stage = ready.pop(0)
+                pending.remove(stage)
+                self.log(f"[ray-xt] stage {number[stage.key]}/{len(stages)} {stage.label}: started "
+                         f"({'evaluation only' if stage.kind == 'retrieval' else f'{self.cfg.search.num_samples} trials'})")
+                ref = remote.remote(config, self.tracker.uri, self.resolved, stage, time.perf_counter())
+                running[ref] = (stage, time.perf_counter())
+            if not running:
+                break  # only stages whose upstream failed are left
+            finished, _ = ray.wait(list(running), num_returns=1)
+            stage, t_start = running.pop(finished[0])
+            try:
+                record = ray.get(finished[0])
+            except Exception as err:  # noqa: BLE001 - reported with the stage, the other stages still finish
+                failures.append(f"{stage.label}: {type(err).__name__}: {str(err).splitlines()[-1][:300]}")
+                self.log(f"[ray-xt] stage {number[stage.key]}/{len(stages)} FAILED: {failures[-1]}")
                 continue
-            t0 = time.perf_counter()
-            self.log(f"[ray-xt] stage {i}/{len(stages)} {stage.label}: sweeping {self.cfg.search.num_samples} trials")
-            record = self.run_stage(stage)
-            record["seconds"] = time.perf_counter() - t0
+            record["seconds"] = time.perf_counter() - t_start
             self.store.put(stage, record)
-            best = record["sweep"]
-            extra = ""
-            if "zero_shot" in record:
-                extra = " zero-shot " + " ".join(f"{k}={v:.3f}" for k, v in record["zero_shot"].items())
-            self.log(
-                f"[ray-xt] stage {i}/{len(stages)} done in {record['seconds']:.0f}s: best lr={best['best_learning_rate']:.2e} "
-                f"dev={best['best_score']:.3f}{extra}"
-            )
-            records.append(record)
+            if stage.kind != "retrieval":  # what trials measured refreshes `ray-xt plan`'s cost table
+                from ray_xt.costs import ThroughputTable
+
+                ThroughputTable(self.paths.root.parent / "throughput.json").add(
+                    stage.scale, [t.get("examples_per_second") for t in record["sweep"].get("trials", [])])
+            done[stage.key] = record
+            self._log_done(number[stage.key], len(stages), record)
+        if failures:
+            raise StageFailed(f"{len(failures)} stage(s) failed (finished stages are kept; re-run to continue):\n  - "
+                              + "\n  - ".join(failures))
         self.log(f"[ray-xt] study {self.cfg.name}: {len(stages)} stages in {time.perf_counter() - started:.0f}s; "
                  f"features tokenised {self.features.misses}x, reused {self.features.hits}x (trials only read them)")
-        return records
+        return [done[s.key] for s in stages]
+
+    def _log_done(self, i: int, n: int, record: dict) -> None:
+        best = record["sweep"]
+        extra = ""
+        if "zero_shot" in record:
+            extra = " zero-shot " + " ".join(f"{k}={v:.3f}" for k, v in record["zero_shot"].items())
+        lr = f"best lr={best['best_learning_rate']:.2e} dev={best['best_score']:.3f}" if best.get("best_learning_rate") \
+            else "evaluated"
+        self.log(f"[ray-xt] stage {i}/{n} {record['label']} done in {record['seconds']:.0f}s: {lr}{extra}")
+
+
+def execute_stage(config: dict, tracking_uri: str, resolved: Resolved, stage: Stage, _submitted: float) -> dict:
+    """One stage, run as a Ray task: its own Tune sweep (or evaluation), MLflow records, and its record back."""
+    from ray_xt.config import parse_study
+
+    runner = StudyRunner(parse_study(config), tracking_uri=tracking_uri, log=lambda m: None)
+    runner.resolved = resolved
+    return runner.run_stage(stage)
 
 
 def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, dict[str, str]], cpus: float,

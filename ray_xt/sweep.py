@@ -32,6 +32,7 @@ class TrialOutcome:
     learning_rate: float
     score: float | None
     status: str
+    examples_per_second: float | None = None  # training throughput the trial measured
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def summarize(grid, settings: SweepSettings) -> SweepOutcome:
             if m.get(settings.metric) is not None and math.isfinite(m[settings.metric])
         ]
         trials.append(TrialOutcome(trial_id, lr, max((s for s, _ in scored), default=None),
-                                   "ERROR" if result.error else "TERMINATED"))
+                                   "ERROR" if result.error else "TERMINATED",
+                                   (result.metrics or {}).get("examples_per_second")))
         candidates += [(score, trial_id, lr, ckpt) for score, ckpt in scored]
     if not candidates:
         errors = [str(r.error).splitlines()[0] for r in grid if r.error]

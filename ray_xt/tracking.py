@@ -128,7 +128,9 @@ class MLflowTrialCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         step = int(result.get("step", result.get("training_iteration", 0)))
-        self.tracker.log_metrics(self._run(trial), {k: result[k] for k in ("score", "train_loss", "epoch") if k in result}, step)
+        logged = {k: v for k, v in result.items()
+                  if k in ("score", "train_loss", "epoch", "examples_per_second") or k.startswith("score.")}
+        self.tracker.log_metrics(self._run(trial), logged, step)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self._run(trial)

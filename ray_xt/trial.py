@@ -21,15 +21,22 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class TaskInputs:
+    """One task a trial trains on: its cached features and label space."""
+
+    task: str
+    labels: tuple[str, ...]  # classification labels / tag set (empty for multiple choice and QA)
+    train_features: str
+    dev_features: str
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     """Plain values a trial needs; built by the sweep, shipped to the trial process."""
 
     model_path: str
     tokenizer_path: str
-    task: str
-    labels: tuple[str, ...]  # classification labels / tag set (empty for multiple choice and QA)
-    train_features: str
-    dev_features: str
+    tasks: tuple[TaskInputs, ...]  # one task, or several for multi-task training (one shared encoder)
     epochs: float
     batch_size: int
     evals_per_epoch: int
@@ -105,6 +112,78 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
+@dataclass
+class TaskPart:
+    name: str
+    spec: object  # TaskSpec
+    family: object
+    model: object
+    train: dict
+    dev: dict
+    dev_examples: list
+
+
+class TaskSchedule:
+    """Which task and which examples each step trains on, a pure function of (step, seed).
+
+    One task: consecutive batches of a per-epoch shuffle. Several: each step draws a task with probability
+    proportional to its training-set size (examples-proportional mixing) and takes that task's next batch
+    of its own shuffled epochs. Replaying the draws makes a resumed trial continue exactly.
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, seed: int):
+        self.sizes, self.batch_size, self.seed = sizes, batch_size, seed
+        self._cursor = [0] * len(sizes)  # batches taken from each task so far
+        self._step = 0
+
+    def _task_at(self, step: int) -> int:
+        if len(self.sizes) == 1:
+            return 0
+        return random.Random(self.seed * 1_000_003 + step).choices(range(len(self.sizes)), weights=self.sizes)[0]
+
+    def batch(self, step: int) -> tuple[int, list[int]]:
+        if step < self._step:  # never happens in a trial; keeps the function pure if it did
+            self._cursor, self._step = [0] * len(self.sizes), 0
+        while self._step < step:  # replay (resume): count the batches each task gave before
+            self._cursor[self._task_at(self._step)] += 1
+            self._step += 1
+        k = self._task_at(step)
+        n = self.sizes[k]
+        per_epoch = math.ceil(n / self.batch_size)
+        epoch, offset = divmod(self._cursor[k], per_epoch)
+        order = _epoch_order(n, self.seed + 7919 * k, epoch)
+        self._cursor[k] += 1
+        self._step += 1
+        return k, order[offset * self.batch_size : (offset + 1) * self.batch_size]
+
+
+def _multitask_module():
+    import torch
+
+    class MultiTaskModel(torch.nn.Module):
+        """Task models sharing one encoder (each keeps its own head); saves the shared encoder."""
+
+        def __init__(self, parts: list[TaskPart]):
+            super().__init__()
+            first = parts[0].model
+            self.encoder = getattr(first, first.base_model_prefix)
+            for part in parts[1:]:
+                setattr(part.model, part.model.base_model_prefix, self.encoder)
+            self.heads = torch.nn.ModuleDict({part.name: part.model for part in parts})
+
+        def forward(self, task: str, **batch):
+            return self.heads[task](**batch)
+
+        def save_pretrained(self, path: str) -> None:
+            self.encoder.save_pretrained(path)  # downstream stages put their own head on it
+
+    return MultiTaskModel
+
+
+def MultiTaskModel(parts: list[TaskPart]):  # noqa: N802 - a class built lazily (torch is imported in the trial)
+    return _multitask_module()(parts)
+
+
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
     prepare_process(spec.cpus)
@@ -125,16 +204,20 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     lr = float(config["learning_rate"])
     torch.manual_seed(spec.seed)
 
-    task = TASKS[spec.task]
-    family = family_of(task)
-    train, _, _ = load_features(spec.train_features)
-    dev, dev_examples, _ = load_features(spec.dev_features)
+    parts = []
+    for inputs in spec.tasks:
+        task = TASKS[inputs.task]
+        family = family_of(task)
+        train, _, _ = load_features(inputs.train_features)
+        dev, dev_examples, _ = load_features(inputs.dev_features)
+        # the pretrained or intermediate encoder with a fresh head of this task's family
+        head = family.load_model(spec.model_path, len(inputs.labels), fresh_head=True, labels=list(inputs.labels))
+        parts.append(TaskPart(inputs.task, task, family, head, train, dev, dev_examples))
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path)
     pad_id = tokenizer.pad_token_id
-
-    # the pretrained or intermediate encoder with a fresh head of this task's family
-    model = family.load_model(spec.model_path, len(spec.labels), fresh_head=True, labels=list(spec.labels))
-    n_train = len(train["input_ids"])
+    model = parts[0].model if len(parts) == 1 else MultiTaskModel(parts)
+    sizes = [len(part.train["input_ids"]) for part in parts]
+    n_train = sum(sizes)
     steps_per_epoch = math.ceil(n_train / spec.batch_size)
     total_steps = max(1, round(steps_per_epoch * spec.epochs))
     eval_every = max(1, steps_per_epoch // spec.evals_per_epoch)
@@ -159,29 +242,38 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     engine.train()
     losses: list[float] = []
     first_step_seconds = None
+    train_seconds, trained_examples = 0.0, 0  # optimiser work only: the throughput `ray-xt plan` learns from
+    schedule = TaskSchedule(sizes, spec.batch_size, spec.seed)
     while step < total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        order = _epoch_order(n_train, spec.seed, epoch)
-        idx = order[offset * spec.batch_size : (offset + 1) * spec.batch_size]
-        batch = {k: v.to(engine.device) for k, v in family.batch(train, idx, pad_id).items()}
-        loss = engine(**batch).loss
+        step_started = time.perf_counter()
+        k, idx = schedule.batch(step)
+        part = parts[k]
+        batch = {key: v.to(engine.device) for key, v in part.family.batch(part.train, idx, pad_id).items()}
+        loss = (engine(**batch) if len(parts) == 1 else engine(part.name, **batch)).loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})")
         engine.backward(loss)
         engine.step()
         losses.append(loss.item())
         step += 1
+        train_seconds += time.perf_counter() - step_started
+        trained_examples += len(idx)
         if first_step_seconds is None:
             first_step_seconds = time.perf_counter() - started
         if step % eval_every == 0 or step == total_steps:
-            evaluation = family.evaluate(engine.module, dev, dev_examples, pad_id, task, "en")
+            scores = {}
+            for part in parts:
+                evaluation = part.family.evaluate(part.model, part.dev, part.dev_examples, pad_id, part.spec, "en")
+                scores[part.name] = evaluation.score
             metrics = {
-                "score": evaluation.score,
+                "score": sum(scores.values()) / len(scores),  # multi-task: the mean of the tasks' dev scores
+                **({f"score.{name}": v for name, v in scores.items()} if len(parts) > 1 else {}),
                 "train_loss": sum(losses) / max(1, len(losses)),
                 "step": step,
                 "epoch": step / steps_per_epoch,
                 "learning_rate": lr,
                 "seconds_to_first_step": first_step_seconds,
+                "examples_per_second": trained_examples / max(train_seconds, 1e-9),
             }
             losses = []
             with tempfile.TemporaryDirectory(prefix="ray_xt_ckpt_") as tmp:

@@ -83,7 +83,7 @@ def test_statistics_on_a_hand_computed_study():
     # paired by seed, the noise cancels: a degenerate interval at the difference
     assert diff.loc[("micro-s", "qso"), ["ci_low", "ci_high"]].tolist() == pytest.approx([2.0, 2.0])
     assert diff.loc[("micro-s", "avg (zero-shot)"), "mean"] == pytest.approx(2.0)  # qso is the only zero-shot language
-    interaction = stats["scale_interaction"].set_index("language")
+    interaction = stats["scale_interaction_translate_train"].set_index("language")
     assert interaction.loc["qso", "interaction"] == pytest.approx(3.0)  # 5 at micro-m minus 2 at micro-s
     assert interaction.loc["qso", ["ci_low", "ci_high"]].tolist() == pytest.approx([3.0, 3.0])
     gain = stats["gain_en"].set_index(["scale", "language"])

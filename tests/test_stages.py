@@ -45,3 +45,54 @@ def test_adding_a_seed_keeps_existing_keys():
     a = {s.key for s in expand(parse_study(BASE))}
     b = {s.key for s in expand(parse_study({**BASE, "seeds": [0, 1, 2, 3]}))}
     assert a < b and len(b - a) == len(a) // 3
+
+
+def test_shipped_experiments_expand_to_the_expected_graphs():
+    from pathlib import Path
+
+    from ray_xt.config import load_study
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    kinds = lambda stages: {k: sum(s.kind == k for s in stages) for k in ("intermediate", "target", "retrieval")}  # noqa: E731
+    # the paper: 9 intermediate tasks; 7 trained targets and 2 retrieval tasks, each from the pretrained
+    # model and from every intermediate checkpoint (10 sources); 3 seeds
+    phang = expand(load_study(root / "phang2020.yaml"))
+    assert kinds(phang) == {"intermediate": 3 * 9, "target": 3 * 7 * 10, "retrieval": 3 * 2 * 10}
+    assert len(phang) == 297
+    # scaling: 2 scales x 3 seeds x (3 tasks x (English + one model per each of 3 languages)) intermediates,
+    # 4 targets from 13 sources
+    scaling = expand(load_study(root / "scaling_study.yaml"))
+    assert kinds(scaling) == {"intermediate": 2 * 3 * 3 * 4, "target": 2 * 3 * 4 * 13, "retrieval": 0}
+    langs = {s.condition for s in scaling if s.kind == "intermediate"}
+    assert langs == {"en", "translate-train:de", "translate-train:es", "translate-train:zh"}
+    demo = load_study(root / "demo.yaml")
+    stages = expand(demo)
+    assert len(demo.scales) >= 2 and len(demo.seeds) >= 3 and len(demo.intermediate.tasks) >= 3
+    assert {"en", "translate-train"} <= set(demo.intermediate.conditions)
+    assert len(demo.target.tasks) >= 3 and any(s.kind == "retrieval" for s in stages)
+
+
+def test_task_overrides_change_only_their_task():
+    cfg = parse_study({**BASE, "task_overrides": {"pawsx": {"epochs": 7, "max_seq_length": 96}}})
+    assert cfg.trial_for("pawsx").epochs == 7 and cfg.trial_for("pawsx").max_seq_length == 96
+    assert cfg.trial_for("xnli") == cfg.trial
+    import pytest
+
+    from ray_xt.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"task_overrides: \['udpos'\] are not tasks of this study"):
+        parse_study({**BASE, "task_overrides": {"udpos": {"epochs": 2}}})
+    with pytest.raises(ConfigError, match=r"task_overrides.pawsx: unknown key\(s\) \['epoch'\]"):
+        parse_study({**BASE, "task_overrides": {"pawsx": {"epoch": 2}}})
+
+
+def test_multi_task_is_one_more_upstream_keyed_by_its_tasks():
+    cfg = parse_study({**BASE, "intermediate": {**BASE["intermediate"], "multi_task": True}})
+    stages = expand(cfg)
+    multi = [s for s in stages if s.task == "multi-task"]
+    assert len(multi) == 2 * 3  # per scale and seed
+    assert len(stages) == len(expand(parse_study(BASE))) + 2 * 3 * (1 + 2)  # itself and a target per target task
+    users = [s for s in stages if s.upstream == multi[0]]
+    assert {u.task for u in users} == {"pawsx", "xnli"} and users[0].intermediate_task == "multi-task"
+    fewer = parse_study({**BASE, "intermediate": {**BASE["intermediate"], "tasks": ["mnli"], "multi_task": True}})
+    assert multi[0].key not in {s.key for s in expand(fewer)}

@@ -188,3 +188,11 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+
+
+# Approximate English training-set sizes (examples) of the real tasks, for `ray-xt plan`'s cost estimates.
+TRAIN_SIZES: dict[str, int] = {
+    "xnli": 392_702, "pawsx": 49_401, "udpos": 12_543, "panx": 20_000, "xquad": 87_599, "mlqa": 87_599,
+    "tydiqa": 3_696, "mnli": 392_702, "anli": 162_865, "qqp": 363_846, "squad": 87_599, "hellaswag": 39_905,
+    "cosmosqa": 25_262, "commonsenseqa": 9_741, "socialiqa": 33_410, "ccg": 39_604,
+}

@@ -1,0 +1,94 @@
+"""What a study will cost: trial-hours per scale from a throughput table the project keeps and refreshes.
+
+Throughput (training examples per second per trial) starts from each scale's table value in
+``ray_xt/scales.py`` and is replaced by what trials measured: every finished sweep stage adds its
+trials' measured throughput to ``<storage>/throughput.json``, which ``ray-xt plan`` reads.
+Estimates are upper bounds: every trial runs all its epochs (ASHA stops some early).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray_xt.config import StudyConfig
+from ray_xt.scales import SCALES
+from ray_xt.stages import Stage
+from ray_xt.tasks.registry import TASKS, TRAIN_SIZES
+
+
+class ThroughputTable:
+    """Measured examples/s per scale (a running mean over trials), stored as JSON on the study storage."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.data: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def examples_per_second(self, scale: str) -> tuple[float, str]:
+        entry = self.data.get(scale)
+        if entry and entry.get("trials"):
+            return entry["examples_per_second"], f"measured over {entry['trials']} trials"
+        return SCALES[scale].examples_per_second, "table default"
+
+    def add(self, scale: str, values: list[float]) -> None:
+        values = [v for v in values if v and v > 0]
+        if not values:
+            return
+        entry = self.data.get(scale, {"examples_per_second": 0.0, "trials": 0})
+        n = entry["trials"] + len(values)
+        entry["examples_per_second"] = (entry["examples_per_second"] * entry["trials"] + sum(values)) / n
+        entry["trials"] = n
+        self.data[scale] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.path)
+
+
+def training_examples(cfg: StudyConfig, stage: Stage) -> int:
+    """Examples one trial of the stage trains on per epoch."""
+    if stage.kind == "retrieval":
+        return 0
+    from ray_xt.stages import MULTI_TASK
+
+    trial = cfg.trial_for(stage.task)
+    sources = cfg.intermediate.tasks if stage.task == MULTI_TASK else [TASKS[stage.task].train_task or stage.task]
+    total = 0
+    for source in sources:
+        n = cfg.micro.train_size if cfg.data.source == "micro" else TRAIN_SIZES.get(source, 0)
+        total += min(n, trial.max_train_examples) if trial.max_train_examples else n
+    return total
+
+
+@dataclass
+class ScaleCost:
+    scale: str
+    stages: int
+    trials: int
+    trial_hours: float  # wall hours of one trial slot
+    device: str  # "GPU" or "CPU core"
+    device_hours: float
+    throughput: float
+    source: str
+
+
+def estimate(cfg: StudyConfig, stages: list[Stage], table: ThroughputTable) -> list[ScaleCost]:
+    costs = []
+    for scale in cfg.scales:
+        mine = [s for s in stages if s.scale == scale]
+        rate, source = table.examples_per_second(scale)
+        seconds = 0.0
+        trials = 0
+        for stage in mine:
+            if stage.kind == "retrieval":
+                continue
+            trials += cfg.search.num_samples
+            seconds += cfg.search.num_samples * cfg.trial_for(stage.task).epochs * training_examples(cfg, stage) / rate
+        s, t = SCALES[scale], cfg.trial
+        gpus = t.gpus if t.gpus is not None else s.gpus_per_trial
+        cpus = t.cpus if t.cpus is not None else s.cpus_per_trial
+        device, per_trial = ("GPU", gpus) if gpus else ("CPU core", cpus)
+        costs.append(ScaleCost(scale, len(mine), trials, seconds / 3600, device, seconds / 3600 * per_trial, rate,
+                               source))
+    return costs

@@ -1,0 +1,107 @@
+"""The study graph on real engines: concurrent stages, memoisation (a new seed runs only its stages) and
+resume after the driver process is killed mid-study (no finished stage re-run, no duplicate MLflow runs)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import tiny_study
+from ray_xt.config import parse_study
+from ray_xt.stages import expand
+from ray_xt.study import StudyRunner
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _runs(uri: str):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("ray_xt/tiny")
+    return client.search_runs([exp.experiment_id], max_results=5000) if exp else []
+
+
+def _study(tmp_path, cache, seeds):
+    return tiny_study(
+        tmp_path, cache, intermediate={"tasks": ["mnli"], "conditions": ["en", "translate-train-each"]},
+        target={"tasks": ["pawsx"]}, seeds=seeds, search={"num_samples": 1, "max_concurrent": 1},
+        trial={"epochs": 1}, parallel_stages=2,
+    )
+
+
+def test_a_new_seed_runs_only_its_stages(tmp_path, micro_cache, ray_local):
+    cfg = parse_study(_study(tmp_path, micro_cache, [0]))
+    lines: list[str] = []
+    first = StudyRunner(cfg, log=lines.append).run(progress=False)
+    # intermediates: en + one per target language (qca, qso); targets from the pretrained model and each
+    assert len(first) == 3 + 4
+    each = [r for r in first if r["stage"]["condition"] == "translate-train:qso" and r["stage"]["stage"] == "target"]
+    assert sorted(each[0]["zero_shot"]) == ["en", "qso"]  # a per-language model is evaluated on its language
+    n_runs = len(_runs(cfg.tracking.uri))
+
+    lines.clear()
+    cfg2 = parse_study(_study(tmp_path, micro_cache, [0, 1]))
+    second = StudyRunner(cfg2, log=lines.append).run(progress=False)
+    assert len(second) == 14
+    assert any("7 done before (skipped), 7 to run" in line for line in lines)
+    started = [line for line in lines if ": started" in line]
+    assert len(started) == 7 and all("seed1" in line for line in started)
+    assert len(_runs(cfg.tracking.uri)) == 2 * n_runs  # the new seed's runs only
+
+
+def test_resume_after_the_driver_is_killed(tmp_path):
+    study = _study(tmp_path, tmp_path / "cache", [0])
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    stage_dir = tmp_path / "results" / "tiny" / "stages"
+    cmd = [str(Path(sys.executable).parent / "ray-xt"), "run", str(path)]
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 900
+    while time.time() < deadline and len(list(stage_dir.glob("*.json"))) < 2 and proc.poll() is None:
+        time.sleep(1)
+    assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started: no clean shutdown
+    proc.wait()
+    finished_before = {p.stem for p in stage_dir.glob("*.json")}
+    assert 2 <= len(finished_before) < 7
+
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{len(finished_before)} done before (skipped)" in again.stdout
+    started_again = [line for line in again.stdout.splitlines() if ": started" in line]
+    assert len(started_again) == 7 - len(finished_before)
+    cfg = parse_study(study)
+    keys = {s.key for s in expand(cfg)}
+    assert {p.stem for p in stage_dir.glob("*.json")} == keys
+    runs = _runs(study["tracking"]["uri"])
+    stage_runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.data.tags.get("stage") != "summary"]
+    assert len(stage_runs) == 7  # one run per stage, the interrupted ones included: none duplicated
+    trial_keys = [r.data.tags["ray_xt.key"] for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(trial_keys) == len(set(trial_keys))
+
+
+def test_multi_task_intermediate_training_feeds_the_targets(tmp_path, micro_cache, ray_local):
+    study = tiny_study(
+        tmp_path, micro_cache, intermediate={"tasks": ["mnli", "ccg"], "conditions": ["en"], "multi_task": True},
+        target={"tasks": ["pawsx"]}, search={"num_samples": 1, "max_concurrent": 1}, trial={"epochs": 1},
+    )
+    records = StudyRunner(parse_study(study), log=lambda m: None).run(progress=False)
+    multi = next(r for r in records if r["stage"]["task"] == "multi-task")
+    trial = multi["sweep"]["trials"][0]
+    assert 0 <= multi["sweep"]["best_score"] <= 1 and trial["status"] == "TERMINATED"
+    target = next(r for r in records if r["stage"]["intermediate_task"] == "multi-task")
+    assert sorted(target["zero_shot"]) == ["en", "qca", "qso"]
+    client = MlflowClient(study["tracking"]["uri"])
+    child = [r for r in _runs(study["tracking"]["uri"]) if r.data.tags.get("task") == "multi-task"
+             and "mlflow.parentRunId" in r.data.tags]
+    assert {"score.mnli", "score.ccg"} <= set(child[0].data.metrics)  # each task's dev score per evaluation
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(multi["sweep"]["best_model_dir"]).model_type == "xlm-roberta"
+    del client
