@@ -76,8 +76,10 @@ def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiment
 
     cfg = _load(experiment)
     stages = expand(cfg)
-    typer.echo(f"study {cfg.name}: {len(stages)} stages, {len(stages) * cfg.search.num_samples} trials "
-               f"({cfg.search.num_samples} per stage, {cfg.search.max_concurrent} at once)")
+    swept = sum(s.kind != "retrieval" for s in stages)
+    typer.echo(f"study {cfg.name}: {len(stages)} stages, {swept * cfg.search.num_samples} trials "
+               f"({cfg.search.num_samples} per sweep stage, {cfg.search.max_concurrent} at once; "
+               f"{cfg.parallel_stages} stages at once)")
     for i, stage in enumerate(stages, 1):
         after = f"  (after {stage.upstream.label})" if stage.upstream else ""
         typer.echo(f"  {i:3d}. {stage.label}{after}")

@@ -154,11 +154,17 @@ def check_data_files(cfg: StudyConfig) -> None:
 
 
 def absolute_uri(uri: str) -> str:
-    """A relative SQLite store made absolute: stage drivers run as Ray tasks in other working directories."""
+    """A SQLite store made absolute (stage drivers run as Ray tasks in other working directories) and
+    patient: concurrent stage drivers write to it, so a writer waits for the lock instead of failing."""
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
-    return uri
+    if not uri.startswith(prefix):
+        return uri
+    path = uri[len(prefix):]
+    if not path.startswith("/"):
+        path = str(Path(path).resolve())
+    if "timeout=" not in path:
+        path += ("&" if "?" in path else "?") + "timeout=60"
+    return prefix + path
 
 
 class StageFailed(RuntimeError):
@@ -389,6 +395,7 @@ class StudyRunner:
         if pending:
             self.log(f"[ray-xt] features ready in {time.perf_counter() - t0:.0f}s "
                      f"({self.features.misses} tokenised, {self.features.hits} reused)")
+        _ = self.tracker.experiment_id  # create the store and experiment once, before concurrent writers start
         remote = ray.remote(num_cpus=0, max_retries=0)(execute_stage)
         config = self.cfg.model_dump(mode="json")
         running: dict = {}
@@ -409,7 +416,8 @@ class StudyRunner:
             try:
                 record = ray.get(finished[0])
             except Exception as err:  # noqa: BLE001 - reported with the stage, the other stages still finish
-                failures.append(f"{stage.label}: {type(err).__name__}: {str(err).splitlines()[-1][:300]}")
+                lines = [x for x in str(err).splitlines() if x.strip() and not x.startswith("(Background")]
+                failures.append(f"{stage.label}: {type(err).__name__}: {(lines or [''])[-1][:300]}")
                 self.log(f"[ray-xt] stage {number[stage.key]}/{len(stages)} FAILED: {failures[-1]}")
                 continue
             record["seconds"] = time.perf_counter() - t_start

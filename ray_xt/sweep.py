@@ -54,8 +54,11 @@ def build_searcher(s: SweepSettings):
     from ray.tune.search.optuna import OptunaSearch
 
     points = [{"learning_rate": s.initial_lr}] if s.initial_lr is not None else None
+    # The space lives in the searcher (not the Tuner's param_space) so it is part of the searcher state a
+    # restored sweep gets back: a sweep interrupted before its first trial can still sample after restore.
+    space = {"learning_rate": optuna.distributions.FloatDistribution(s.lr_low, s.lr_high, log=True)}
     searcher = OptunaSearch(
-        metric=s.metric, mode=s.mode, points_to_evaluate=points,
+        space=space, metric=s.metric, mode=s.mode, points_to_evaluate=points,
         sampler=optuna.samplers.TPESampler(seed=s.search_seed, n_startup_trials=max(2, min(10, s.num_samples // 2))),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
@@ -85,7 +88,6 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"learning_rate": tune.loguniform(settings.lr_low, settings.lr_high)},
             tune_config=tune.TuneConfig(
                 metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                 search_alg=build_searcher(settings), scheduler=build_scheduler(settings),

@@ -62,7 +62,7 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
     # a second run executes nothing and creates no runs
     lines.clear()
     StudyRunner(cfg, log=lines.append).run(progress=False)
-    assert any("done before, skipped" in line for line in lines)
+    assert any("1 done before (skipped), 0 to run" in line for line in lines)
     assert len(_runs(uri, experiment)) == len(runs)
 
     # resume path: the driver died after the sweep but before recording the stage ->
