@@ -159,8 +159,7 @@ def micro_check(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
 ) -> None:
     """Fine-tune each micro scale on English data and print zero-shot accuracy vs chance per language."""
-    from ray_xt.data import read_examples
-    from ray_xt.report import validity_table
+    from ray_xt.report import constant_predictor_score, validity_table
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
 
@@ -171,12 +170,10 @@ def micro_check(
     _init_ray(address)
     runner = StudyRunner(cfg, log=lambda m: typer.echo(m))
     records = runner.run()
-    chance = {}
-    for task in cfg.target.tasks:
-        labels = [e["label"] for e in read_examples(runner.resolved.data_root, TASKS[task], "dev", ["en"])]
-        chance[task] = max(labels.count(v) for v in set(labels)) / len(labels)
+    chance = {task: constant_predictor_score(runner.resolved.data_root, TASKS[task]) for task in cfg.target.tasks}
     table = validity_table(records, chance, cfg.scales)
-    typer.echo("\nZero-shot accuracy (%) after English fine-tuning, beside majority-class chance:\n")
+    typer.echo("\nZero-shot scores (accuracy or F1, %) after English fine-tuning, beside chance (the best "
+               "constant prediction on English dev):\n")
     typer.echo(table.to_markdown())
     out = runner.paths.report / "validity.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -232,12 +232,26 @@ def log_report(tracker, study: str, files: list[Path], tables_markdown: str) -> 
     return run_id
 
 
-def validity_table(records: list[dict], chance: dict[str, float], scales: list[str] | None = None) -> pd.DataFrame:
-    """Zero-shot accuracy per language (rows) and task/scale (columns) beside each task's chance level.
+def constant_predictor_score(root: Path, task) -> float:
+    """Chance for the validity check: the task's metric for the most frequent label predicted everywhere
+    (English dev) -- what a model that ignores its input scores. Classification: the majority-class rate;
+    tagging: seqeval F1 of tagging every word with the most frequent tag."""
+    from collections import Counter
 
-    ``chance`` is the majority-class rate of each task's English dev set: a model
-    that ignores its input scores exactly that.
-    """
+    from ray_xt.data import read_examples
+    from ray_xt.score import tagging_f1
+
+    examples = read_examples(root, task, task.eval_split, ["en"])
+    if task.family == "tagging":
+        majority = Counter(t for e in examples for t in e["tags"]).most_common(1)[0][0]
+        return tagging_f1([e["tags"] for e in examples], [[majority] * len(e["tags"]) for e in examples])["f1"] / 100
+    labels = [e["label"] for e in examples]
+    return max(labels.count(v) for v in set(labels)) / len(labels)
+
+
+def validity_table(records: list[dict], chance: dict[str, float], scales: list[str] | None = None) -> pd.DataFrame:
+    """Zero-shot scores per language (rows) and task/scale (columns) beside each task's chance level
+    (``constant_predictor_score``: what a model that ignores its input scores)."""
     frame = scores_frame(records)
     frame = frame[frame.condition == "none"]
     table = frame.pivot_table(index="language", columns=["target", "scale"], values="score", aggfunc="mean")

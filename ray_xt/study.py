@@ -254,7 +254,7 @@ class StudyRunner:
     def run_stage(self, stage: Stage) -> dict:
         from ray import tune
 
-        from ray_xt.trial import TrialSpec, run_trial
+        from ray_xt.trial import TrialSpec, stage_trainable
 
         assert self.resolved is not None
         cfg, t = self.cfg, self.cfg.trial_for(stage.task)
@@ -286,7 +286,7 @@ class StudyRunner:
         )
         sweep_started = time.perf_counter()
         outcome = run_sweep(
-            stage.name, self.paths.tune, tune.with_parameters(run_trial, spec=spec), settings, [callback]
+            stage.name, self.paths.tune, tune.with_parameters(stage_trainable(stage.key), spec=spec), settings, [callback]
         )
         record = {
             "stage": stage.tags, "label": stage.label, "sweep": asdict(outcome), "parent_run_id": parent,

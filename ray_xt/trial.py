@@ -281,6 +281,20 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
+def stage_trainable(stage_key: str):
+    """``run_trial`` under a name unique to the stage.
+
+    Tune keys a trainable, and the parameters ``tune.with_parameters`` stores for it, by the function's name
+    and ``str(function)`` inside the job: two stages sweeping at the same time with the same ``run_trial``
+    would read each other's TrialSpec. A per-stage name keeps them apart.
+    """
+    def trainable(config: dict, spec: TrialSpec) -> None:
+        run_trial(config, spec)
+
+    trainable.__name__ = trainable.__qualname__ = f"run_trial_{stage_key}"
+    return trainable
+
+
 def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, config: dict, step: int, metrics: dict) -> None:
     engine.save_checkpoint(str(path / "ds"), tag="state")
     engine.module.save_pretrained(str(path / "model"))  # ZeRO-2 keeps full parameters on every rank

@@ -26,7 +26,7 @@ def test_micro_check_prints_accuracy_beside_chance(tmp_path):
     proc = subprocess.run([str(Path(sys.executable).parent / "ray-xt"), "micro", "check", str(path)],
                           capture_output=True, text=True, timeout=1500, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = proc.stdout.split("beside majority-class chance:")[1]
+    table = proc.stdout.split("the best constant prediction on English dev):")[1]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in table.splitlines() if line.startswith("|") and not line.startswith("|:")}
     header = rows.pop("language")

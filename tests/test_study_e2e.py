@@ -89,12 +89,21 @@ def test_every_family_through_a_study_with_xtreme_submissions(tmp_path, micro_ca
     cfg = parse_study(study)
     runner = StudyRunner(cfg, log=lambda m: None)
     records = runner.run(progress=False)
+    # every (task, split, languages, tokenizer, max_len, stride) was tokenised exactly once, in the driver;
+    # trials and stage drivers only loaded the Arrow files
+    cached = [p for p in runner.paths.features.iterdir() if not p.name.endswith(".partial")]
+    assert runner.features.misses == len(cached) and runner.features.hits > 0
     kinds = sorted((r["stage"]["stage"], r["stage"]["task"]) for r in records)
     assert kinds == sorted([("intermediate", "commonsenseqa"), ("target", "udpos"), ("target", "udpos"),
                             ("target", "xquad"), ("target", "xquad"), ("retrieval", "tatoeba"),
                             ("retrieval", "tatoeba")])
     labels_root = runner.resolved.data_root / "labels"
     for record in records:
+        if record["stage"]["stage"] != "retrieval":  # concurrent sweeps each trained what their own stage asked
+            ckpt = Path(record["sweep"]["best_model_dir"]).parent
+            trained = json.loads((ckpt / "trial_config.json").read_text())["fixed"]
+            assert trained["model_path"] == record["trial_spec"]["model_path"]
+            assert trained["stage_key"] == record["stage"]["stage_key"]
         task = record["stage"]["task"]
         if record["stage"]["stage"] == "intermediate":
             assert "zero_shot" not in record and 0 <= record["sweep"]["best_score"] <= 1
