@@ -73,6 +73,13 @@ def summary_table(frame: pd.DataFrame, scale: str) -> pd.DataFrame:
     papers = {t: paper_baseline(scale, t) for t in table.index}
     if any(v is not None for v in papers.values()):
         table["paper baseline"] = [papers[t] if papers[t] is not None else float("nan") for t in table.index]
+        # the paper's average improvement of English intermediate training, beside our XTREME-avg Δ
+        from ray_xt.paper import paper_improvement
+
+        row = {c: paper_improvement(scale, c[2:].split(":")[0]) for c in table.columns
+               if c.startswith("Δ ") and c.endswith(":en")}
+        if any(v is not None for v in row.values()):
+            table.loc["paper avg Δ"] = [row.get(c) if row.get(c) is not None else float("nan") for c in table.columns]
     return table.round(1)
 
 

@@ -108,11 +108,19 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
     return summarize(grid, settings)
 
 
+def _trial_id_from_path(path: str) -> str:
+    import re
+
+    match = re.search(r"_([0-9a-f]{8})_\d+_learning_rate=", Path(path).name)
+    return match.group(1) if match else Path(path).name
+
+
 def summarize(grid, settings: SweepSettings) -> SweepOutcome:
     trials = []
     candidates = []  # (score, trial_id, lr, checkpoint)
     for result in grid:
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.split("_")[1]
+        # Tune names trial folders <trainable>_<trial id>_<n>_<config>; the id is the 8-hex field before <n>
+        trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
         lr = float(result.config.get("learning_rate", float("nan")))
         scored = [
             (m[settings.metric], ckpt) for ckpt, m in (result.best_checkpoints or [])

@@ -100,4 +100,5 @@ def test_report_shows_summary_statistics_and_paper_numbers(tmp_path):
     frame = scores_frame(_study()).assign(scale="xlmr-large")
     table = summary_table(frame, "xlmr-large")
     assert table.loc["pawsx", "paper baseline"] == 86.4  # XTREME's XLM-R large PAWS-X score beside ours
+    assert table.loc["paper avg Δ", "Δ mnli:en"] == 7.5  # Phang et al.'s average MNLI improvement
     assert "XTREME avg" in table.index
