@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
 .PHONY: install test test-fast test-slow demo micro micro-check plan report mlflow-ui bench clean \
-	reproduce-phang2020 scaling-study
+	reproduce-phang2020 scaling-study cluster-up cluster-submit cluster-down
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ reproduce-phang2020:
 
 scaling-study:
 	$(call run_study,experiments/scaling_study.yaml)
+
+# Cluster lifecycle (CLUSTER=clusters/aws-gpu.yaml | gcp-gpu.yaml | onprem.yaml); EXP chooses the study to submit.
+cluster-up:
+	$(BIN)/ray up -y $(CLUSTER)
+
+cluster-submit:
+	$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(EXP) --tracking-uri http://127.0.0.1:5000
+
+cluster-down:
+	$(BIN)/ray down -y $(CLUSTER)
 
 micro:
 	$(BIN)/ray-xt micro build experiments/micro_check.yaml

@@ -1,0 +1,36 @@
+"""Cluster YAMLs: valid by Ray's own autoscaler schema, installing the project, bound to localhost."""
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+CLUSTERS = sorted((Path(__file__).resolve().parents[1] / "clusters").glob("*.yaml"))
+
+
+def test_every_cloud_is_covered():
+    providers = {yaml.safe_load(p.read_text())["provider"]["type"] for p in CLUSTERS}
+    assert providers == {"aws", "gcp", "local"}
+
+
+@pytest.mark.parametrize("path", CLUSTERS, ids=lambda p: p.name)
+def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
+    raw = yaml.safe_load(path.read_text())
+    validate_config(prepare_config(raw))  # Ray's schema, after Ray fills in the provider's defaults
+    setup = " ".join(raw["setup_commands"])
+    assert "make install" in setup and "TORCH_SPEC" in setup  # CUDA torch chosen explicitly
+    head = " ".join(raw["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head  # dashboard only on the head's localhost
+    assert "mlflow server --host 127.0.0.1" in head and "--artifacts-destination /mnt/shared" in head
+    assert "sqlite:///" in head and "MLFLOW_BACKEND" in head  # SQLite by default, PostgreSQL configurable
+    assert "/mnt/shared" in setup or "/mnt/shared" in " ".join(raw.get("head_setup_commands", []))
+    assert path.read_text().splitlines()[0].startswith("# ray_xt on")  # each opens with how to use it
+
+
+def test_validation_rejects_a_typo():
+    raw = yaml.safe_load(CLUSTERS[0].read_text())
+    raw["max_wrokers"] = 3
+    with pytest.raises(jsonschema.ValidationError, match="max_wrokers"):
+        validate_config(prepare_config(raw))
