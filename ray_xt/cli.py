@@ -35,14 +35,16 @@ def _load(path: Path) -> StudyConfig:
         raise typer.Exit(2) from None
 
 
-def _preflight(cfg: StudyConfig) -> None:
+def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested."""
     from ray_xt.data import DataError
     from ray_xt.study import check_data_files
+    from ray_xt.tracking import TrackingUnavailable, check_tracking_server
 
     try:
+        check_tracking_server(tracking_uri or cfg.tracking.uri)
         check_data_files(cfg)
-    except DataError as err:
+    except (DataError, TrackingUnavailable) as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
 
@@ -112,7 +114,7 @@ def run(
     cfg = _load(experiment)
     if storage:
         cfg = cfg.model_copy(update={"storage": storage})
-    _preflight(cfg)
+    _preflight(cfg, tracking_uri)
     _init_ray(address)
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     _publish_report(runner, runner.run())

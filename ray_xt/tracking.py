@@ -22,6 +22,32 @@ PARENT_TAG = "mlflow.parentRunId"
 SECRET_PATTERNS = ("*token*", "*secret*", "*key*", "*password*")
 
 
+class TrackingUnavailable(ConnectionError):
+    pass
+
+
+def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast: a study does not start training when its MLflow server cannot be reached.
+
+    (Chosen over buffering: records are never silently lost, and the message comes before any cluster
+    resource is used. A server lost mid-study makes that stage fail after MLflow's own retries; finished
+    stages are kept and a re-run continues.)
+    """
+    if not uri.startswith(("http://", "https://")):
+        return  # a file store: nothing to reach
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status != 200:
+                raise TrackingUnavailable(f"HTTP {response.status}")
+    except (urllib.error.URLError, OSError, TrackingUnavailable) as err:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({err}); start it (`make mlflow-ui`, or the cluster "
+            "head's server through an SSH tunnel) or use a sqlite:/// store. Nothing was started.") from None
+
+
 def redact(params: dict[str, Any]) -> dict[str, Any]:
     """Never log credentials: values of secret-looking keys are replaced."""
     return {
@@ -101,6 +127,18 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
 
+def _error_text(trial) -> str:
+    """The failed trial's exception (Tune's error file holds the traceback; its last line names the reason)."""
+    from pathlib import Path
+
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        lines = [x for x in Path(path).read_text(errors="replace").splitlines() if x.strip()]
+        reason = next((x for x in reversed(lines) if "Error" in x or "Exception" in x), lines[-1] if lines else "")
+        return reason.strip()
+    return str(path or "trial failed")
+
+
 class MLflowTrialCallback(tune.Callback):
     """Mirrors Tune trials into nested MLflow runs under a stage's parent run."""
 
@@ -141,7 +179,7 @@ class MLflowTrialCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
-        self.tracker.client.set_tag(run_id, "error", str(getattr(trial, "error_file", "") or "trial failed")[:5000])
+        self.tracker.client.set_tag(run_id, "error", _error_text(trial)[-5000:])
         self.tracker.finish(run_id, "FAILED")
 
     def __getstate__(self):

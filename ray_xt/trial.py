@@ -184,8 +184,25 @@ def MultiTaskModel(parts: list[TaskPart]):  # noqa: N802 - a class built lazily 
     return _multitask_module()(parts)
 
 
+class TrialDiverged(FloatingPointError):
+    """The training loss became NaN/inf: deterministic for this configuration, so retries stop at once."""
+
+
+def _divergence_marker() -> Path | None:
+    """A file in the trial's storage folder: a retried trial (any node) finds it and does not train again."""
+    from ray import tune
+
+    try:
+        return Path(tune.get_context().get_storage().trial_fs_path) / "diverged.json"
+    except Exception:  # noqa: BLE001 - outside Tune (no storage context): no marker
+        return None
+
+
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
+    marker = _divergence_marker()
+    if marker is not None and marker.exists():  # Tune retries failed trials; a diverged one would diverge again
+        raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
     prepare_process(spec.cpus)
     import deepspeed
     import torch
@@ -251,7 +268,11 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
         batch = {key: v.to(engine.device) for key, v in part.family.batch(part.train, idx, pad_id).items()}
         loss = (engine(**batch) if len(parts) == 1 else engine(part.name, **batch)).loss
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})")
+            reason = f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})"
+            if marker is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps({"reason": reason}) + "\n")
+            raise TrialDiverged(reason)
         engine.backward(loss)
         engine.step()
         losses.append(loss.item())

@@ -139,3 +139,54 @@ def test_missing_data_files_are_listed_before_ray(tmp_path):
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_unreachable_mlflow_server_fails_fast_before_ray(tmp_path):
+    """Policy: no training without a reachable tracking server (records are never silently lost)."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from ray_xt.cli import app
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(with_change("tracking.uri", f"http://127.0.0.1:{port}")))
+    result = CliRunner().invoke(app, ["run", str(good)])
+    assert result.exit_code == 2
+    assert f"MLflow tracking server http://127.0.0.1:{port} is unreachable" in result.output
+    assert "Nothing was started" in result.output
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_reachable_mlflow_server_passes_the_check(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ray_xt.tracking import check_tracking_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
+                               str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}", "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                check_tracking_server(f"http://127.0.0.1:{port}", timeout=2)
+                break
+            except ConnectionError:
+                assert time.time() < deadline, "mlflow server did not come up"
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

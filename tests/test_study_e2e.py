@@ -128,3 +128,33 @@ def test_every_family_through_a_study_with_xtreme_submissions(tmp_path, micro_ca
     client = MlflowClient(cfg.tracking.uri)
     stage_run = next(r for r in records if r["stage"]["task"] == "xquad")["parent_run_id"]
     assert [a.path for a in client.list_artifacts(stage_run)] == ["predictions"]
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_continues(tmp_path, micro_cache, ray_local,
+                                                                          monkeypatch):
+    """A learning rate of 1e10 makes the loss non-finite: that trial is marked failed once (its retries stop
+    at the divergence marker), MLflow records the reason, the other trial finishes and wins the sweep."""
+    from dataclasses import replace
+
+    study = tiny_study(tmp_path, micro_cache, max_failures=2, search={"num_samples": 2, "max_concurrent": 2},
+                       trial={"epochs": 1})
+    cfg = parse_study(study)
+    runner = StudyRunner(cfg, log=lambda m: None)
+    original = StudyRunner._sweep_settings
+    # the config validator keeps initial_learning_rate inside the range; the sweep itself is given 1e10 here
+    monkeypatch.setattr(StudyRunner, "_sweep_settings",
+                        lambda self, stage, n: replace(original(self, stage, n), initial_lr=1e10))
+    from ray_xt.study import resolve_inputs
+
+    runner.resolved = resolve_inputs(cfg, use_ray=True, progress=False)
+    stage = expand(cfg)[0]
+    runner.prepare(stage)
+    record = runner.run_stage(stage)  # in this process, so the patched settings apply
+    trials = record["sweep"]["trials"]
+    assert sorted(t["status"] for t in trials) == ["ERROR", "TERMINATED"]
+    assert record["sweep"]["best_learning_rate"] < 1e-2
+    runs = _runs(cfg.tracking.uri, "ray_xt/tiny")
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 1 and "training loss became" in failed[0].data.tags["error"]
+    markers = list((tmp_path / "results" / "tiny" / "tune").rglob("diverged.json"))
+    assert len(markers) == 1
