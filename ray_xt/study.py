@@ -396,7 +396,12 @@ class StudyRunner:
             self.log(f"[ray-xt] features ready in {time.perf_counter() - t0:.0f}s "
                      f"({self.features.misses} tokenised, {self.features.hits} reused)")
         _ = self.tracker.experiment_id  # create the store and experiment once, before concurrent writers start
-        remote = ray.remote(num_cpus=0, max_retries=0)(execute_stage)
+        # Stage drivers prefer the study driver's node (the head on a cluster); if their node dies anyway, Ray
+        # re-runs them (system failures only) and the re-run resumes the sweep from its experiment folder.
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        remote = ray.remote(num_cpus=0, max_retries=3, scheduling_strategy=here)(execute_stage)
         config = self.cfg.model_dump(mode="json")
         running: dict = {}
         failures: list[str] = []
