@@ -19,7 +19,7 @@ from ray import tune
 
 KEY_TAG = "ray_xt.key"
 PARENT_TAG = "mlflow.parentRunId"
-SECRET_PATTERNS = ("*token*", "*secret*", "*key*", "*password*")
+SECRET_PATTERNS = ("*token*", "*secret*", "*key*", "*password*", "*credential*")
 
 
 class TrackingUnavailable(ConnectionError):

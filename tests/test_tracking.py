@@ -6,9 +6,10 @@ from ray_xt.tracking import KEY_TAG, PARENT_TAG, Tracker, redact
 
 
 def test_redact_secret_like_keys():
-    out = redact({"hf_token": "abc", "aws_secret_access_key": "x", "api_key": "y", "learning_rate": 1e-3})
+    out = redact({"hf_token": "abc", "aws_secret_access_key": "x", "api_key": "y", "learning_rate": 1e-3,
+                  "gcp_credentials": "z", "db_password": "p"})
     assert out == {"hf_token": "<redacted>", "aws_secret_access_key": "<redacted>", "api_key": "<redacted>",
-                   "learning_rate": 1e-3}
+                   "learning_rate": 1e-3, "gcp_credentials": "<redacted>", "db_password": "<redacted>"}
 
 
 def test_run_for_is_idempotent_and_nests(tmp_path):
