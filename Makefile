@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # real public samples for the tests that read real text, when shared/ sits beside the checkout
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
-.PHONY: install test test-fast test-slow demo micro micro-check plan report mlflow-ui bench clean \
+.PHONY: install test test-slow test-all demo micro micro-check plan report mlflow-ui bench clean \
 	reproduce-phang2020 scaling-study cluster-up cluster-submit cluster-down
 
 install:
@@ -19,15 +19,16 @@ install:
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/python -m ray_xt.warmup
 
-# The whole suite (about 5 minutes on 2 cores): unit, integration and slow end-to-end tests.
+# Unit and integration tests on real Ray, DeepSpeed and MLflow (under 10 minutes on 2 cores).
 test:
-	$(BIN)/pytest $(PYTEST_ARGS)
-
-test-fast:
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
+# The slow end-to-end tests: CLI runs, resume after a killed driver, multi-node fault tests (~15 minutes).
 test-slow:
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+test-all:
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo:
 	$(BIN)/ray-xt run experiments/demo.yaml
