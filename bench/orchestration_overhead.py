@@ -31,17 +31,25 @@ def plain_trainer_trial(args: tuple) -> float:
     spec, lr, out_dir = args
     import numpy as np
     import torch
-    from datasets import load_from_disk
+    from datasets import Dataset
     from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from ray_xt.trial import load_classifier
+    from ray_xt.data import load_features
+    from ray_xt.families import family_of
+    from ray_xt.tasks.registry import TASKS
 
     torch.set_num_threads(max(1, int(spec["cpus"])))
     torch.manual_seed(spec["seed"])
+    inputs = spec["tasks"][0]  # the same cached features and fresh head ray_xt's trial uses
     tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer_path"])
-    model = load_classifier(spec["model_path"], spec["num_labels"], fresh_head=True)
-    train = load_from_disk(spec["train_features"]).rename_column("label", "labels")
-    dev = load_from_disk(spec["dev_features"]).rename_column("label", "labels")
+    labels = list(inputs["labels"])
+    model = family_of(TASKS[inputs["task"]]).load_model(spec["model_path"], len(labels), True, labels)
+
+    def dataset(path):
+        columns = load_features(path)[0]
+        return Dataset.from_dict({"input_ids": columns["input_ids"], "labels": columns["label"]})
+
+    train, dev = dataset(inputs["train_features"]), dataset(inputs["dev_features"])
     args = TrainingArguments(
         output_dir=out_dir, learning_rate=lr, num_train_epochs=spec["epochs"],
         per_device_train_batch_size=spec["batch_size"], per_device_eval_batch_size=128,
