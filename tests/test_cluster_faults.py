@@ -42,9 +42,10 @@ class LocalCluster:
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_health_check_period_ms": "1000",
                     "RAY_health_check_failure_threshold": "3", "RAY_ADDRESS": ""}
         self.nodes: dict[str, int] = {}  # name -> raylet pid
+        before = _raylets()  # other Ray instances on this machine are never touched
         self._ray(["start", "--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false",
                    f"--temp-dir={self.temp}"])
-        self.head_raylets = _raylets()
+        self.head_raylets = _raylets() - before
 
     @property
     def address(self) -> str:
@@ -77,7 +78,7 @@ class LocalCluster:
                     os.kill(p, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        subprocess.run(["pkill", "-9", "-f", self.temp], capture_output=True)
+        subprocess.run(["pkill", "-9", "-f", self.temp], capture_output=True)  # GCS and helpers of this session
 
 
 @pytest.fixture
