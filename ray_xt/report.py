@@ -43,7 +43,8 @@ def comparison_tables(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame
         table = part.pivot_table(index="language", columns="column", values="score", aggfunc="mean")
         ordered = ["baseline"] + sorted(c for c in table.columns if c != "baseline")
         table = table[[c for c in ordered if c in table.columns]]
-        langs = ["en"] + sorted(lang for lang in table.index if lang != "en")
+        # retrieval tasks pair each language with English: they have no "en" row
+        langs = [lang for lang in ["en"] if lang in table.index] + sorted(lang for lang in table.index if lang != "en")
         table = table.loc[langs]
         zero_shot = [lang for lang in langs if lang != "en"]
         if zero_shot:
@@ -266,7 +267,7 @@ def validity_table(records: list[dict], chance: dict[str, float], scales: list[s
     columns = sorted(table.columns, key=lambda c: (list(chance).index(c[0]) if c[0] in chance else 0, rank.get(c[1], 0)))
     table = table[columns]
     table.columns = [f"{task}/{scale}" for task, scale in columns]
-    langs = ["en"] + sorted(lang for lang in table.index if lang != "en")
+    langs = [lang for lang in ["en"] if lang in table.index] + sorted(lang for lang in table.index if lang != "en")
     table = table.loc[langs]
     for task, rate in chance.items():
         table[f"{task} chance"] = 100.0 * rate

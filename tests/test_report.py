@@ -102,3 +102,11 @@ def test_report_shows_summary_statistics_and_paper_numbers(tmp_path):
     assert table.loc["pawsx", "paper baseline"] == 86.4  # XTREME's XLM-R large PAWS-X score beside ours
     assert table.loc["paper avg Δ", "Δ mnli:en"] == 7.5  # Phang et al.'s average MNLI improvement
     assert "XTREME avg" in table.index
+
+
+def test_retrieval_tasks_without_english_rows_are_reported(tmp_path):
+    retrieval = [{"stage": {"scale": "micro-s", "task": "tatoeba", "seed": "0", "condition": c,
+                            "intermediate_task": i}, "zero_shot": {"qca": 0.9, "qso": 0.4}}
+                 for c, i in (("none", "none"), ("en", "mnli"))]
+    markdown, _ = write_report(RECORDS + retrieval, tmp_path)
+    assert "tatoeba on micro-s" in markdown and "pawsx on micro-s" in markdown
