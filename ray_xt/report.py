@@ -159,7 +159,7 @@ def heatmap(stats: dict[str, pd.DataFrame], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     wide = table.pivot_table(index="language", columns=["scale", "target", "intermediate"], values="mean")
-    limit = max(1.0, float(abs(wide.to_numpy()).max()))
+    limit = max(1.0, float(np.nanmax(np.abs(wide.to_numpy()))))  # NaN cells (no English row) ignored
     fig, ax = plt.subplots(figsize=(1.4 * wide.shape[1] + 3, 0.45 * wide.shape[0] + 2))
     image = ax.imshow(wide.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(wide.shape[1]), ["\n".join(str(x) for x in c) for c in wide.columns], fontsize=7)
