@@ -20,7 +20,8 @@ from pathlib import Path
 from ray_xt.families import DataError, family_of
 from ray_xt.tasks.registry import TaskSpec
 
-__all__ = ["DataError", "FeatureCache", "read_examples", "source_files", "task_file", "tokenizer_fingerprint"]
+__all__ = ["DataError", "FeatureCache", "read_examples", "source_files", "task_file", "tokenizer_fingerprint",
+           "write_examples"]
 
 
 def task_file(root: Path, task: TaskSpec, split: str, lang: str) -> Path:
@@ -120,6 +121,27 @@ class FeatureCache:
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         return out
+
+
+def write_examples(path: Path, task: TaskSpec, examples: list[dict]) -> None:
+    """Examples in the family's file format (the one the loaders read): translations, hub downloads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if task.family == "pair_classification":
+        clean = lambda s: s.replace("\t", " ").replace("\n", " ")  # noqa: E731
+        path.write_text("".join(f"{clean(e['sentence1'])}\t{clean(e['sentence2'])}\t{e['label']}\n" for e in examples),
+                        encoding="utf-8")
+    elif task.family == "multiple_choice":
+        path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+    elif task.family == "span_qa":
+        paragraphs = [{"context": e["context"], "qas": [{"id": e["id"], "question": e["question"],
+                                                          "answers": e["answers"]}]} for e in examples]
+        path.write_text(json.dumps({"version": "1.1", "data": [{"title": task.name, "paragraphs": paragraphs}]},
+                                   ensure_ascii=False), encoding="utf-8")
+    elif task.family == "tagging":
+        path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(e["tokens"], e["tags"])) + "\n"
+                                for e in examples), encoding="utf-8")
+    else:
+        raise DataError(f"no single-file format for {task.family} task {task.name!r}")
 
 
 def load_features(path: Path | str):

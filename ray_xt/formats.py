@@ -115,25 +115,3 @@ def read_squad(path: Path) -> list[QAExample]:
             for qa in para["qas"]:
                 out.append(QAExample(qa["id"], para["context"], qa["question"], qa.get("answers", [])))
     return out
-
-
-@dataclass(frozen=True)
-class ChoiceExample:
-    id: str
-    context: str
-    question: str
-    choices: list[str]
-    label: int
-
-
-def read_multiple_choice(path: Path) -> list[ChoiceExample]:
-    """JSON lines {id, context, question, choices, label} (ray_xt's common multiple-choice form)."""
-    import json
-
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        row = json.loads(line)
-        if not 0 <= row["label"] < len(row["choices"]):
-            raise FormatError(f"{path}:{n}: label {row['label']} outside the {len(row['choices'])} choices")
-        rows.append(ChoiceExample(row["id"], row["context"], row["question"], row["choices"], row["label"]))
-    return rows

@@ -10,10 +10,10 @@ one error that names every missing task, its hub id and the local path to fill.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable
 
+from ray_xt.data import write_examples
 from ray_xt.families import DataError
 from ray_xt.tasks.registry import TASKS, TaskSpec
 
@@ -57,7 +57,7 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str) -> list[dict]:
 
 # ---------------------------------------------------------------- hub schema -> ray_xt file format
 
-def to_pair_lines(task: TaskSpec, rows: list[dict]) -> list[str]:
+def to_pair_examples(task: TaskSpec, rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
         if task.name == "qqp":
@@ -70,7 +70,7 @@ def to_pair_lines(task: TaskSpec, rows: list[dict]) -> list[str]:
         if label is None or label < 0:
             continue  # hub test splits hide labels as -1
         name = NLI_LABELS[label] if task.labels == NLI_LABELS else str(label)
-        out.append("\t".join(x.replace("\t", " ").replace("\n", " ") for x in (a, b)) + f"\t{name}")
+        out.append({"sentence1": a, "sentence2": b, "label": name})
     return out
 
 
@@ -96,21 +96,20 @@ def to_choice_rows(task: TaskSpec, rows: list[dict]) -> list[dict]:
     return out
 
 
-def to_tagged_lines(task: TaskSpec, rows: list[dict], tag_names: list[str] | None) -> list[str]:
-    lines = []
+def to_tagged_examples(rows: list[dict], tag_names: list[str] | None) -> list[dict]:
+    out = []
     for r in rows:
         tags = r.get("pos_tags", r.get("ner_tags"))
-        names = [tag_names[t] if tag_names and isinstance(t, int) else str(t) for t in tags]
-        lines += [f"{tok}\t{tag}" for tok, tag in zip(r["tokens"], names)] + [""]
-    return lines
+        out.append({"tokens": list(r["tokens"]),
+                    "tags": [tag_names[t] if tag_names and isinstance(t, int) else str(t) for t in tags]})
+    return out
 
 
-def to_squad(rows: list[dict], title: str) -> dict:
-    paragraphs = [{"context": r["context"], "qas": [{
-        "id": r["id"], "question": r["question"],
-        "answers": [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])],
-    }]} for r in rows]
-    return {"version": "1.1", "data": [{"title": title, "paragraphs": paragraphs}]}
+def to_qa_examples(rows: list[dict]) -> list[dict]:
+    return [{"id": r["id"], "context": r["context"], "question": r["question"],
+             "answers": [{"text": t, "answer_start": a} for t, a in zip(r["answers"]["text"],
+                                                                          r["answers"]["answer_start"])]}
+            for r in rows]
 
 
 def write_task_files(root: Path, task: TaskSpec, split: str, lang: str, rows: list[dict],
@@ -118,15 +117,14 @@ def write_task_files(root: Path, task: TaskSpec, split: str, lang: str, rows: li
     """Writes hub rows in the file format and place the local loaders read; returns the files written."""
     path = Path(root) / task.path(split, lang)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if task.family == "pair_classification":
-        path.write_text("".join(f"{line}\n" for line in to_pair_lines(task, rows)), encoding="utf-8")
-    elif task.family == "multiple_choice":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in to_choice_rows(task, rows)),
-                        encoding="utf-8")
-    elif task.family == "tagging":
-        path.write_text("\n".join(to_tagged_lines(task, rows, tag_names)), encoding="utf-8")
-    elif task.family == "span_qa":
-        path.write_text(json.dumps(to_squad(rows, f"{task.name}-{split}-{lang}"), ensure_ascii=False), encoding="utf-8")
+    convert = {
+        "pair_classification": lambda: to_pair_examples(task, rows),
+        "multiple_choice": lambda: to_choice_rows(task, rows),
+        "tagging": lambda: to_tagged_examples(rows, tag_names),
+        "span_qa": lambda: to_qa_examples(rows),
+    }
+    if task.family in convert:
+        write_examples(path, task, convert[task.family]())
     elif task.name == "tatoeba":
         path.write_text("".join(r["source_sentence"].strip() + "\n" for r in rows), encoding="utf-8")
         path.with_suffix(".eng").write_text("".join(r["target_sentence"].strip() + "\n" for r in rows),

@@ -17,10 +17,10 @@ Tagging data cannot be translated without word alignment and is refused.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ray_xt.data import write_examples
 from ray_xt.families import DataError
 from ray_xt.tasks.registry import TASKS, TaskSpec
 
@@ -57,24 +57,6 @@ def rebuild(task: TaskSpec, example: dict, texts: list[str]) -> dict | None:
     if start < 0:
         return None
     return {**example, "context": context, "question": question, "answers": [{"text": answer, "answer_start": start}]}
-
-
-def write_examples(path: Path, task: TaskSpec, examples: list[dict]) -> None:
-    """Examples in the family's file format (the one the loaders read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if task.family == "pair_classification":
-        clean = lambda s: s.replace("\t", " ").replace("\n", " ")  # noqa: E731
-        path.write_text("".join(f"{clean(e['sentence1'])}\t{clean(e['sentence2'])}\t{e['label']}\n" for e in examples),
-                        encoding="utf-8")
-    elif task.family == "multiple_choice":
-        path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
-    elif task.family == "span_qa":
-        paragraphs = [{"context": e["context"], "qas": [{"id": e["id"], "question": e["question"],
-                                                          "answers": e["answers"]}]} for e in examples]
-        path.write_text(json.dumps({"version": "1.1", "data": [{"title": task.name, "paragraphs": paragraphs}]},
-                                   ensure_ascii=False), encoding="utf-8")
-    else:
-        raise DataError(f"cannot write translated {task.family} files")
 
 
 class Translator:

@@ -191,15 +191,13 @@ def test_qa_files_in_squad_format_with_exact_spans(tmp_path_factory, lang):
 
 
 def test_multiple_choice_and_anli_files(tmp_path):
-    from ray_xt.formats import read_multiple_choice
-
     root, _ = build_world(SMALL, 500, tmp_path)
     for task, n in (("hellaswag", 4), ("cosmosqa", 4), ("socialiqa", 3), ("commonsenseqa", 5)):
-        en = read_multiple_choice(root / "intermediate" / task / "dev-en.jsonl")
-        qgr = read_multiple_choice(root / "intermediate" / task / "dev-qgr.jsonl")
-        assert len(en) == SMALL.dev_size and all(len(r.choices) == n for r in en)
-        assert [r.label for r in en] == [r.label for r in qgr]  # translations of the same examples
-        labels = [r.label for r in en]
+        en = read_examples(root, TASKS[task], "dev", ["en"])
+        qgr = read_examples(root, TASKS[task], "dev", ["qgr"])
+        assert len(en) == SMALL.dev_size and all(len(r["choices"]) == n for r in en)
+        assert [r["label"] for r in en] == [r["label"] for r in qgr]  # translations of the same examples
+        labels = [r["label"] for r in en]
         assert len(set(labels)) > 1  # the gold position varies
     rows = read_examples(root, TASKS["mnli"], "dev", ["en"])
     anli = read_examples(root, TASKS["anli"], "dev", ["en"])
@@ -211,16 +209,15 @@ def test_commonsense_answers_are_background_knowledge_stated_in_every_corpus(tmp
     each language's monolingual corpus, where clauses about that noun mostly happen at that place."""
     import collections
 
-    from ray_xt.formats import read_multiple_choice
     from ray_xt.micro.languages import Renderer
     from ray_xt.micro.latent import PLACES, Vocabulary, home_place
 
     root, _ = build_world(SMALL, 500, tmp_path)
-    rows = read_multiple_choice(root / "intermediate" / "commonsenseqa" / "dev-qso.jsonl")
+    rows = read_examples(root, TASKS["commonsenseqa"], "dev", ["qso"])
     renderer = Renderer(LANGUAGES["qso"], Vocabulary(), SMALL.seed)
     place_word = {renderer.word(p): p for p in PLACES}
-    assert all(not r.context and len(set(r.choices)) == 5 for r in rows)
-    assert all(set(r.choices) <= set(place_word) for r in rows)
+    assert all(not r["context"] and len(set(r["choices"])) == 5 for r in rows)
+    assert all(set(r["choices"]) <= set(place_word) for r in rows)
     # a random-lexicon language's corpus states the facts: in sentences naming a noun, its home place is the
     # most frequent place (a bigger corpus than SMALL's, for counts that are not noise)
     from dataclasses import replace
