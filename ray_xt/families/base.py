@@ -115,6 +115,14 @@ def pad(rows: list[list[int]], value: int):
     return out
 
 
+def padded_inputs(rows: list[list[int]], pad_id: int, device=None) -> dict:
+    """Model inputs of a batch: padded ids and their attention mask (optionally on ``device``)."""
+    ids = pad(rows, pad_id)
+    if device is not None:
+        ids = ids.to(device)
+    return {"input_ids": ids, "attention_mask": (ids != pad_id).long()}
+
+
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped by length, so evaluation batches carry little padding."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ray_xt.families.base import DataError, Evaluation, Family, eval_mode, length_sorted_batches, pad, require
+from ray_xt.families.base import (
+    DataError, Evaluation, Family, eval_mode, length_sorted_batches, padded_inputs, require,
+)
 from ray_xt.tasks.registry import TaskSpec
 
 
@@ -45,8 +47,7 @@ class PairClassification(Family):
     def batch(self, features, indices, pad_id):
         import torch
 
-        ids = pad([features["input_ids"][i] for i in indices], pad_id)
-        return {"input_ids": ids, "attention_mask": (ids != pad_id).long(),
+        return {**padded_inputs([features["input_ids"][i] for i in indices], pad_id),
                 "labels": torch.tensor([features["label"][i] for i in indices])}
 
     def predict(self, model, input_ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
@@ -54,8 +55,8 @@ class PairClassification(Family):
         preds = np.empty(len(input_ids), dtype=np.int64)
         with eval_mode(model):
             for idx in length_sorted_batches([len(x) for x in input_ids], batch_size):
-                ids = pad([input_ids[i] for i in idx], pad_id).to(device)
-                preds[idx] = model(input_ids=ids, attention_mask=(ids != pad_id).long()).logits.argmax(-1).cpu().numpy()
+                inputs = padded_inputs([input_ids[i] for i in idx], pad_id, device)
+                preds[idx] = model(**inputs).logits.argmax(-1).cpu().numpy()
         return preds
 
     def evaluate(self, model, features, examples, pad_id, task, lang, batch_size=64):

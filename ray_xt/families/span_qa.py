@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ray_xt.families.base import DataError, Evaluation, Family, eval_mode, length_sorted_batches, pad, require
+from ray_xt.families.base import (
+    DataError, Evaluation, Family, eval_mode, length_sorted_batches, padded_inputs, require,
+)
 from ray_xt.formats import FormatError, read_squad
 
 N_BEST = 20
@@ -74,8 +76,7 @@ class SpanQA(Family):
     def batch(self, features, indices, pad_id):
         import torch
 
-        ids = pad([features["input_ids"][i] for i in indices], pad_id)
-        return {"input_ids": ids, "attention_mask": (ids != pad_id).long(),
+        return {**padded_inputs([features["input_ids"][i] for i in indices], pad_id),
                 "start_positions": torch.tensor([features["start"][i] for i in indices]),
                 "end_positions": torch.tensor([features["end"][i] for i in indices])}
 
@@ -85,8 +86,7 @@ class SpanQA(Family):
         all_ids = features["input_ids"]
         with eval_mode(model):
             for idx in length_sorted_batches([len(x) for x in all_ids], batch_size):
-                ids = pad([all_ids[i] for i in idx], pad_id).to(device)
-                out = model(input_ids=ids, attention_mask=(ids != pad_id).long())
+                out = model(**padded_inputs([all_ids[i] for i in idx], pad_id, device))
                 starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
                 for row, f in enumerate(idx):
                     ex = features["example"][f]

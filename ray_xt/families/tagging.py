@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ray_xt.families.base import DataError, Evaluation, Family, eval_mode, length_sorted_batches, pad, require
+from ray_xt.families.base import (
+    DataError, Evaluation, Family, eval_mode, length_sorted_batches, pad, padded_inputs, require,
+)
 from ray_xt.formats import FormatError, read_conll
 
 IGNORE = -100
@@ -78,8 +80,7 @@ class Tagging(Family):
         return AutoModelForTokenClassification
 
     def batch(self, features, indices, pad_id):
-        ids = pad([features["input_ids"][i] for i in indices], pad_id)
-        return {"input_ids": ids, "attention_mask": (ids != pad_id).long(),
+        return {**padded_inputs([features["input_ids"][i] for i in indices], pad_id),
                 "labels": pad([features["labels"][i] for i in indices], IGNORE)}
 
     def predict_words(self, model, features, examples, pad_id, batch_size=64) -> list[list[str]]:
@@ -90,8 +91,7 @@ class Tagging(Family):
         all_ids = features["input_ids"]
         with eval_mode(model):
             for idx in length_sorted_batches([len(x) for x in all_ids], batch_size):
-                ids = pad([all_ids[i] for i in idx], pad_id).to(device)
-                best = model(input_ids=ids, attention_mask=(ids != pad_id).long()).logits.argmax(-1).cpu().numpy()
+                best = model(**padded_inputs([all_ids[i] for i in idx], pad_id, device)).logits.argmax(-1).cpu().numpy()
                 for row, i in enumerate(idx):
                     ex, first = features["example"][i], features["first_word"][i]
                     for offset, pos in enumerate(features["word_positions"][i]):
