@@ -75,25 +75,22 @@ def adversarial_nli_example(s: LatentSampler) -> LatentPair:
 
 @dataclass(frozen=True)
 class MicroTaskSpec:
-    generator: Callable[[LatentSampler], LatentPair]
-    # the XTREME (or, for intermediate tasks, ray_xt) directory the task is written to
-    directory: str
-
+    generator: Callable[[LatentSampler], LatentPair]  # file layouts: ray_xt.tasks.registry
 
 PAIR_TASKS: dict[str, MicroTaskSpec] = {
-    "xnli": MicroTaskSpec(nli_example, "download/xnli"),
-    "pawsx": MicroTaskSpec(paraphrase_example, "download/pawsx"),
-    "mnli": MicroTaskSpec(nli_example, "intermediate/mnli"),
-    "qqp": MicroTaskSpec(paraphrase_example, "intermediate/qqp"),
-    "anli": MicroTaskSpec(adversarial_nli_example, "intermediate/anli"),
+    "xnli": MicroTaskSpec(nli_example),
+    "pawsx": MicroTaskSpec(paraphrase_example),
+    "mnli": MicroTaskSpec(nli_example),
+    "qqp": MicroTaskSpec(paraphrase_example),
+    "anli": MicroTaskSpec(adversarial_nli_example),
 }
 
 
-# Tagging tasks: which token annotation is the label, and where the files go.
-TAGGING_TASKS: dict[str, tuple[str, str]] = {
-    "udpos": ("download/udpos", "pos"),
-    "panx": ("download/panx", "ner"),
-    "ccg": ("intermediate/ccg", "supertag"),  # supertag-like: part of speech / syntactic role
+# Tagging tasks: which token annotation is the label (file layouts: ray_xt.tasks.registry).
+TAGGING_TASKS: dict[str, str] = {
+    "udpos": "pos",
+    "panx": "ner",
+    "ccg": "supertag",  # supertag-like: part of speech / syntactic role
 }
 # Retrieval tasks have no training data: parallel sentences only.
 RETRIEVAL_TASKS: dict[str, str] = {"tatoeba": "download/tatoeba", "bucc2018": "download/bucc2018"}

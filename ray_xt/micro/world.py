@@ -89,13 +89,14 @@ def write_tagging_task(spec: WorldSpec, task: str, out: Path) -> None:
 
     Translations carry no noise: a dropped word would misalign gold tags.
     """
-    directory, annotation = TAGGING_TASKS[task]
+    annotation = TAGGING_TASKS[task]
+    layout = TASKS[task]
     sampler = LatentSampler(random.Random(f"{spec.seed}-task-{task}"), Vocabulary())
     splits = {"train": _sentences(sampler, spec.train_size), "dev": _sentences(sampler, spec.dev_size),
               "test": _sentences(sampler, spec.test_size)}
     for code, renderer in _renderers(spec).items():
         for split, sentences in splits.items():
-            if split == "train" and code != "en" and not directory.startswith("intermediate"):
+            if split == "train" and code != "en" and layout.role == "target":
                 continue  # XTREME target tasks train on English only
             blocks = []
             for clauses in sentences:
@@ -103,10 +104,10 @@ def write_tagging_task(spec: WorldSpec, task: str, out: Path) -> None:
                 tags = [t.supertag if annotation == "supertag" else getattr(t, annotation) for t in toks]
                 blocks.append([(t.text, tag) for t, tag in zip(toks, tags)])
             if split == "test":
-                _write_conll(out / directory / f"test-{code}.tsv", blocks, with_tags=False)
+                _write_conll(out / layout.path("test", code), blocks, with_tags=False)
                 _write_conll(out / "labels" / task / f"test-{code}.tsv", blocks, with_tags=True)
             else:
-                _write_conll(out / directory / f"{split}-{code}.tsv", blocks, with_tags=True)
+                _write_conll(out / layout.path(split, code), blocks, with_tags=True)
 
 
 def _write_conll(path: Path, blocks: list[list[tuple[str, str]]], with_tags: bool) -> None:
@@ -229,7 +230,7 @@ def write_pair_task(spec: WorldSpec, task: str, out: Path) -> None:
         name: [task_spec.generator(sampler) for _ in range(size)]
         for name, size in (("train", spec.train_size), ("dev", spec.dev_size), ("test", spec.test_size))
     }
-    directory = out / task_spec.directory
+    layout = TASKS[task]
     for code, renderer in renderers.items():
         noise_rng = random.Random(f"{spec.seed}-noise-{task}-{code}")
         for split, examples in splits.items():
@@ -241,10 +242,10 @@ def write_pair_task(spec: WorldSpec, task: str, out: Path) -> None:
                 for ex in examples
             ]
             if split == "test":
-                _write_tsv(directory / f"test-{code}.tsv", [r[:2] for r in rows])
+                _write_tsv(out / layout.path("test", code), [r[:2] for r in rows])
                 _write_tsv(out / "labels" / task / f"test-{code}.tsv", [[r[2]] for r in rows])
             else:
-                _write_tsv(directory / f"{split}-{code}.tsv", rows)
+                _write_tsv(out / layout.path(split, code), rows)
 
 
 def write_profiles(spec: WorldSpec, out: Path) -> None:
