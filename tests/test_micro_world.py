@@ -252,3 +252,30 @@ def test_packed_pretraining_sequences_hold_whole_sentences_of_one_language(tmp_p
     for seq in packed[:: max(1, len(packed) // 50)]:
         sentences = tok.decode(seq[1:-1]).split("</s>")
         assert any(all(x.strip() in lines for x in sentences) for lines in lines_by_lang)
+
+
+def test_selectional_preferences_are_stated_in_a_random_lexicon_corpus(tmp_path):
+    """Verbs take their usual objects (a fixed preference of the latent world), so a random-lexicon language's
+    monolingual corpus has the same co-occurrence structure as English's: what lets MLM align languages
+    without parallel text. Sovish marks objects with the case suffix -o, which finds them without parsing."""
+    import collections
+    from dataclasses import replace
+
+    from ray_xt.micro.languages import Renderer
+    from ray_xt.micro.latent import OBJECTS_PER_VERB, Vocabulary, preferences
+    from ray_xt.micro.world import write_corpus
+
+    vocab = Vocabulary()
+    profile = LANGUAGES["qso"]
+    renderer = Renderer(profile, vocab, SMALL.seed)
+    object_of = {renderer.word(n) + profile.object_marker: n for n in vocab.nouns}
+    lines = write_corpus(replace(SMALL, corpus_sentences=6000, languages=("qso",)), tmp_path)["qso"].read_text(
+        encoding="utf-8").splitlines()
+    for verb in ("eat", "paint", "follow"):
+        word = renderer.word(verb)
+        clauses = [line for line in lines if " ka " not in line and word in line.split()]  # one clause only
+        seen = collections.Counter(object_of[w] for line in clauses for w in line.split() if w in object_of)
+        usual = set(preferences(verb, vocab.nouns, OBJECTS_PER_VERB, "object"))
+        top = {n for n, _ in seen.most_common(OBJECTS_PER_VERB)}
+        # by chance two sets of 8 of 40 nouns share 1.6 on average
+        assert len(top & usual) >= OBJECTS_PER_VERB - 2, (verb, seen.most_common(12), usual)

@@ -20,6 +20,19 @@ FUNCTION = ("in", "what")  # appended last: earlier words keep their random form
 # corpus of every language states it (never in parallel), so a model can learn it in pretraining; the
 # CommonsenseQA analogue asks for it without a context.
 HOME_PLACE_RATE = 0.8
+# Selectional preferences: how often a verb follows one of its subject's usual verbs, an object is one of its
+# verb's usual objects, and an adjective one of its noun's usual adjectives. Monolingual corpora only align
+# across languages through structure they share (Conneau et al. 2020); with uniformly random verbs, objects and
+# adjectives every word of a class had the same co-occurrence profile, so nothing told a random-lexicon
+# language's verbs apart from one another except their (unshared) form. These fixed preferences give every word
+# a fingerprint that is the same in every language.
+SELECTION_RATE = 0.75
+VERBS_PER_NOUN, OBJECTS_PER_VERB, ADJECTIVES_PER_NOUN = 4, 8, 3
+
+
+def preferences(word: str, pool: tuple[str, ...], k: int, kind: str) -> tuple[str, ...]:
+    """The ``k`` members of ``pool`` that ``word`` usually goes with: a fixed fact of the latent world."""
+    return tuple(random.Random(zlib.crc32(f"{kind}:{word}".encode())).sample(pool, k))
 
 
 def home_place(noun: str, places: tuple[str, ...] = tuple(PLACES)) -> str:
@@ -70,23 +83,44 @@ class LatentSampler:
     rng: random.Random
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
 
-    def noun_phrase(self, exclude: set[str] = frozenset()) -> NounPhrase:
+    def _preferred(self, usual: tuple[str, ...], pool: tuple[str, ...], exclude: set[str]) -> str:
+        """One of ``usual`` (at SELECTION_RATE, when any is allowed), else any allowed member of ``pool``."""
+        allowed = [w for w in usual if w not in exclude]
+        if allowed and self.rng.random() < SELECTION_RATE:
+            return self.rng.choice(allowed)
+        return self.rng.choice([w for w in pool if w not in exclude])
+
+    def noun_phrase(self, exclude: set[str] = frozenset(), usual: tuple[str, ...] = ()) -> NounPhrase:
+        """A name (30%) or a common noun, one of ``usual`` at SELECTION_RATE, with its usual adjectives."""
         v, rng = self.vocabulary, self.rng
         if rng.random() < 0.3:
             name = rng.choice([n for n in v.names if n not in exclude])
             return NounPhrase(noun=name, is_name=True)
-        noun = rng.choice([n for n in v.nouns if n not in exclude])
+        noun = self._preferred(usual, v.nouns, set(exclude))
         n_adj = rng.choice((0, 0, 1, 1, 2))
-        adjs = tuple(rng.sample(v.adjectives, n_adj))
+        usual_adjs = preferences(noun, v.adjectives, ADJECTIVES_PER_NOUN, "adjective")
+        pool = usual_adjs if rng.random() < SELECTION_RATE else v.adjectives
+        adjs = tuple(rng.sample(pool, n_adj))
         return NounPhrase(noun=noun, adjectives=adjs, plural=rng.random() < 0.3)
+
+    def verb_for(self, subject: NounPhrase, exclude: set[str] = frozenset()) -> str:
+        """A verb for ``subject``: one of a common noun's usual verbs at SELECTION_RATE (names have none)."""
+        v = self.vocabulary
+        usual = () if subject.is_name else preferences(subject.noun, v.verbs, VERBS_PER_NOUN, "verb")
+        return self._preferred(usual, v.verbs, set(exclude))
+
+    def object_for(self, verb: str, exclude: set[str] = frozenset()) -> NounPhrase:
+        return self.noun_phrase(exclude=exclude, usual=preferences(verb, self.vocabulary.nouns, OBJECTS_PER_VERB,
+                                                                   "object"))
 
     def clause(self, exclude_subjects: set[str] = frozenset()) -> Clause:
         rng = self.rng
         subject = self.noun_phrase(exclude=set(exclude_subjects))
-        obj = self.noun_phrase(exclude={subject.noun})
+        verb = self.verb_for(subject)
+        obj = self.object_for(verb, exclude={subject.noun})
         return Clause(
             subject=subject,
-            verb=rng.choice(self.vocabulary.verbs),
+            verb=verb,
             object=obj,
             past=rng.random() < 0.4,
             negated=rng.random() < 0.15,
@@ -111,12 +145,15 @@ class LatentSampler:
         )
 
     def changed(self, clause: Clause) -> Clause:
-        """A clause that contradicts ``clause``: flipped polarity, other object, or other attribute."""
-        rng, v = self.rng, self.vocabulary
-        kind = rng.choice(("negate", "object", "verb"))
+        """A clause that contradicts ``clause``: flipped polarity, other object, or other verb.
+
+        The replacement follows the same selectional preferences as any clause, so a contradiction is no less
+        plausible than an entailment (plausibility is not a cue to the label).
+        """
+        kind = self.rng.choice(("negate", "object", "verb"))
         if kind == "negate":
             return replace(clause, negated=not clause.negated)
         if kind == "object":
-            new_obj = self.noun_phrase(exclude={clause.subject.noun, clause.object.noun})
+            new_obj = self.object_for(clause.verb, exclude={clause.subject.noun, clause.object.noun})
             return replace(clause, object=new_obj)
-        return replace(clause, verb=rng.choice([w for w in v.verbs if w != clause.verb]))
+        return replace(clause, verb=self.verb_for(clause.subject, exclude={clause.verb}))
