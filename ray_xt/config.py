@@ -140,8 +140,10 @@ class TrialConfig(Strict):
     weight_decay: float = Field(0.01, ge=0)
     zero_stage: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage (default: the scale's)")
     bf16: Literal["auto", True, False] = Field("auto", description="bf16 on GPUs that support it; fp32 on CPU")
-    cpus: float | None = Field(None, gt=0, description="CPUs per trial (default: the scale's)")
-    gpus: float | None = Field(None, ge=0, description="GPUs per trial (default: the scale's)")
+    cpus: float | None = Field(None, gt=0, description="CPUs per trial, per worker when workers > 1 (default: the scale's)")
+    gpus: float | None = Field(None, ge=0, description="GPUs per trial, per worker when workers > 1 (default: the scale's)")
+    workers: int | None = Field(None, ge=1, description="data-parallel Ray Train workers per trial, one DeepSpeed "
+                                "rank each; batch_size is split across them (default: the scale's)")
 
 
 class TaskOverride(Strict):
@@ -242,6 +244,14 @@ class StudyConfig(Strict):
         unknown = sorted(set(self.task_overrides) - study_tasks)
         if unknown:
             raise ValueError(f"task_overrides: {unknown} are not tasks of this study; valid: {sorted(study_tasks)}")
+        for scale in self.scales:
+            workers = self.trial.workers or SCALES[scale].workers_per_trial
+            for task in sorted(study_tasks):
+                batch = self.trial_for(task).batch_size or SCALES[scale].train_batch_size
+                if batch % workers:
+                    raise ValueError(
+                        f"trial.batch_size: {batch} (task {task}, scale {scale}) does not split evenly over "
+                        f"{workers} workers per trial; use a multiple of {workers} or change trial.workers")
         available = self.available_languages
         if self.target.languages is not None:
             bad = [lang for lang in self.target.languages if lang not in available]

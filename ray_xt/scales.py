@@ -13,8 +13,10 @@ class Scale:
     hub_id: str | None = None  # loaded from the HF hub (or a local mirror of it)
     micro: PretrainSpec | None = None  # built locally by `ray-xt micro build`
     train_batch_size: int = 32
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
+    cpus_per_trial: float = 1  # per worker when workers_per_trial > 1
+    gpus_per_trial: float = 0  # per worker when workers_per_trial > 1
+    # > 1: each trial trains as this many data-parallel Ray Train workers (one DeepSpeed rank each)
+    workers_per_trial: int = 1
     zero_stage: int = 2
     # rough training throughput (examples/s per trial) used by `ray-xt plan` for cost estimates
     examples_per_second: float = 200.0
@@ -41,6 +43,9 @@ SCALES: dict[str, Scale] = {
               gpus_per_trial=1, examples_per_second=250.0),
         Scale("xlmr-large", hub_id="FacebookAI/xlm-roberta-large", train_batch_size=32, cpus_per_trial=8,
               gpus_per_trial=1, examples_per_second=80.0),
+        # "Beyond": XLM-R XL (3.5B parameters) does not fit one GPU with Adam states; ZeRO-3 over 4 GPUs does.
+        Scale("xlmr-xl", hub_id="facebook/xlm-roberta-xl", train_batch_size=32, cpus_per_trial=8,
+              gpus_per_trial=1, workers_per_trial=4, zero_stage=3, examples_per_second=20.0),
     )
 }
 

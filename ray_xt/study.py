@@ -186,8 +186,12 @@ class StudyRunner:
 
     # ---- pieces -------------------------------------------------------------------------------
     def _trial_resources(self, scale: str) -> tuple[float, float]:
+        """CPUs and GPUs of a trial process (of each worker, for worker-group trials)."""
         s, t = SCALES[scale], self.cfg.trial
         return (t.cpus if t.cpus is not None else s.cpus_per_trial), (t.gpus if t.gpus is not None else s.gpus_per_trial)
+
+    def _trial_workers(self, scale: str) -> int:
+        return self.cfg.trial.workers or SCALES[scale].workers_per_trial
 
     def _train_languages(self, stage: Stage) -> list[str]:
         if stage.kind == "intermediate" and stage.condition == "translate-train":
@@ -238,7 +242,7 @@ class StudyRunner:
             max_concurrent=cfg.search.max_concurrent, search_seed=cfg.search.seed + stage.seed,
             asha=cfg.scheduler.enabled, grace_period=cfg.scheduler.grace_period,
             reduction_factor=cfg.scheduler.reduction_factor, max_reports=math.ceil(total / eval_every),
-            max_failures=cfg.max_failures, cpus=cpus, gpus=gpus,
+            max_failures=cfg.max_failures, cpus=cpus, gpus=gpus, workers=self._trial_workers(stage.scale),
         )
 
     def _model_path(self, stage: Stage) -> str:
@@ -269,7 +273,8 @@ class StudyRunner:
             warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
             zero_stage=t.zero_stage if t.zero_stage is not None else SCALES[stage.scale].zero_stage,
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
-            resolved_config=cfg.model_dump(mode="json"),
+            resolved_config=cfg.model_dump(mode="json"), workers=settings.workers, gpus_per_worker=settings.gpus,
+            worker_failures=cfg.max_failures,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self.tracker.log_params(parent, {

@@ -20,8 +20,9 @@ class SweepSettings:
     reduction_factor: float
     max_reports: int  # evaluations a full trial makes (ASHA's max_t)
     max_failures: int
-    cpus: float
+    cpus: float  # per trial, or per worker when workers > 1
     gpus: float
+    workers: int = 1  # > 1: each trial drives a Ray Train worker group (ray_xt.trial.run_worker_group)
     metric: str = "score"
     mode: str = "max"
 
@@ -42,6 +43,9 @@ class SweepOutcome:
     best_score: float
     best_model_dir: str  # the best checkpoint's model/ folder (save_pretrained form)
     trials: tuple[TrialOutcome, ...]
+
+
+DRIVER_MEMORY_BYTES = 512 * 1024**2  # a worker-group trial's driver: the Tune function and Train's controller
 
 
 class SweepFailed(RuntimeError):
@@ -79,7 +83,13 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
     """Run (or resume, if this stage's experiment folder exists) the sweep and pick its best checkpoint."""
     from ray import tune
 
-    resources = {"cpu": settings.cpus, "gpu": settings.gpus}
+    if settings.workers > 1:
+        # The trial is only the Train driver: its workers hold the CPUs/GPUs. A driver holding a CPU of its
+        # own would keep a worker group that fills a node from ever starting (the ConcurrencyLimiter bounds
+        # how many drivers wait). Tune refuses an empty request, so the driver reserves the memory it uses.
+        resources = {"cpu": 0, "gpu": 0, "memory": DRIVER_MEMORY_BYTES}
+    else:
+        resources = {"cpu": settings.cpus, "gpu": settings.gpus}
     trainable = tune.with_resources(trainable, resources)
     experiment_dir = storage_path / name
     if tune.Tuner.can_restore(str(experiment_dir)):
@@ -91,7 +101,8 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
             tune_config=tune.TuneConfig(
                 metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                 search_alg=build_searcher(settings), scheduler=build_scheduler(settings),
-                reuse_actors=True,
+                # a Train driver must end with its trial: its worker group is owned by (and dies with) it
+                reuse_actors=settings.workers == 1,
             ),
             run_config=tune.RunConfig(
                 name=name,
@@ -122,10 +133,7 @@ def summarize(grid, settings: SweepSettings) -> SweepOutcome:
         # Tune names trial folders <trainable>_<trial id>_<n>_<config>; the id is the 8-hex field before <n>
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
         lr = float(result.config.get("learning_rate", float("nan")))
-        scored = [
-            (m[settings.metric], ckpt) for ckpt, m in (result.best_checkpoints or [])
-            if m.get(settings.metric) is not None and math.isfinite(m[settings.metric])
-        ]
+        scored = _scored_checkpoints(result, settings.metric)
         trials.append(TrialOutcome(trial_id, lr, max((s for s, _ in scored), default=None),
                                    "ERROR" if result.error else "TERMINATED",
                                    (result.metrics or {}).get("examples_per_second")))
@@ -134,6 +142,27 @@ def summarize(grid, settings: SweepSettings) -> SweepOutcome:
         errors = [str(r.error).splitlines()[0] for r in grid if r.error]
         raise SweepFailed(f"no trial produced a finite {settings.metric}; errors: {errors[:3]}")
     # ties broken by trial id and checkpoint path, so a restored sweep picks the same checkpoint
-    score, trial_id, lr, ckpt = min(candidates, key=lambda c: (-c[0], c[1], c[3].path))
+    score, trial_id, lr, ckpt = min(candidates, key=lambda c: (-c[0], c[1], c[3]))
     trials.sort(key=lambda t: t.trial_id)
-    return SweepOutcome(trial_id, lr, score, str(Path(ckpt.path) / "model"), tuple(trials))
+    return SweepOutcome(trial_id, lr, score, str(Path(ckpt) / "model"), tuple(trials))
+
+
+def _scored_checkpoints(result, metric: str) -> list[tuple[float, str]]:
+    """(score, checkpoint folder) of a trial's kept checkpoints.
+
+    One-process trials report Tune checkpoints. Worker-group trials report through Ray Train, which keeps the
+    checkpoints in the trial's ``train/`` run and tells Tune their paths as the ``checkpoint_path`` metric;
+    the ones Train has since deleted (``num_to_keep``) are skipped.
+    """
+    def finite(value) -> bool:
+        return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+    scored = [(m[metric], ckpt.path) for ckpt, m in (result.best_checkpoints or []) if finite(m.get(metric))]
+    if scored:
+        return scored
+    frame = result.metrics_dataframe
+    if frame is None or "checkpoint_path" not in frame or metric not in frame:
+        return []
+    return [(float(row[metric]), str(row["checkpoint_path"])) for _, row in frame.iterrows()
+            if finite(row[metric]) and isinstance(row["checkpoint_path"], str)
+            and (Path(row["checkpoint_path"]) / "model").is_dir()]

@@ -1,9 +1,18 @@
 """One fine-tuning run: a DeepSpeed engine around an XLM-R model, reporting to Ray Tune.
 
-The loop is lean on purpose (not the HF Trainer): it reports to Tune at each dev
+The loop is lean on purpose (not the HF Trainer): it reports at each dev
 evaluation with a checkpoint that holds both the DeepSpeed engine state (to
 resume a retried trial exactly where it stopped) and the encoder in
 ``save_pretrained`` form (what downstream stages load).
+
+A trial runs in one of two shapes, chosen by ``TrialSpec.workers``:
+
+- one process (the Tune trial actor itself) with ``cpus``/``gpus``: reports with ``tune.report``;
+- ``workers`` > 1: the Tune trial is only a driver that runs a Ray Train ``TorchTrainer`` of that many
+  data-parallel workers, each one rank of the same DeepSpeed engine (ZeRO-2/3). Under Train V2 the workers
+  report with ``ray.train.report``; Train persists the (merged) checkpoint in the trial's own storage folder
+  and ``TuneReportCallback`` forwards rank 0's metrics, with the checkpoint's path as ``checkpoint_path``, to
+  Tune (ASHA, OptunaSearch and the MLflow callback see them as usual).
 """
 
 from __future__ import annotations
@@ -49,6 +58,11 @@ class TrialSpec:
     stage_key: str
     git_revision: str
     resolved_config: dict = field(default_factory=dict)
+    # > 1: data-parallel Ray Train workers (each `cpus` CPUs and `gpus_per_worker` GPUs), one DeepSpeed rank each;
+    # `batch_size` stays the global batch, split evenly across the workers.
+    workers: int = 1
+    gpus_per_worker: float = 0
+    worker_failures: int = 1  # Ray Train restarts of the worker group (from its last checkpoint) within a trial
 
 
 def free_port() -> int:
@@ -73,12 +87,18 @@ def prepare_process(cpus: float) -> None:
         )
 
 
-def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool) -> dict:
+def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: int = 1) -> dict:
+    """``batch_size`` is the global batch: each of ``world_size`` ranks takes an equal share of it."""
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {world_size} workers")
     return {
-        "train_micro_batch_size_per_gpu": batch_size,
+        "train_batch_size": batch_size,
+        "train_micro_batch_size_per_gpu": batch_size // world_size,
         "gradient_accumulation_steps": 1,
         "gradient_clipping": 1.0,
-        "zero_optimization": {"stage": zero_stage},
+        # ZeRO-3 partitions parameters: gathering them for save_pretrained must be allowed
+        "zero_optimization": {"stage": zero_stage,
+                              **({"stage3_gather_16bit_weights_on_model_save": True} if zero_stage == 3 else {})},
         # the client optimizer is torch AdamW: no JIT-built fused op needed on CPU
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": bf16},
@@ -198,16 +218,123 @@ def _divergence_marker() -> Path | None:
         return None
 
 
+class TuneSession:
+    """A one-process trial: checkpoints and metrics go straight to Ray Tune."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, marker: Path | None):
+        self.marker = marker
+
+    def checkpoint(self):
+        from ray import tune
+
+        return tune.get_checkpoint()
+
+    def report(self, metrics: dict, directory: str, name: str) -> None:
+        from ray import tune
+
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    def all_finite(self, loss) -> bool:
+        import torch
+
+        return bool(torch.isfinite(loss))
+
+
+class TrainWorkerSession:
+    """One rank of a Ray Train worker group: Train merges every rank's checkpoint folder into one."""
+
+    def __init__(self, marker: Path | None):
+        import ray.train
+
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.marker = marker
+
+    def checkpoint(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict, directory: str, name: str) -> None:
+        import ray.train
+
+        # Every rank reports (Train's barrier); rank 0's metrics are the ones kept. The folder name must be the
+        # same on every rank for Train to merge the ranks' shards into one checkpoint: its default is a
+        # timestamp taken by each rank.
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory), checkpoint_dir_name=name)
+
+    def all_finite(self, loss) -> bool:
+        """Agreed by every rank: one rank stopping alone would leave the others waiting in a collective."""
+        import torch
+        import torch.distributed as dist
+
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+        dist.all_reduce(bad)  # gloo on CPU tensors; NCCL groups would need the tensor on the device
+        return bad.item() == 0
+
+
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
     marker = _divergence_marker()
     if marker is not None and marker.exists():  # Tune retries failed trials; a diverged one would diverge again
         raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
+    if spec.workers > 1:
+        run_worker_group(config, spec, marker)
+        return
     prepare_process(spec.cpus)
+    train(config, spec, TuneSession(marker))
+
+
+def run_worker_group(config: dict, spec: TrialSpec, marker: Path | None) -> None:
+    """Drive one trial as a Ray Train TorchTrainer of ``spec.workers`` DeepSpeed ranks (Train V2).
+
+    The run lives in the Tune trial's own storage folder under ``train/``: when Tune retries the trial, the
+    new TorchTrainer finds the run's snapshot there and every worker resumes from its last checkpoint.
+    """
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    use_gpu = spec.gpus_per_worker > 0
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"config": config, "spec": spec, "marker": str(marker) if marker else None},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=spec.workers, use_gpu=use_gpu,
+            resources_per_worker={"CPU": spec.cpus, **({"GPU": spec.gpus_per_worker} if use_gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name="train",
+            storage_path=tune.get_context().get_storage().trial_fs_path,
+            failure_config=ray.train.FailureConfig(max_failures=spec.worker_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="score", checkpoint_score_order="max"),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()
+
+
+def train_worker(loop_config: dict) -> None:
+    """One Ray Train worker: a rank of the trial's DeepSpeed engine (the process group is Train's)."""
+    spec: TrialSpec = loop_config["spec"]
+    marker = Path(loop_config["marker"]) if loop_config["marker"] else None
+    if marker is not None and marker.exists():  # a worker-group restart after divergence: stop at once
+        raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
+    prepare_process(spec.cpus)
+    train(loop_config["config"], spec, TrainWorkerSession(marker))
+
+
+def train(config: dict, spec: TrialSpec, session) -> None:
+    """The training loop of one rank: ``session`` says where checkpoints and metrics go."""
+    marker = session.marker
     import deepspeed
     import torch
     from deepspeed.utils import logger as ds_logger
-    from ray import tune
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -225,11 +352,11 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     for inputs in spec.tasks:
         task = TASKS[inputs.task]
         family = family_of(task)
-        train, _, _ = load_features(inputs.train_features)
+        train_set, _, _ = load_features(inputs.train_features)
         dev, dev_examples, _ = load_features(inputs.dev_features)
         # the pretrained or intermediate encoder with a fresh head of this task's family
         head = family.load_model(spec.model_path, len(inputs.labels), fresh_head=True, labels=list(inputs.labels))
-        parts.append(TaskPart(inputs.task, task, family, head, train, dev, dev_examples))
+        parts.append(TaskPart(inputs.task, task, family, head, train_set, dev, dev_examples))
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path)
     pad_id = tokenizer.pad_token_id
     model = parts[0].model if len(parts) == 1 else MultiTaskModel(parts)
@@ -246,11 +373,11 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * total_steps), total_steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
-        config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16)),
+        config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16), session.world_size),
     )
 
     step = 0
-    resumed = tune.get_checkpoint()
+    resumed = session.checkpoint()
     if resumed is not None:  # a retried trial continues from its last report
         with resumed.as_directory() as ckpt_dir:
             engine.load_checkpoint(str(Path(ckpt_dir) / "ds"), tag="state")
@@ -265,11 +392,12 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
         step_started = time.perf_counter()
         k, idx = schedule.batch(step)
         part = parts[k]
-        batch = {key: v.to(engine.device) for key, v in part.family.batch(part.train, idx, pad_id).items()}
+        shard = rank_share(idx, session.rank, session.world_size)
+        batch = {key: v.to(engine.device) for key, v in part.family.batch(part.train, shard, pad_id).items()}
         loss = (engine(**batch) if len(parts) == 1 else engine(part.name, **batch)).loss
-        if not torch.isfinite(loss):
+        if not session.all_finite(loss):
             reason = f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})"
-            if marker is not None:
+            if marker is not None and session.rank == 0:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(json.dumps({"reason": reason}) + "\n")
             raise TrialDiverged(reason)
@@ -278,10 +406,12 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
         losses.append(loss.item())
         step += 1
         train_seconds += time.perf_counter() - step_started
-        trained_examples += len(idx)
+        trained_examples += len(idx)  # the global batch: every rank trained its share at the same time
         if first_step_seconds is None:
             first_step_seconds = time.perf_counter() - started
         if step % eval_every == 0 or step == total_steps:
+            # Every rank evaluates the whole dev set: under ZeRO-3 each forward needs all ranks to gather
+            # the parameters, so ranks must run the same forwards.
             scores = {}
             for part in parts:
                 evaluation = part.family.evaluate(part.model, part.dev, part.dev_examples, pad_id, part.spec, "en")
@@ -295,11 +425,19 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
                 "learning_rate": lr,
                 "seconds_to_first_step": first_step_seconds,
                 "examples_per_second": trained_examples / max(train_seconds, 1e-9),
+                "workers": session.world_size,
             }
             losses = []
             with tempfile.TemporaryDirectory(prefix="ray_xt_ckpt_") as tmp:
-                _write_checkpoint(Path(tmp), engine, tokenizer, spec, config, step, metrics)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+                _write_checkpoint(Path(tmp), engine, tokenizer, spec, config, step, metrics, session.rank)
+                session.report(metrics, tmp, name=f"checkpoint_{step:08d}")
+
+
+def rank_share(idx: list[int], rank: int, world_size: int) -> list[int]:
+    """This rank's part of a global batch: every ``world_size``-th example, never empty (a short last batch
+    of an epoch lends its first examples to ranks that would get none)."""
+    share = idx[rank::world_size]
+    return share or [idx[rank % len(idx)]]
 
 
 def stage_trainable(stage_key: str):
@@ -316,9 +454,21 @@ def stage_trainable(stage_key: str):
     return trainable
 
 
-def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, config: dict, step: int, metrics: dict) -> None:
+def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, config: dict, step: int, metrics: dict,
+                      rank: int = 0) -> None:
+    """Every rank writes its DeepSpeed shard (a collective); rank 0 adds the model and the trial's records.
+
+    With several workers, Ray Train merges the ranks' folders into one checkpoint.
+    """
     engine.save_checkpoint(str(path / "ds"), tag="state")
-    engine.module.save_pretrained(str(path / "model"))  # ZeRO-2 keeps full parameters on every rank
+    if spec.zero_stage == 3:  # parameters are partitioned: gather a full state dict (a collective) first
+        state = engine._zero3_consolidated_16bit_state_dict()
+        if rank == 0:
+            engine.module.save_pretrained(str(path / "model"), state_dict=state)
+    elif rank == 0:
+        engine.module.save_pretrained(str(path / "model"))  # ZeRO-0/1/2 keep full parameters on every rank
+    if rank != 0:
+        return
     tokenizer.save_pretrained(str(path / "model"))
     (path / "state.json").write_text(json.dumps({"step": step, "metrics": metrics}) + "\n")
     resolved = {"searched": config, "fixed": asdict(spec)}

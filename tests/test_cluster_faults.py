@@ -139,3 +139,25 @@ def test_eight_concurrent_deepspeed_trials_on_one_node(cluster, tmp_path):
     trials = _trial_runs(study)
     assert len(trials) == 8 and all(r.info.status == "FINISHED" for r in trials)
     assert not list((tmp_path / "results" / "tiny" / "tune").rglob("error.txt"))  # no rendezvous port clash
+
+
+def test_worker_group_trial_survives_losing_the_node_of_one_rank(cluster, tmp_path):
+    """A trial of 2 Ray Train workers (one DeepSpeed rank per node, 1 CPU each): the node of one rank dies
+    mid-trial, a replacement joins, the worker group restarts there and resumes from its last checkpoint."""
+    cluster.add_node("node_a", 1)
+    cluster.add_node("node_b", 1)
+    study = tiny_study(tmp_path, tmp_path / "cache", trial={"workers": 2, "epochs": 6, "cpus": 1},
+                       search={"num_samples": 1, "max_concurrent": 1}, scheduler={"enabled": False}, max_failures=3)
+    proc = _run(cluster, study, tmp_path)
+    tune_dir = tmp_path / "results" / "tiny" / "tune"
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None and not list(tune_dir.rglob("train/checkpoint_*/state.json")):
+        time.sleep(0.5)
+    assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+    cluster.kill_node("node_b")
+    cluster.add_node("node_c", 1)
+    assert proc.wait(timeout=1200) == 0, (tmp_path / "run.log").read_text()[-4000:]
+    trials = _trial_runs(study)
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+    steps = [h.step for h in MlflowClient(study["tracking"]["uri"]).get_metric_history(trials[0].info.run_id, "score")]
+    assert steps == [5, 10, 15, 20, 25, 30], steps  # resumed from the checkpoint, no evaluation reported twice
