@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
 .PHONY: install test test-slow test-all demo micro micro-check plan report mlflow-ui bench clean \
-	reproduce-phang2020 scaling-study cluster-up cluster-submit cluster-down
+	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-down
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ reproduce-phang2020:
 
 scaling-study:
 	$(call run_study,experiments/scaling_study.yaml)
+
+# XLM-R large vs XL: XL trials are 4-GPU Ray Train worker groups (DeepSpeed ZeRO-3)
+scaling-beyond:
+	$(call run_study,experiments/scaling_beyond.yaml)
 
 # Cluster lifecycle (CLUSTER=clusters/aws-gpu.yaml | gcp-gpu.yaml | onprem.yaml); EXP chooses the study to submit.
 cluster-up:

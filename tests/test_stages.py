@@ -1,5 +1,7 @@
 """Study expansion into stages: counts, dependency order, and stable, input-sensitive keys."""
 
+import pytest
+
 from ray_xt.config import parse_study
 from ray_xt.stages import expand
 
@@ -96,3 +98,21 @@ def test_multi_task_is_one_more_upstream_keyed_by_its_tasks():
     assert {u.task for u in users} == {"pawsx", "xnli"} and users[0].intermediate_task == "multi-task"
     fewer = parse_study({**BASE, "intermediate": {**BASE["intermediate"], "tasks": ["mnli"], "multi_task": True}})
     assert multi[0].key not in {s.key for s in expand(fewer)}
+
+
+def test_an_xl_trial_is_a_four_gpu_worker_group_and_costs_four_gpus(tmp_path):
+    """xlmr-xl asks for several GPUs per trial: 4 workers x 1 GPU, ZeRO-3; `ray-xt plan` counts every GPU."""
+    from pathlib import Path
+
+    from ray_xt.config import load_study
+    from ray_xt.costs import ThroughputTable, estimate
+
+    cfg = load_study(Path(__file__).resolve().parents[1] / "experiments" / "scaling_beyond.yaml")
+    costs = {c.scale: c for c in estimate(cfg, expand(cfg), ThroughputTable(tmp_path / "throughput.json"))}
+    large, xl = costs["xlmr-large"], costs["xlmr-xl"]
+    assert large.device == xl.device == "GPU"
+    assert large.device_hours == pytest.approx(large.trial_hours * 1)
+    assert xl.device_hours == pytest.approx(xl.trial_hours * 4)
+    from ray_xt.scales import SCALES
+
+    assert SCALES["xlmr-xl"].workers_per_trial == 4 and SCALES["xlmr-xl"].zero_stage == 3
