@@ -51,7 +51,9 @@ scaling-beyond:
 	$(call run_study,experiments/scaling_beyond.yaml)
 
 # Cluster lifecycle (CLUSTER=clusters/aws-gpu.yaml | gcp-gpu.yaml | onprem.yaml); EXP chooses the study to submit.
+# Ray token authentication: the cluster files copy this machine's token (~/.ray/auth_token) to every node.
 cluster-up:
+	$(BIN)/ray get-auth-token --generate > /dev/null
 	$(BIN)/ray up -y $(CLUSTER)
 
 cluster-submit:

@@ -23,6 +23,10 @@ def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
     assert "make install" in setup and "TORCH_SPEC" in setup  # CUDA torch chosen explicitly
     head = " ".join(raw["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head  # dashboard only on the head's localhost
+    # Ray's GCS and client server bind the cluster IP: every node must demand the cluster's token
+    starts = raw["head_start_ray_commands"] + raw["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)
+    assert raw["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
     assert "mlflow server --host 127.0.0.1" in head and "--artifacts-destination /mnt/shared" in head
     assert "sqlite:///" in head and "MLFLOW_BACKEND" in head  # SQLite by default, PostgreSQL configurable
     assert "/mnt/shared" in setup or "/mnt/shared" in " ".join(raw.get("head_setup_commands", []))
