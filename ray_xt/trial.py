@@ -204,6 +204,31 @@ def MultiTaskModel(parts: list[TaskPart]):  # noqa: N802 - a class built lazily 
     return _multitask_module()(parts)
 
 
+class PhaseClock:
+    """Wall time of a trial's setup phases, from entering the trial function to its first optimiser step.
+
+    Reported with every evaluation as ``setup.<phase>`` seconds (and the entry time as ``trial_entry_time``),
+    so ``bench/trial_fixed_cost.py`` can break the per-trial fixed cost down without extra instrumentation.
+    """
+
+    def __init__(self):
+        self.entry_time = time.time()
+        self._last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def metrics(self) -> dict[str, float]:
+        import psutil
+
+        # the process's start: for the first trial of a (new) actor, entry minus this is the actor's start-up
+        return {"trial_entry_time": self.entry_time, "trial_process_started": psutil.Process().create_time(),
+                **{f"setup.{k}": v for k, v in self.phases.items()}}
+
+
 class TrialDiverged(FloatingPointError):
     """The training loss became NaN/inf: deterministic for this configuration, so retries stop at once."""
 
@@ -277,6 +302,7 @@ class TrainWorkerSession:
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
+    clock = PhaseClock()
     marker = _divergence_marker()
     if marker is not None and marker.exists():  # Tune retries failed trials; a diverged one would diverge again
         raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
@@ -284,7 +310,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
         run_worker_group(config, spec, marker)
         return
     prepare_process(spec.cpus)
-    train(config, spec, TuneSession(marker))
+    train(config, spec, TuneSession(marker), clock)
 
 
 def run_worker_group(config: dict, spec: TrialSpec, marker: Path | None) -> None:
@@ -321,16 +347,18 @@ def run_worker_group(config: dict, spec: TrialSpec, marker: Path | None) -> None
 
 def train_worker(loop_config: dict) -> None:
     """One Ray Train worker: a rank of the trial's DeepSpeed engine (the process group is Train's)."""
+    clock = PhaseClock()
     spec: TrialSpec = loop_config["spec"]
     marker = Path(loop_config["marker"]) if loop_config["marker"] else None
     if marker is not None and marker.exists():  # a worker-group restart after divergence: stop at once
         raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
     prepare_process(spec.cpus)
-    train(loop_config["config"], spec, TrainWorkerSession(marker))
+    train(loop_config["config"], spec, TrainWorkerSession(marker), clock)
 
 
-def train(config: dict, spec: TrialSpec, session) -> None:
+def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = None) -> None:
     """The training loop of one rank: ``session`` says where checkpoints and metrics go."""
+    clock = clock or PhaseClock()
     marker = session.marker
     import deepspeed
     import torch
@@ -344,6 +372,7 @@ def train(config: dict, spec: TrialSpec, session) -> None:
 
     ds_logger.setLevel(logging.WARNING)
     hf_logging.set_verbosity_error()
+    clock.lap("imports")  # since entering the trial function: environment, torch/DeepSpeed/transformers imports
     started = time.perf_counter()
     lr = float(config["learning_rate"])
     torch.manual_seed(spec.seed)
@@ -354,12 +383,15 @@ def train(config: dict, spec: TrialSpec, session) -> None:
         family = family_of(task)
         train_set, _, _ = load_features(inputs.train_features)
         dev, dev_examples, _ = load_features(inputs.dev_features)
+        clock.lap("features")
         # the pretrained or intermediate encoder with a fresh head of this task's family
         head = family.load_model(spec.model_path, len(inputs.labels), fresh_head=True, labels=list(inputs.labels))
         parts.append(TaskPart(inputs.task, task, family, head, train_set, dev, dev_examples))
+        clock.lap("model")
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path)
     pad_id = tokenizer.pad_token_id
     model = parts[0].model if len(parts) == 1 else MultiTaskModel(parts)
+    clock.lap("model")
     sizes = [len(part.train["input_ids"]) for part in parts]
     n_train = sum(sizes)
     steps_per_epoch = math.ceil(n_train / spec.batch_size)
@@ -375,6 +407,7 @@ def train(config: dict, spec: TrialSpec, session) -> None:
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16), session.world_size),
     )
+    clock.lap("deepspeed_init")
 
     step = 0
     resumed = session.checkpoint()
@@ -382,6 +415,7 @@ def train(config: dict, spec: TrialSpec, session) -> None:
         with resumed.as_directory() as ckpt_dir:
             engine.load_checkpoint(str(Path(ckpt_dir) / "ds"), tag="state")
             step = json.loads((Path(ckpt_dir) / "state.json").read_text())["step"]
+    clock.lap("resume")
 
     engine.train()
     losses: list[float] = []
@@ -409,6 +443,7 @@ def train(config: dict, spec: TrialSpec, session) -> None:
         trained_examples += len(idx)  # the global batch: every rank trained its share at the same time
         if first_step_seconds is None:
             first_step_seconds = time.perf_counter() - started
+            clock.lap("first_step")
         if step % eval_every == 0 or step == total_steps:
             # Every rank evaluates the whole dev set: under ZeRO-3 each forward needs all ranks to gather
             # the parameters, so ranks must run the same forwards.
@@ -426,6 +461,7 @@ def train(config: dict, spec: TrialSpec, session) -> None:
                 "seconds_to_first_step": first_step_seconds,
                 "examples_per_second": trained_examples / max(train_seconds, 1e-9),
                 "workers": session.world_size,
+                **clock.metrics(),
             }
             losses = []
             with tempfile.TemporaryDirectory(prefix="ray_xt_ckpt_") as tmp:

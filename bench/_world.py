@@ -1,0 +1,63 @@
+"""What every benchmark starts from: a small micro world, a pretrained micro scale and cached features.
+
+Benchmarks import this (``from _world import ...``) so each measures only its own comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores"
+
+
+def today() -> str:
+    return str(date.today())
+
+
+@dataclass
+class BenchWorld:
+    cfg: object  # StudyConfig of the benchmark's study
+    root: Path  # task data (XTREME layout)
+    model_path: str  # the pretrained scale (tokenizer beside it)
+    features: object  # ray_xt.data.FeatureCache on the benchmark's storage
+
+    def task_features(self, task: str, split: str, langs: list[str], max_examples: int | None = None) -> Path:
+        from ray_xt.families import family_of
+        from ray_xt.tasks.registry import TASKS
+
+        spec = TASKS[task]
+        labels = family_of(spec).label_space(self.root, spec)
+        return self.features.features(self.root, spec, split, langs, self.model_path, max_len=64,
+                                      max_examples=max_examples, labels=labels)
+
+
+def bench_world(work: Path, smoke: bool, scale: str = "micro-s", languages: list[str] | None = None,
+                **study_overrides) -> BenchWorld:
+    """A benchmark study on the micro world (built once per cache folder; tiny when ``smoke``)."""
+    from conftest import tiny_study
+    from ray_xt.config import parse_study
+    from ray_xt.data import FeatureCache
+    from ray_xt.study import resolve_inputs
+
+    size = {"train_size": 160, "dev_size": 40, "corpus_sentences": 600, "pretrain_steps": 30} if smoke else \
+        {"train_size": 2000, "dev_size": 300, "corpus_sentences": 3000, "pretrain_steps": 300}
+    micro = {**size, "cache_dir": os.environ.get("RAY_XT_CACHE", str(work / "cache"))}
+    if languages:
+        micro["languages"] = languages
+    study = tiny_study(work, Path(micro["cache_dir"]), name="bench", scales=[scale],
+                       micro={**micro, **study_overrides.pop("micro", {})}, **study_overrides)
+    cfg = parse_study(study)
+    resolved = resolve_inputs(cfg, use_ray=False, progress=False)
+    return BenchWorld(cfg, resolved.data_root, resolved.model_paths[scale],
+                      FeatureCache(work / "results" / "features"))

@@ -1,0 +1,101 @@
+"""Zero-shot evaluation throughput: ray_xt's evaluator vs HF ``Trainer.evaluate`` over every language.
+
+    .venv/bin/python bench/eval_throughput.py [--task pawsx] [--scale micro-m] [--repeats 3] [--smoke]
+
+The same model (a micro scale with the task's head) scores the dev set of every
+micro-world language twice, side by side in one process with the same torch
+threads and batch size: once with ``family.evaluate`` (what target stages run:
+length-sorted batches padded to their own longest row, no Trainer machinery),
+once with ``transformers.Trainer.evaluate`` (dynamic padding by
+``DataCollatorWithPadding``, in dataset order). Both must predict the same
+labels; the ratio is examples/s of ray_xt over the Trainer's. Prints a markdown
+row for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from _world import bench_world, machine, today
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="pawsx", choices=["pawsx", "xnli"])
+    parser.add_argument("--scale", default="micro-m")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="best of N timings per side")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
+    opts = parser.parse_args()
+
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from ray_xt.data import load_features
+    from ray_xt.families import family_of
+    from ray_xt.families.base import quiet_transformers
+    from ray_xt.tasks.registry import TASKS
+
+    torch.set_num_threads(opts.threads)
+    quiet_transformers()
+    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_eval_"))
+    world = bench_world(work, opts.smoke, scale=opts.scale, target={"tasks": [opts.task]})
+    task = TASKS[opts.task]
+    family = family_of(task)
+    langs = world.cfg.languages_for(opts.task)
+    labels = family.label_space(world.root, task)
+    model = family.load_model(world.model_path, len(labels), True, labels)
+    model.eval()
+    pad_id = AutoTokenizer.from_pretrained(world.model_path).pad_token_id
+    per_lang = {lang: load_features(world.task_features(opts.task, "dev", [lang])) for lang in langs}
+    n = sum(len(f[0]["input_ids"]) for f in per_lang.values())
+
+    def ray_xt_side():
+        return {lang: family.evaluate(model, f, ex, pad_id, task, lang, batch_size=opts.batch_size).submission
+                for lang, (f, ex, _) in per_lang.items()}
+
+    args = TrainingArguments(output_dir=str(work / "hf"), per_device_eval_batch_size=opts.batch_size, use_cpu=True,
+                             report_to=[], disable_tqdm=True, dataloader_num_workers=0)
+    trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(
+        world.model_path)))
+    datasets = {lang: Dataset.from_dict({"input_ids": f["input_ids"], "labels": f["label"]})
+                for lang, (f, _, _) in per_lang.items()}
+
+    def hf_side():
+        out = {}
+        for lang, ds in datasets.items():
+            logits = trainer.predict(ds).predictions  # Trainer.evaluate's loop, keeping the predictions
+            out[lang] = [str(model.config.id2label[int(p)]) for p in np.argmax(logits, -1)]
+        return out
+
+    def best_of(fn):
+        times, result = [], None
+        for _ in range(opts.repeats):
+            started = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - started)
+        return min(times), result
+
+    ray_s, ray_preds = best_of(ray_xt_side)
+    hf_s, hf_preds = best_of(hf_side)
+    agree = sum(a == b for lang in langs for a, b in zip(ray_preds[lang], hf_preds[lang])) / n
+    result = {"date": today(), "machine": machine(), "task": opts.task, "scale": opts.scale, "languages": len(langs),
+              "examples": n, "ray_xt_examples_per_s": round(n / ray_s, 1), "trainer_examples_per_s": round(n / hf_s, 1),
+              "ratio": round(hf_s / ray_s, 2), "prediction_agreement": round(agree, 4)}
+    print(json.dumps(result))
+    print(f"| {result['date']} | {result['machine']} | {opts.task}, {opts.scale} | {len(langs)} languages, {n} "
+          f"examples | {result['ray_xt_examples_per_s']}/s | {result['trainer_examples_per_s']}/s | "
+          f"**{result['ratio']}x** | {100 * agree:.1f}% |")
+    if agree < 0.99:  # not the same computation: the ratio would mean nothing
+        raise SystemExit(f"predictions differ on {100 * (1 - agree):.1f}% of examples")
+
+
+if __name__ == "__main__":
+    main()

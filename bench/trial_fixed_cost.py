@@ -1,0 +1,110 @@
+"""Per-trial fixed cost: from a trial's start to its first optimiser step, broken down, beside a plain process.
+
+    .venv/bin/python bench/trial_fixed_cost.py [--trials 3] [--scale micro-s] [--smoke]
+
+Runs one ray_xt stage sweep of ``--trials`` trials one after another (as the
+sweep runs them: Tune reuses the trial actor, so the first trial is cold and the
+rest warm) and reads the phases every trial reports (``setup.*`` seconds, see
+``ray_xt.trial.PhaseClock``) plus the actor start (the actor process's creation -> the
+trial function running; zero for a reused actor). The baseline is a fresh plain Python
+process doing the same work without Ray and DeepSpeed (its interpreter start
+included, as the actor start is): imports, cached features,
+model with its head, one AdamW step. Prints markdown rows for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _world import bench_world, machine, today
+
+PHASES = ("actor_start", "imports", "features", "model", "deepspeed_init", "resume", "first_step")
+
+PLAIN = r'''
+import json, sys, time
+t0 = time.perf_counter(); laps = {}
+def lap(name):
+    global t0
+    now = time.perf_counter(); laps[name] = now - t0; t0 = now
+import torch
+from transformers import AutoTokenizer
+from ray_xt.data import load_features
+from ray_xt.families import family_of
+from ray_xt.tasks.registry import TASKS
+torch.set_num_threads(1)
+lap("imports")
+model_path, train_path, labels = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+features = load_features(train_path)[0]
+lap("features")
+family = family_of(TASKS["pawsx"])
+model = family.load_model(model_path, len(labels), True, labels)
+pad = AutoTokenizer.from_pretrained(model_path).pad_token_id
+lap("model")
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+loss = model(**family.batch(features, list(range(32)), pad)).loss
+loss.backward(); optimizer.step()
+lap("first_step")
+print(json.dumps(laps))
+'''
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--scale", default="micro-s")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
+    opts = parser.parse_args()
+
+    import ray
+
+    from ray_xt.cli import WORKER_ENV
+    from ray_xt.families import family_of
+    from ray_xt.study import StudyRunner
+    from ray_xt.tasks.registry import TASKS
+
+    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_fixed_"))
+    world = bench_world(work, opts.smoke, scale=opts.scale, trial={"epochs": 1, "evals_per_epoch": 1},
+                        search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False})
+    for k, v in WORKER_ENV.items():
+        os.environ.setdefault(k, v)
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV}, logging_level="ERROR")
+    StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
+    ray.shutdown()
+
+    rows, seen_pids = [], set()
+    firsts = [json.loads((d / "result.json").read_text().splitlines()[0])
+              for d in (work / "results" / "bench" / "tune").glob("*/run_trial_*")]
+    for first in sorted(firsts, key=lambda r: r["trial_entry_time"]):
+        phases = {p: first.get(f"setup.{p}", 0.0) for p in PHASES[1:]}
+        cold = first["pid"] not in seen_pids
+        seen_pids.add(first["pid"])
+        phases["actor_start"] = first["trial_entry_time"] - first["trial_process_started"] if cold else 0.0
+        rows.append(phases)
+
+    task = TASKS["pawsx"]
+    labels = family_of(task).label_space(world.root, task)
+    train_path = world.task_features("pawsx", "train", ["en"])
+    started = time.perf_counter()
+    plain = json.loads(subprocess.run([sys.executable, "-c", PLAIN, world.model_path, str(train_path),
+                                       json.dumps(labels)], capture_output=True, text=True, check=True,
+                                      env={**os.environ, "DS_ACCELERATOR": "cpu"}).stdout.strip().splitlines()[-1])
+    plain_total = time.perf_counter() - started  # the whole process: interpreter start to first step (and exit)
+    print(json.dumps({"trials": rows, "plain": plain}))
+    print("| date | machine | trial | " + " | ".join(PHASES) + " | total | plain process | ratio |")
+    for i, phases in enumerate(rows):
+        total = sum(phases.values())
+        label = "1 (cold actor)" if i == 0 else f"{i + 1} (reused actor)"
+        print(f"| {today()} | {machine()} | {label} | " + " | ".join(f"{phases[p]:.2f}" for p in PHASES)
+              + f" | **{total:.2f} s** | {plain_total:.2f} s | {total / plain_total:.2f}x |")
+    print("plain process phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in plain.items()))
+
+
+if __name__ == "__main__":
+    main()
