@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # real public samples for the tests that read real text, when shared/ sits beside the checkout
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
-.PHONY: install test test-slow test-all demo micro micro-check plan report mlflow-ui bench clean \
+.PHONY: install test test-slow test-all demo micro micro-check plan report mlflow-ui bench bench-smoke clean \
 	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-down
 
 install:
@@ -77,9 +77,21 @@ report:
 mlflow-ui:
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 
+# Every benchmark at full size (results: docs/benchmarks.md); `make bench-smoke` keeps the scripts alive (CI).
 bench:
 	$(BIN)/python bench/orchestration_overhead.py
+	$(BIN)/python bench/trial_fixed_cost.py
+	$(BIN)/python bench/featurisation.py
+	$(BIN)/python bench/eval_throughput.py
+	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/micro_build.py
+
+bench-smoke:
+	$(BIN)/python bench/orchestration_overhead.py --smoke
+	$(BIN)/python bench/trial_fixed_cost.py --smoke
+	$(BIN)/python bench/featurisation.py --smoke --seeds 1 --samples 2
+	$(BIN)/python bench/eval_throughput.py --smoke
+	$(BIN)/python bench/train_throughput.py --smoke
 
 clean:
 	rm -rf results mlruns.db mlartifacts .pytest_cache

@@ -31,7 +31,7 @@ def main() -> None:
 
     import ray
 
-    from ray_xt.cli import WORKER_ENV
+    from ray_xt.cli import WORKER_ENV, local_ray_options
     from ray_xt.data import load_features
     from ray_xt.study import StudyRunner
 
@@ -43,7 +43,7 @@ def main() -> None:
         scheduler={"enabled": False}, parallel_stages=1)
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV}, logging_level="ERROR")
+    ray.init(**local_ray_options(num_cpus=2, logging_level="ERROR"))
     runner = StudyRunner(world.cfg, log=lambda m: None)
     started = time.perf_counter()
     records = runner.run(progress=False)

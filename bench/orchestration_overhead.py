@@ -78,7 +78,7 @@ def main() -> None:
     import ray
 
     from conftest import tiny_study
-    from ray_xt.cli import WORKER_ENV
+    from ray_xt.cli import WORKER_ENV, local_ray_options
     from ray_xt.config import parse_study
     from ray_xt.study import StudyRunner
 
@@ -95,8 +95,7 @@ def main() -> None:
     cfg = parse_study(study)
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
-    ray.init(num_cpus=opts.concurrency, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
-             logging_level="ERROR")
+    ray.init(**local_ray_options(num_cpus=opts.concurrency, logging_level="ERROR"))
     record = StudyRunner(cfg, log=lambda m: print(m, flush=True)).run(progress=False)[0]
     ray.shutdown()
     ray_seconds = record["sweep_seconds"]

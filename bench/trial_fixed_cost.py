@@ -64,7 +64,7 @@ def main() -> None:
 
     import ray
 
-    from ray_xt.cli import WORKER_ENV
+    from ray_xt.cli import WORKER_ENV, local_ray_options
     from ray_xt.families import family_of
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
@@ -74,7 +74,7 @@ def main() -> None:
                         search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False})
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV}, logging_level="ERROR")
+    ray.init(**local_ray_options(num_cpus=2, logging_level="ERROR"))
     StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
     ray.shutdown()
 

@@ -49,6 +49,18 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
         raise typer.Exit(2) from None
 
 
+# Every worker of a local Ray instance imports these before accepting work, so trial actors and stage tasks
+# start with them loaded: a cold trial actor otherwise spends seconds importing DeepSpeed and torch
+# (docs/benchmarks.md, "Per-trial fixed cost"). Ray keeps a prestarted pool, so new actors get such workers.
+PRELOAD_MODULES = ("torch", "transformers", "deepspeed")
+
+
+def local_ray_options(**extra) -> dict:
+    """``ray.init`` options for a Ray instance ray_xt starts itself (tests and benchmarks use them too)."""
+    return {"include_dashboard": False, "runtime_env": {"env_vars": WORKER_ENV},
+            "_system_config": {"preload_python_modules": list(PRELOAD_MODULES)}, **extra}
+
+
 def _init_ray(address: Optional[str]) -> None:
     import ray
 
@@ -56,8 +68,11 @@ def _init_ray(address: Optional[str]) -> None:
         os.environ.setdefault(k, v)
     if ray.is_initialized():
         return
-    ray.init(address=address, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
-             logging_level="WARNING", configure_logging=True)
+    if address is None:
+        ray.init(**local_ray_options(logging_level="WARNING", configure_logging=True))
+    else:  # a running cluster keeps its own system config
+        ray.init(address=address, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
+                 logging_level="WARNING", configure_logging=True)
 
 
 def _publish_report(runner, records: list[dict]) -> None:

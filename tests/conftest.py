@@ -17,11 +17,11 @@ def ray_local():
     """A real local Ray instance for the whole session (2 CPUs, like the target machine)."""
     import ray
 
-    from ray_xt.cli import WORKER_ENV
+    from ray_xt.cli import WORKER_ENV, local_ray_options
 
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV}, logging_level="WARNING")
+    ray.init(**local_ray_options(num_cpus=2, logging_level="WARNING"))
     yield ray
     ray.shutdown()
 
