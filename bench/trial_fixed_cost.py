@@ -5,8 +5,8 @@
 Runs one ray_xt stage sweep of ``--trials`` trials one after another (as the
 sweep runs them: Tune reuses the trial actor, so the first trial is cold and the
 rest warm) and reads the phases every trial reports (``setup.*`` seconds, see
-``ray_xt.trial.PhaseClock``) plus the actor start (the actor process's creation -> the
-trial function running; zero for a reused actor). The baseline is a fresh plain Python
+``ray_xt.trial.PhaseClock``) plus the actor start (Tune starting the trial -> the trial
+function running, from Tune's experiment state). The baseline is a fresh plain Python
 process doing the same work without Ray and DeepSpeed (its interpreter start
 included, as the actor start is): imports, cached features,
 model with its head, one AdamW step. Prints markdown rows for docs/benchmarks.md.
@@ -78,14 +78,15 @@ def main() -> None:
     StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
     ray.shutdown()
 
-    rows, seen_pids = [], set()
-    firsts = [json.loads((d / "result.json").read_text().splitlines()[0])
-              for d in (work / "results" / "bench" / "tune").glob("*/run_trial_*")]
+    tune_dir = next((work / "results" / "bench" / "tune").iterdir())
+    state = json.loads(sorted(tune_dir.glob("experiment_state*.json"))[-1].read_text())
+    started = {json.loads(t[0])["trial_id"]: json.loads(t[1])["start_time"] for t in state["trial_data"]}
+    rows = []
+    firsts = [json.loads((d / "result.json").read_text().splitlines()[0]) for d in tune_dir.glob("run_trial_*")]
     for first in sorted(firsts, key=lambda r: r["trial_entry_time"]):
         phases = {p: first.get(f"setup.{p}", 0.0) for p in PHASES[1:]}
-        cold = first["pid"] not in seen_pids
-        seen_pids.add(first["pid"])
-        phases["actor_start"] = first["trial_entry_time"] - first["trial_process_started"] if cold else 0.0
+        # Tune starting the trial -> the trial function running (a new or a reset actor)
+        phases["actor_start"] = first["trial_entry_time"] - started[first["trial_id"]]
         rows.append(phases)
 
     task = TASKS["pawsx"]

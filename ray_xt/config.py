@@ -144,6 +144,9 @@ class TrialConfig(Strict):
     gpus: float | None = Field(None, ge=0, description="GPUs per trial, per worker when workers > 1 (default: the scale's)")
     workers: int | None = Field(None, ge=1, description="data-parallel Ray Train workers per trial, one DeepSpeed "
                                 "rank each; batch_size is split across them (default: the scale's)")
+    freeze_embeddings: bool = Field(False, description="keep the encoder's embedding layer fixed while fine-tuning "
+                                    "(English-only training then cannot move English words away from the "
+                                    "other languages'; Wu & Dredze 2019)")
 
 
 class TaskOverride(Strict):

@@ -57,12 +57,26 @@ class Stage:
         }
 
 
+# Trial settings added after studies were first run: left at these defaults they stay out of stage keys, so
+# the finished stages of existing studies keep their keys (and are not run again).
+LATER_TRIAL_DEFAULTS = {"workers": None, "freeze_embeddings": False}
+
+
+def _trial_payload(trial) -> dict:
+    dumped = trial.model_dump(mode="json")
+    return {k: v for k, v in dumped.items() if not (k in LATER_TRIAL_DEFAULTS and v == LATER_TRIAL_DEFAULTS[k])}
+
+
 def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
     """What every stage's result depends on besides its own coordinates."""
+    from ray_xt.micro.build import CORPUS_VERSION, TASKS_VERSION
+
     payload = {
         "data": cfg.data.model_dump(mode="json"),
         "micro": cfg.micro.model_dump(mode="json", exclude={"cache_dir"}),
-        "trial": cfg.trial.model_dump(mode="json"),
+        # a micro study's results depend on the generator too: a new world version must not reuse old stages
+        **({"micro_world_version": [CORPUS_VERSION, TASKS_VERSION]} if cfg.data.source == "micro" else {}),
+        "trial": _trial_payload(cfg.trial),
         **({"task_overrides": {k: v.model_dump(mode="json", exclude_none=True) for k, v in cfg.task_overrides.items()}}
            if cfg.task_overrides else {}),
         "search": cfg.search.model_dump(mode="json"),

@@ -274,7 +274,7 @@ class StudyRunner:
             zero_stage=t.zero_stage if t.zero_stage is not None else SCALES[stage.scale].zero_stage,
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
             resolved_config=cfg.model_dump(mode="json"), workers=settings.workers, gpus_per_worker=settings.gpus,
-            worker_failures=cfg.max_failures,
+            worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self.tracker.log_params(parent, {

@@ -63,6 +63,7 @@ class TrialSpec:
     workers: int = 1
     gpus_per_worker: float = 0
     worker_failures: int = 1  # Ray Train restarts of the worker group (from its last checkpoint) within a trial
+    freeze_embeddings: bool = False  # the encoder's embedding layer is not trained
 
 
 def free_port() -> int:
@@ -222,11 +223,7 @@ class PhaseClock:
         self._last = now
 
     def metrics(self) -> dict[str, float]:
-        import psutil
-
-        # the process's start: for the first trial of a (new) actor, entry minus this is the actor's start-up
-        return {"trial_entry_time": self.entry_time, "trial_process_started": psutil.Process().create_time(),
-                **{f"setup.{k}": v for k, v in self.phases.items()}}
+        return {"trial_entry_time": self.entry_time, **{f"setup.{k}": v for k, v in self.phases.items()}}
 
 
 class TrialDiverged(FloatingPointError):
@@ -391,16 +388,22 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path)
     pad_id = tokenizer.pad_token_id
     model = parts[0].model if len(parts) == 1 else MultiTaskModel(parts)
+    if spec.freeze_embeddings:
+        for part in parts:
+            encoder = getattr(part.model, part.model.base_model_prefix)
+            encoder.embeddings.requires_grad_(False)
     clock.lap("model")
     sizes = [len(part.train["input_ids"]) for part in parts]
     n_train = sum(sizes)
     steps_per_epoch = math.ceil(n_train / spec.batch_size)
     total_steps = max(1, round(steps_per_epoch * spec.epochs))
     eval_every = max(1, steps_per_epoch // spec.evals_per_epoch)
-    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
-    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in trained if any(k in n for k in ("bias", "LayerNorm"))]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+        fused=True,  # one kernel for all parameters (CPU and CUDA), as the HF Trainer's default adamw_torch_fused
     )
     scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * total_steps), total_steps)
     engine, _, _, _ = deepspeed.initialize(

@@ -43,6 +43,26 @@ def test_keys_are_stable_and_track_inputs():
     assert not set(a) & set(changed)
 
 
+def test_new_trial_settings_at_their_defaults_keep_existing_keys_and_a_new_world_changes_them():
+    """Keys of a hub study computed before `trial.workers` and `trial.freeze_embeddings` existed (pinned from
+    revision b2d4e2a): its finished stages are still found. A micro study's keys follow the world generator's
+    version, so a changed world never reuses stages trained on the old one."""
+    from ray_xt.micro import build
+
+    hub = {**BASE, "scales": ["xlmr-base"], "data": {"source": "hub"}}
+    stages = expand(parse_study(hub))
+    assert (stages[0].key, stages[-1].key) == ("4589469aafb80be5", "308795bf6ca67ff1")
+    assert [s.key for s in expand(parse_study({**hub, "trial": {"workers": 2}}))][0] != stages[0].key
+    assert [s.key for s in expand(parse_study({**hub, "trial": {"freeze_embeddings": True}}))][0] != stages[0].key
+    micro = expand(parse_study(BASE))[0].key
+    original = build.CORPUS_VERSION
+    try:
+        build.CORPUS_VERSION = original + 1
+        assert expand(parse_study(BASE))[0].key != micro
+    finally:
+        build.CORPUS_VERSION = original
+
+
 def test_adding_a_seed_keeps_existing_keys():
     a = {s.key for s in expand(parse_study(BASE))}
     b = {s.key for s in expand(parse_study({**BASE, "seeds": [0, 1, 2, 3]}))}

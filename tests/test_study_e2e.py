@@ -158,3 +158,17 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_continues(tmp_pat
     assert len(failed) == 1 and "training loss became" in failed[0].data.tags["error"]
     markers = list((tmp_path / "results" / "tiny" / "tune").rglob("diverged.json"))
     assert len(markers) == 1
+
+
+def test_freeze_embeddings_keeps_the_embedding_layer_and_trains_the_rest(tmp_path, micro_cache, ray_local):
+    import torch
+    from transformers import AutoModel
+
+    cfg = parse_study(tiny_study(tmp_path, micro_cache, trial={"freeze_embeddings": True, "epochs": 1},
+                                 search={"num_samples": 1, "max_concurrent": 1}, scheduler={"enabled": False}))
+    record = StudyRunner(cfg, log=lambda m: None).run(progress=False)[0]
+    before = AutoModel.from_pretrained(record["trial_spec"]["model_path"])
+    after = AutoModel.from_pretrained(record["sweep"]["best_model_dir"])
+    assert torch.equal(before.embeddings.word_embeddings.weight, after.embeddings.word_embeddings.weight)
+    assert not torch.equal(before.encoder.layer[0].attention.self.query.weight,
+                           after.encoder.layer[0].attention.self.query.weight)
