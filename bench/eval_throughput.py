@@ -46,7 +46,8 @@ def main() -> None:
     torch.set_num_threads(opts.threads)
     quiet_transformers()
     work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_eval_"))
-    world = bench_world(work, opts.smoke, scale=opts.scale, target={"tasks": [opts.task]})
+    world = bench_world(work, opts.smoke, scale=opts.scale, target={"tasks": [opts.task]},
+                        languages=["en", "qca", "qcy", "qso", "qgr", "qka", "qhy"])
     task = TASKS[opts.task]
     family = family_of(task)
     langs = world.cfg.languages_for(opts.task)

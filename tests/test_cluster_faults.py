@@ -104,22 +104,27 @@ def _trial_runs(study: dict):
     return [r for r in client.search_runs([exp.experiment_id], max_results=1000) if "mlflow.parentRunId" in r.data.tags]
 
 
+def _replace_node_b_once_a_checkpoint_exists(cluster, proc, tmp_path, pattern: str) -> None:
+    """Wait until a checkpoint matching ``pattern`` is written mid-study, then node_b dies and node_c joins."""
+    tune_dir = tmp_path / "results" / "tiny" / "tune"
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None and not list(tune_dir.rglob(pattern)):
+        time.sleep(0.5)
+    assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+    cluster.kill_node("node_b")
+    cluster.add_node("node_c", 1)  # a replacement machine joins
+    assert proc.wait(timeout=1200) == 0, (tmp_path / "run.log").read_text()[-4000:]
+
+
 def test_killed_worker_node_mid_sweep_retries_from_checkpoint(cluster, tmp_path):
     cluster.add_node("node_a", 1)
     cluster.add_node("node_b", 1)
     study = tiny_study(tmp_path, tmp_path / "cache", trial={"epochs": 3, "evals_per_epoch": 2, "cpus": 1},
                        micro={"train_size": 600}, search={"num_samples": 2, "max_concurrent": 2},
                        scheduler={"enabled": False}, max_failures=3)
-    proc = _run(cluster, study, tmp_path)
+    # both trials run (one per node) and at least one has written a checkpoint when node_b dies
+    _replace_node_b_once_a_checkpoint_exists(cluster, _run(cluster, study, tmp_path), tmp_path, "checkpoint_000000")
     tune_dir = tmp_path / "results" / "tiny" / "tune"
-    deadline = time.time() + 900
-    # wait until both trials run (one per node) and at least one has written a checkpoint
-    while time.time() < deadline and proc.poll() is None and not list(tune_dir.rglob("checkpoint_000000")):
-        time.sleep(0.5)
-    assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-    cluster.kill_node("node_b")
-    cluster.add_node("node_c", 1)  # a replacement machine joins
-    assert proc.wait(timeout=1200) == 0, (tmp_path / "run.log").read_text()[-4000:]
     log = (tmp_path / "run.log").read_text()
     assert "stage 1/1" in log and "done in" in log
     # the lost trial failed once (Tune recorded the error) and was resumed, not restarted from scratch
@@ -148,15 +153,8 @@ def test_worker_group_trial_survives_losing_the_node_of_one_rank(cluster, tmp_pa
     cluster.add_node("node_b", 1)
     study = tiny_study(tmp_path, tmp_path / "cache", trial={"workers": 2, "epochs": 6, "cpus": 1},
                        search={"num_samples": 1, "max_concurrent": 1}, scheduler={"enabled": False}, max_failures=3)
-    proc = _run(cluster, study, tmp_path)
-    tune_dir = tmp_path / "results" / "tiny" / "tune"
-    deadline = time.time() + 900
-    while time.time() < deadline and proc.poll() is None and not list(tune_dir.rglob("train/checkpoint_*/state.json")):
-        time.sleep(0.5)
-    assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-    cluster.kill_node("node_b")
-    cluster.add_node("node_c", 1)
-    assert proc.wait(timeout=1200) == 0, (tmp_path / "run.log").read_text()[-4000:]
+    _replace_node_b_once_a_checkpoint_exists(cluster, _run(cluster, study, tmp_path), tmp_path,
+                                             "train/checkpoint_*/state.json")
     trials = _trial_runs(study)
     assert len(trials) == 1 and trials[0].info.status == "FINISHED"
     steps = [h.step for h in MlflowClient(study["tracking"]["uri"]).get_metric_history(trials[0].info.run_id, "score")]
