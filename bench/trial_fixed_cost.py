@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _world import bench_world, machine, today
 
-PHASES = ("actor_start", "imports", "features", "model", "deepspeed_init", "resume", "first_step")
+PHASES = ("imports", "features", "model", "deepspeed_init", "resume", "first_step")
 
 PLAIN = r'''
 import json, sys, time
@@ -79,14 +79,10 @@ def main() -> None:
     ray.shutdown()
 
     tune_dir = next((work / "results" / "bench" / "tune").iterdir())
-    state = json.loads(sorted(tune_dir.glob("experiment_state*.json"))[-1].read_text())
-    started = {json.loads(t[0])["trial_id"]: json.loads(t[1])["start_time"] for t in state["trial_data"]}
     rows = []
     firsts = [json.loads((d / "result.json").read_text().splitlines()[0]) for d in tune_dir.glob("run_trial_*")]
     for first in sorted(firsts, key=lambda r: r["trial_entry_time"]):
-        phases = {p: first.get(f"setup.{p}", 0.0) for p in PHASES[1:]}
-        # Tune starting the trial -> the trial function running (a new or a reset actor)
-        phases["actor_start"] = first["trial_entry_time"] - started[first["trial_id"]]
+        phases = {p: first.get(f"setup.{p}", 0.0) for p in PHASES}
         rows.append(phases)
 
     task = TASKS["pawsx"]
