@@ -61,3 +61,23 @@ def bench_world(work: Path, smoke: bool, scale: str = "micro-s", languages: list
     resolved = resolve_inputs(cfg, use_ray=False, progress=False)
     return BenchWorld(cfg, resolved.data_root, resolved.model_paths[scale],
                       FeatureCache(work / "results" / "features"))
+
+
+def start_local_ray(num_cpus: int = 2) -> None:
+    """The local Ray instance ``ray-xt run`` would start (worker env, preloaded modules), quiet."""
+    import ray
+
+    from ray_xt.cli import WORKER_ENV, local_ray_options
+
+    for k, v in WORKER_ENV.items():
+        os.environ.setdefault(k, v)
+    ray.init(**local_ray_options(num_cpus=num_cpus, logging_level="ERROR"))
+
+
+def study_in(folder: Path, **overrides):
+    """A parsed benchmark study stored under ``folder``, its micro world in $RAY_XT_CACHE (shared by runs)."""
+    from conftest import tiny_study
+    from ray_xt.config import parse_study
+
+    cache = Path(os.environ.get("RAY_XT_CACHE", folder.parent / "cache"))
+    return parse_study(tiny_study(folder, cache, **overrides))

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 from pathlib import Path
 
-from _world import machine, today
+from _world import machine, start_local_ray, study_in, today
 
 
 def trial_steps(tune_dir: Path) -> dict[str, int]:
@@ -46,14 +45,10 @@ def main() -> None:
 
     import ray
 
-    from conftest import tiny_study
-    from ray_xt.cli import WORKER_ENV, local_ray_options
-    from ray_xt.config import parse_study
     from ray_xt.stages import expand
     from ray_xt.study import StudyRunner
 
     work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_compute_"))
-    cache = Path(os.environ.get("RAY_XT_CACHE", work / "cache"))
     size = {"train_size": 160, "dev_size": 40, "pretrain_steps": 30} if opts.smoke else \
         {"train_size": 1000, "dev_size": 150, "pretrain_steps": 300}
     common = {"micro": size, "intermediate": {"tasks": ["mnli", "hellaswag"], "conditions": ["en", "translate-train"]},
@@ -65,13 +60,11 @@ def main() -> None:
         "full grid": {**common, "search": {"num_samples": opts.samples, "max_concurrent": 2},
                       "scheduler": {"enabled": False}},
     }
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    ray.init(**local_ray_options(num_cpus=2, logging_level="ERROR"))
+    start_local_ray()
     out = {}
     for side, study in sides.items():
         folder = work / side.replace(" ", "_")
-        cfg = parse_study(tiny_study(folder, cache, name="compute", **study))
+        cfg = study_in(folder, name="compute", **study)
         records = StudyRunner(cfg, log=lambda m: None).run(progress=False)
         steps = trial_steps(folder / "results" / "compute" / "tune")
         stages = {s.name: s for s in expand(cfg)}

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from _world import machine, today
+from _world import machine, start_local_ray, study_in, today
 
 
 def main() -> None:
@@ -32,14 +31,10 @@ def main() -> None:
 
     import ray
 
-    from conftest import tiny_study
-    from ray_xt.cli import WORKER_ENV, local_ray_options
-    from ray_xt.config import parse_study
     from ray_xt.stages import expand
     from ray_xt.study import StudyRunner, resolve_inputs
 
     work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_scaling_"))
-    cache = Path(os.environ.get("RAY_XT_CACHE", work / "cache"))
     size = {"train_size": 160, "dev_size": 40, "pretrain_steps": 30} if opts.smoke else \
         {"train_size": 600, "dev_size": 100, "pretrain_steps": 200}
     base = {"micro": {**size, "languages": ["en", "qca", "qso"]},
@@ -52,13 +47,11 @@ def main() -> None:
         "intermediate tasks x2": {"intermediate": {"tasks": ["mnli", "hellaswag"], "conditions": ["en"]}},
         "seeds x2": {"seeds": [0, 1]},
     }
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    ray.init(**local_ray_options(num_cpus=2, logging_level="ERROR"))
+    start_local_ray()
     rows = []
     for name, change in variants.items():
         folder = work / name.replace(" ", "_")
-        cfg = parse_study(tiny_study(folder, cache, name="scaling", **{**base, **change}))
+        cfg = study_in(folder, name="scaling", **{**base, **change})
         resolve_inputs(cfg, use_ray=False, progress=False)  # build outside the timing
         started = time.perf_counter()
         StudyRunner(cfg, log=lambda m: None).run(progress=False)
