@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from _world import bench_world, machine, today
+from _world import bench_world, machine, start_local_ray, today
 
 
 def main() -> None:
@@ -31,7 +30,6 @@ def main() -> None:
 
     import ray
 
-    from ray_xt.cli import WORKER_ENV, local_ray_options
     from ray_xt.data import load_features
     from ray_xt.study import StudyRunner
 
@@ -41,9 +39,7 @@ def main() -> None:
         intermediate={"tasks": ["mnli"], "conditions": ["en", "translate-train"]}, target={"tasks": ["pawsx"]},
         trial={"epochs": 1, "evals_per_epoch": 1}, search={"num_samples": opts.samples, "max_concurrent": 2},
         scheduler={"enabled": False}, parallel_stages=1)
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    ray.init(**local_ray_options(num_cpus=2, logging_level="ERROR"))
+    start_local_ray()
     runner = StudyRunner(world.cfg, log=lambda m: None)
     started = time.perf_counter()
     records = runner.run(progress=False)

@@ -24,6 +24,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _world import start_local_ray  # noqa: E402
 
 
 def plain_trainer_trial(args: tuple) -> float:
@@ -78,7 +79,6 @@ def main() -> None:
     import ray
 
     from conftest import tiny_study
-    from ray_xt.cli import WORKER_ENV, local_ray_options
     from ray_xt.config import parse_study
     from ray_xt.study import StudyRunner
 
@@ -93,9 +93,7 @@ def main() -> None:
         scheduler={"enabled": False},
     )
     cfg = parse_study(study)
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    ray.init(**local_ray_options(num_cpus=opts.concurrency, logging_level="ERROR"))
+    start_local_ray(opts.concurrency)
     record = StudyRunner(cfg, log=lambda m: print(m, flush=True)).run(progress=False)[0]
     ray.shutdown()
     ray_seconds = record["sweep_seconds"]

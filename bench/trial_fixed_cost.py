@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _world import bench_world, machine, today
+from _world import bench_world, machine, start_local_ray, today
 
 PHASES = ("imports", "features", "model", "deepspeed_init", "resume", "first_step")
 
@@ -64,7 +64,6 @@ def main() -> None:
 
     import ray
 
-    from ray_xt.cli import WORKER_ENV, local_ray_options
     from ray_xt.families import family_of
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
@@ -72,9 +71,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_fixed_"))
     world = bench_world(work, opts.smoke, scale=opts.scale, trial={"epochs": 1, "evals_per_epoch": 1},
                         search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False})
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    ray.init(**local_ray_options(num_cpus=2, logging_level="ERROR"))
+    start_local_ray()
     StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
     ray.shutdown()
 

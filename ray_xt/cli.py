@@ -68,11 +68,10 @@ def _init_ray(address: Optional[str]) -> None:
         os.environ.setdefault(k, v)
     if ray.is_initialized():
         return
-    if address is None:
-        ray.init(**local_ray_options(logging_level="WARNING", configure_logging=True))
-    else:  # a running cluster keeps its own system config
-        ray.init(address=address, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
-                 logging_level="WARNING", configure_logging=True)
+    options = local_ray_options(logging_level="WARNING", configure_logging=True)
+    if address is not None:
+        options.pop("_system_config")  # a running cluster keeps its own system config
+    ray.init(address=address, **options)
 
 
 def _publish_report(runner, records: list[dict]) -> None:

@@ -248,7 +248,7 @@ class StudyConfig(Strict):
         if unknown:
             raise ValueError(f"task_overrides: {unknown} are not tasks of this study; valid: {sorted(study_tasks)}")
         for scale in self.scales:
-            workers = self.trial.workers or SCALES[scale].workers_per_trial
+            workers = self.workers_for(scale)
             for task in sorted(study_tasks):
                 batch = self.trial_for(task).batch_size or SCALES[scale].train_batch_size
                 if batch % workers:
@@ -263,6 +263,10 @@ class StudyConfig(Strict):
             if "en" not in self.target.languages:
                 raise ValueError("target.languages: must include 'en' (model selection uses English dev)")
         return self
+
+    def workers_for(self, scale: str) -> int:
+        """Ray Train workers per trial of a scale (1: the trial is one process)."""
+        return self.trial.workers or SCALES[scale].workers_per_trial
 
     def trial_for(self, task: str) -> TrialConfig:
         """The trial settings of a task's stages: trial: with the task's overrides applied."""

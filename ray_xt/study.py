@@ -190,9 +190,6 @@ class StudyRunner:
         s, t = SCALES[scale], self.cfg.trial
         return (t.cpus if t.cpus is not None else s.cpus_per_trial), (t.gpus if t.gpus is not None else s.gpus_per_trial)
 
-    def _trial_workers(self, scale: str) -> int:
-        return self.cfg.trial.workers or SCALES[scale].workers_per_trial
-
     def _train_languages(self, stage: Stage) -> list[str]:
         if stage.kind == "intermediate" and stage.condition == "translate-train":
             return translate_languages(self.cfg)
@@ -242,7 +239,7 @@ class StudyRunner:
             max_concurrent=cfg.search.max_concurrent, search_seed=cfg.search.seed + stage.seed,
             asha=cfg.scheduler.enabled, grace_period=cfg.scheduler.grace_period,
             reduction_factor=cfg.scheduler.reduction_factor, max_reports=math.ceil(total / eval_every),
-            max_failures=cfg.max_failures, cpus=cpus, gpus=gpus, workers=self._trial_workers(stage.scale),
+            max_failures=cfg.max_failures, cpus=cpus, gpus=gpus, workers=cfg.workers_for(stage.scale),
         )
 
     def _model_path(self, stage: Stage) -> str:

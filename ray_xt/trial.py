@@ -240,6 +240,12 @@ def _divergence_marker() -> Path | None:
         return None
 
 
+def _stop_if_diverged(marker: Path | None) -> None:
+    """Tune retries failed trials and Train restarts worker groups; a diverged trial would diverge again."""
+    if marker is not None and marker.exists():
+        raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
+
+
 class TuneSession:
     """A one-process trial: checkpoints and metrics go straight to Ray Tune."""
 
@@ -292,8 +298,8 @@ class TrainWorkerSession:
         import torch
         import torch.distributed as dist
 
-        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
-        dist.all_reduce(bad)  # gloo on CPU tensors; NCCL groups would need the tensor on the device
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)  # NCCL: on the GPU
+        dist.all_reduce(bad)
         return bad.item() == 0
 
 
@@ -301,8 +307,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
     clock = PhaseClock()
     marker = _divergence_marker()
-    if marker is not None and marker.exists():  # Tune retries failed trials; a diverged one would diverge again
-        raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
+    _stop_if_diverged(marker)
     if spec.workers > 1:
         run_worker_group(config, spec, marker)
         return
@@ -347,8 +352,7 @@ def train_worker(loop_config: dict) -> None:
     clock = PhaseClock()
     spec: TrialSpec = loop_config["spec"]
     marker = Path(loop_config["marker"]) if loop_config["marker"] else None
-    if marker is not None and marker.exists():  # a worker-group restart after divergence: stop at once
-        raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
+    _stop_if_diverged(marker)  # a worker-group restart after divergence
     prepare_process(spec.cpus)
     train(loop_config["config"], spec, TrainWorkerSession(marker), clock)
 
