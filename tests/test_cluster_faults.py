@@ -2,6 +2,7 @@
 worker nodes with their own resources), started and stopped by the tests: a killed worker node mid-sweep,
 and eight concurrent DeepSpeed trials on one node."""
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import tiny_study
+from ray_xt.cli import PRELOAD_MODULES
+
+PRELOAD_CONFIG = {"preload_python_modules": list(PRELOAD_MODULES)}
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
@@ -43,8 +47,9 @@ class LocalCluster:
                     "RAY_health_check_failure_threshold": "3", "RAY_ADDRESS": ""}
         self.nodes: dict[str, int] = {}  # name -> raylet pid
         before = _raylets()  # other Ray instances on this machine are never touched
+        # the head's system config as in clusters/*.yaml: every node's workers preload the heavy modules
         self._ray(["start", "--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false",
-                   f"--temp-dir={self.temp}"])
+                   f"--temp-dir={self.temp}", f"--system-config={json.dumps(PRELOAD_CONFIG)}"])
         self.head_raylets = _raylets() - before
 
     @property
@@ -88,6 +93,25 @@ def cluster():
         yield c
     finally:
         c.stop()
+
+
+def test_workers_on_every_node_start_with_the_heavy_modules_loaded(cluster):
+    """The head's --system-config (as clusters/*.yaml set it) reaches worker nodes that join later: a task there
+    finds torch, transformers and DeepSpeed imported before it runs (what makes a cold trial actor cheap)."""
+    cluster.add_node("node_a", cpus=1)
+    code = (
+        "import ray, sys\n"
+        "ray.init(address=sys.argv[1])\n"
+        "@ray.remote(num_cpus=1, resources={'node_a': 0.01})\n"
+        "def loaded():\n"
+        "    import sys\n"
+        "    return sorted(m for m in sys.argv[2:] if m in sys.modules)\n"
+        "print(ray.get(loaded.remote()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code.replace("sys.argv[2:]", repr(list(PRELOAD_MODULES))),
+                          cluster.address], env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == str(sorted(PRELOAD_MODULES))
 
 
 def _run(cluster: LocalCluster, study: dict, tmp_path: Path) -> subprocess.Popen:

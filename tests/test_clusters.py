@@ -1,11 +1,14 @@
 """Cluster YAMLs: valid by Ray's own autoscaler schema, installing the project, bound to localhost."""
 
+import json
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
+
+from ray_xt.cli import PRELOAD_MODULES
 
 CLUSTERS = sorted((Path(__file__).resolve().parents[1] / "clusters").glob("*.yaml"))
 
@@ -27,6 +30,10 @@ def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
     starts = raw["head_start_ray_commands"] + raw["worker_start_ray_commands"]
     assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)
     assert raw["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
+    # the cluster's workers preload what a local ray-xt run's workers preload
+    head_start = next(c for c in raw["head_start_ray_commands"] if "ray start" in c)
+    system_config = json.loads(head_start.split("--system-config=")[1].strip().strip("'"))
+    assert system_config == {"preload_python_modules": list(PRELOAD_MODULES)}
     assert "mlflow server --host 127.0.0.1" in head and "--artifacts-destination /mnt/shared" in head
     assert "sqlite:///" in head and "MLFLOW_BACKEND" in head  # SQLite by default, PostgreSQL configurable
     assert "/mnt/shared" in setup or "/mnt/shared" in " ".join(raw.get("head_setup_commands", []))

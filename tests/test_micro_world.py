@@ -279,3 +279,41 @@ def test_selectional_preferences_are_stated_in_a_random_lexicon_corpus(tmp_path)
         top = {n for n, _ in seen.most_common(OBJECTS_PER_VERB)}
         # by chance two sets of 8 of 40 nouns share 1.6 on average
         assert len(top & usual) >= OBJECTS_PER_VERB - 2, (verb, seen.most_common(12), usual)
+
+
+def test_web_text_code_switches_to_english_loans_but_task_data_never_does(tmp_path):
+    """Random-lexicon languages write a share of content words as English loans in their pretraining corpus
+    (the anchors that align them with English without parallel text); their task files stay clean, so
+    zero-shot evaluation never sees an English word, and the zero-overlap language stays at zero."""
+    import random
+
+    from ray_xt.micro.languages import Renderer
+    from ray_xt.micro.latent import LatentSampler, Vocabulary
+
+    vocab = Vocabulary()
+    content = set(vocab.nouns + vocab.adjectives + vocab.verbs + vocab.places)
+    # the rate: share of content tokens written in Latin script, over 2,000 sampled clauses
+    for code in ("qgr", "qka"):
+        profile = LANGUAGES[code]
+        web = Renderer(profile, vocab, SMALL.seed).web_text(random.Random(0))
+        sampler = LatentSampler(random.Random(1), vocab)
+        tokens = [t for _ in range(2000) for t in web.tokens([sampler.clause()]) if t.pos in ("NOUN", "VERB", "ADJ")]
+        latin = [t for t in tokens if t.text.isascii()]
+        assert abs(len(latin) / len(tokens) - profile.code_switch) < 0.02, (code, len(latin) / len(tokens))
+        # loans keep the native morphology (in Latin script): a past-tense loan carries the past affix
+        assert {t.text for t in latin} - content, code
+        assert all(any(c in t.text for c in content) for t in latin)
+
+    root, _ = build_world(SMALL, 500, tmp_path)
+    def latin_content(words: list[str]) -> set[str]:  # Latin-script words that are not names
+        return {w for w in words if w.isascii() and w != "." and not any(w.startswith(n) for n in vocab.names)}
+
+    corpus = (root.parent / "corpus" / "qgr.txt").read_text(encoding="utf-8").split()
+    assert latin_content(corpus) and all(any(c in w for c in content) for w in latin_content(corpus))
+    for task, split in (("xnli", "dev"), ("xnli", "test"), ("pawsx", "dev")):
+        lines = (root / TASKS[task].path(split, "qgr")).read_text(encoding="utf-8").splitlines()
+        sentences = [s for line in lines for s in line.split("\t")[:2]]  # not the label column
+        assert not latin_content(" ".join(sentences).split()), (task, split)
+    # Cyrillic Cognata keeps no surface overlap with English anywhere, corpus included
+    assert LANGUAGES["qcy"].code_switch == 0
+    assert not latin_content((root.parent / "corpus" / "qcy.txt").read_text(encoding="utf-8").split())

@@ -47,11 +47,17 @@ class LanguageProfile:
     conjunction: str = "and"
     determiner: str = "the"
     syllables: tuple[str, ...] = ()
+    # Share of content words that the language's web text (its pretraining corpus, never its task data) writes
+    # as English loans in Latin script: the code-switching of real web corpora, and an anchor (Conneau et al.
+    # 2020) that ties a random lexicon's words to English ones without a single parallel sentence.
+    code_switch: float = 0.0
 
     def describe(self) -> str:
         overlap = {"english": "identical", "cognate": "high (cognates)", "random": "names only"}[self.lexicon]
         if self.script != "latin":
             overlap = "names only (other script)" if self.lexicon == "random" else "none on the surface (transliterated cognates)"
+        if self.code_switch:
+            overlap += f", and {self.code_switch:.0%} of content words as English loans in web text"
         return (
             f"{self.code}: {self.name}; script {self.script}; order {self.word_order}; adjectives {self.adjective_position}-nominal; "
             f"morphology {self.affix_side}es -{self.plural_affix}/-{self.past_affix}"
@@ -72,22 +78,22 @@ SYNTHETIC = (
     LanguageProfile(
         code="qso", name="Sovish", word_order="SOV", adjective_position="post", lexicon="random",
         plural_affix="ak", past_affix="ta", object_marker="o", negation="ne", conjunction="ka", determiner="",
-        syllables=("ka", "ri", "mo", "te", "su", "la", "ni", "po", "ga", "ve", "du", "zo"),
+        syllables=("ka", "ri", "mo", "te", "su", "la", "ni", "po", "ga", "ve", "du", "zo"), code_switch=0.15,
     ),
     LanguageProfile(
         code="qgr", name="Verbish", script="greek", word_order="VSO", adjective_position="post", lexicon="random",
         plural_affix="ol", past_affix="im", affix_side="prefix", negation="mu", conjunction="te", determiner="ho",
-        syllables=("ba", "lo", "mi", "ne", "ta", "ko", "ri", "sa", "fe", "gu", "pi", "do"),
+        syllables=("ba", "lo", "mi", "ne", "ta", "ko", "ri", "sa", "fe", "gu", "pi", "do"), code_switch=0.15,
     ),
     LanguageProfile(
         code="qka", name="Kartic", script="georgian", word_order="SOV", adjective_position="pre", lexicon="random",
         plural_affix="eb", past_affix="ia", object_marker="s", negation="ar", conjunction="da", determiner="",
-        syllables=("tsa", "kvi", "mo", "ga", "li", "re", "so", "da", "vi", "ne", "khu", "be"),
+        syllables=("tsa", "kvi", "mo", "ga", "li", "re", "so", "da", "vi", "ne", "khu", "be"), code_switch=0.1,
     ),
     LanguageProfile(
         code="qhy", name="Armenic", script="armenian", word_order="SVO", adjective_position="post", lexicon="random",
         plural_affix="ner", past_affix="av", affix_side="prefix", negation="che", conjunction="u", determiner="",
-        syllables=("ar", "ma", "tes", "go", "ri", "van", "ke", "lu", "sa", "hon", "pi", "da"),
+        syllables=("ar", "ma", "tes", "go", "ri", "van", "ke", "lu", "sa", "hon", "pi", "da"), code_switch=0.1,
     ),
 )
 
@@ -118,10 +124,23 @@ class Token:
 class Renderer:
     """Turns latent clauses into sentences of one language (deterministic given the world seed)."""
 
-    def __init__(self, profile: LanguageProfile, vocabulary: Vocabulary, seed: int):
+    def __init__(self, profile: LanguageProfile, vocabulary: Vocabulary, seed: int,
+                 code_switch_rng: random.Random | None = None):
         self.profile = profile
         self.vocabulary = vocabulary
         self.seed = seed
+        self._code_switch_rng = code_switch_rng  # set only for web text (see ``web_text``)
+
+    def web_text(self, rng: random.Random) -> "Renderer":
+        """This language as its pretraining corpus writes it: with the profile's English loans (code-switching)."""
+        return Renderer(self.profile, self.vocabulary, self.seed, code_switch_rng=rng)
+
+    def _content(self, lemma: str) -> str:
+        """A content word's form; in web text sometimes the English loan (Latin script, marked as an anchor)."""
+        rng = self._code_switch_rng
+        if rng is not None and self.profile.code_switch and rng.random() < self.profile.code_switch:
+            return ANCHOR + lemma
+        return self.lexicon[lemma]
 
     @cached_property
     def lexicon(self) -> dict[str, str]:
@@ -152,6 +171,8 @@ class Renderer:
         )
 
     def _affix(self, stem: str, affix: str) -> str:
+        if stem.startswith(ANCHOR):  # a loan takes the native affix, in its own (Latin) script
+            return ANCHOR + self._affix(stem[1:], affix)
         return stem + affix if self.profile.affix_side == "suffix" else affix + stem
 
     def _noun_phrase(self, np: NounPhrase, role: str) -> list[Token]:
@@ -160,18 +181,18 @@ class Renderer:
             # names are anchors: spelled identically, in Latin script, in every language
             noun = Token(ANCHOR + np.noun, "PROPN", "B-PER", role)
         else:
-            text = self.lexicon[np.noun]
+            text = self._content(np.noun)
             noun = Token(self._affix(text, p.plural_affix) if np.plural else text, "NOUN", "O", role)
         if role == "obj" and p.object_marker:
             noun = replace(noun, text=noun.text + p.object_marker)
-        adjs = [Token(self.lexicon[a], "ADJ", "O", role) for a in np.adjectives]
+        adjs = [Token(self._content(a), "ADJ", "O", role) for a in np.adjectives]
         tokens = adjs + [noun] if p.adjective_position == "pre" else [noun] + adjs
         if p.determiner and not np.is_name:
             tokens = [Token(p.determiner, "DET", "O", role)] + tokens
         return tokens
 
     def _verb(self, clause: Clause) -> list[Token]:
-        verb = self.lexicon[clause.verb]
+        verb = self._content(clause.verb)
         if clause.past:
             verb = self._affix(verb, self.profile.past_affix)
         tokens = [Token(verb, "VERB", "O", "pred")]
@@ -186,7 +207,7 @@ class Renderer:
         if clause.place:
             p = self.profile
             adp = Token(self.lexicon["in"], "ADP", "O", "place")
-            noun = Token(self.lexicon[clause.place], "NOUN", "B-LOC", "place")
+            noun = Token(self._content(clause.place), "NOUN", "B-LOC", "place")
             place = [adp, Token(p.determiner, "DET", "O", "place"), noun] if p.determiner else [noun, adp]
             tokens = place + tokens if clause.place_first else tokens + place
         return tokens

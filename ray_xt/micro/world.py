@@ -39,12 +39,13 @@ def _write_tsv(path: Path, rows: list[list[str]]) -> None:
 
 
 def write_corpus(spec: WorldSpec, out: Path) -> dict[str, Path]:
-    """Monolingual text: each language gets its own latent sentences (never parallel)."""
+    """Monolingual text: each language gets its own latent sentences (never parallel), written as its web text
+    (with the profile's code-switching; task data never code-switches)."""
     vocab = Vocabulary()
     paths = {}
     for code in spec.languages:
         sampler = LatentSampler(random.Random(f"{spec.seed}-corpus-{code}"), vocab)
-        renderer = Renderer(LANGUAGES[code], vocab, spec.seed)
+        renderer = Renderer(LANGUAGES[code], vocab, spec.seed).web_text(random.Random(f"{spec.seed}-web-{code}"))
         lines = []
         for _ in range(spec.corpus_sentences):
             n = sampler.rng.choice((1, 1, 2))
