@@ -68,6 +68,25 @@ def plain_trainer_trial(args: tuple) -> float:
     return trainer.evaluate()["eval_accuracy"]
 
 
+def sweep_breakdown(tune_dir: Path, sweep_seconds: float, concurrency: int) -> dict:
+    """Where a sweep's wall time went, from its trials' own reports (``result.json``).
+
+    Per trial: setup (the ``setup.*`` phases, trial entry to first optimiser step) and the rest of its
+    function (training, evaluation, checkpoints, reports: Tune's ``time_total_s`` minus setup). What the
+    trials' functions do not account for, per concurrency slot, is Tune and Ray: placement groups, actor
+    start, scheduling, syncing.
+    """
+    setup, inside = [], []
+    for result in sorted(tune_dir.glob("*/run_trial_*/result.json")):
+        last = json.loads(result.read_text().splitlines()[-1])
+        phases = sum(v for k, v in last.items() if k.startswith("setup."))
+        setup.append(phases)
+        inside.append(last["time_total_s"] - phases)
+    per_slot = (sum(setup) + sum(inside)) / concurrency
+    return {"trials": len(setup), "setup_s": round(sum(setup), 2), "train_eval_checkpoint_s": round(sum(inside), 2),
+            "outside_trials_per_slot_s": round(sweep_seconds - per_slot, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=4)
@@ -97,6 +116,7 @@ def main() -> None:
     record = StudyRunner(cfg, log=lambda m: print(m, flush=True)).run(progress=False)[0]
     ray.shutdown()
     ray_seconds = record["sweep_seconds"]
+    breakdown = sweep_breakdown(work / "results" / "bench" / "tune", ray_seconds, opts.concurrency)
     lrs = [t["learning_rate"] for t in record["sweep"]["trials"]]
 
     spec = record["trial_spec"]
@@ -111,6 +131,7 @@ def main() -> None:
         "ray_xt_sweep_s": round(ray_seconds, 1), "plain_trainer_s": round(plain_seconds, 1),
         "ratio": round(ray_seconds / plain_seconds, 2),
         "ray_xt_best_dev": record["sweep"]["best_score"], "plain_best_dev": max(plain_scores),
+        "ray_xt_breakdown": breakdown,
     }
     print(json.dumps(result))
     print(f"| {result['date']} | {result['machine']} | {opts.scale} | {len(lrs)} trials x {opts.concurrency} | "

@@ -14,7 +14,7 @@ from ray_xt.config import StudyConfig
 from ray_xt.data import FeatureCache
 from ray_xt.scales import SCALES
 from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
-from ray_xt.sweep import SweepOutcome, SweepSettings, run_sweep
+from ray_xt.sweep import SweepSettings, run_sweep
 from ray_xt.tasks.registry import TASKS
 from ray_xt.tracking import MLflowTrialCallback, Tracker
 
@@ -357,7 +357,6 @@ class StudyRunner:
 
         assert self.resolved is not None
         task = TASKS[stage.task]
-        tok = self.resolved.model_paths[stage.scale]
         feature_dirs = self._eval_features(stage, labels)
         cpus, gpus = self._trial_resources(stage.scale)
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(evaluate_languages)

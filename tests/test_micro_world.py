@@ -88,16 +88,32 @@ def test_tokenizer_loads_with_transformers(tmp_path):
     assert tok.decode(ids, skip_special_tokens=True) == line
 
 
-def test_tiny_pretraining_lowers_mlm_loss(tmp_path):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_tiny_pretraining_lowers_mlm_loss(tmp_path, bf16):
+    """In fp32 and in bf16 mixed precision (what `auto` picks on CPUs with native bf16)."""
     root, tok_dir = build_world(SMALL, 500, tmp_path)
     spec = PretrainSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, steps=60, batch_size=32,
-                        learning_rate=3e-3)
+                        learning_rate=3e-3, bf16=bf16)
     stats = pretrain_mlm(tok_dir, sorted((root.parent / "corpus").glob("*.txt")), spec, tmp_path / "m", progress=False)
     assert stats["final_loss"] < stats["first_loss"] - 0.5
     from transformers import AutoModelForMaskedLM
 
     model = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "m"))
     assert type(model).__name__ == "XLMRobertaForMaskedLM"
+
+
+def test_precision_is_resolved_into_the_model_cache_key(tmp_path):
+    """`bf16: auto` becomes this machine's answer before hashing: a model folder says how it was trained."""
+    from ray_xt.micro.pretrain import native_bf16
+
+    spec = PretrainSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, steps=2, batch_size=8)
+    assert spec.bf16 == "auto" and spec.resolved().bf16 is native_bf16()
+    assert PretrainSpec(**{**spec.__dict__, "bf16": False}).resolved().bf16 is False
+    auto = build_micro(SMALL, 500, {"t": spec}, tmp_path, progress=False).model_dirs["t"]
+    explicit = build_micro(SMALL, 500, {"t": spec.resolved()}, tmp_path, progress=False).model_dirs["t"]
+    other = build_micro(SMALL, 500, {"t": PretrainSpec(**{**spec.__dict__, "bf16": not native_bf16()})}, tmp_path,
+                        progress=False).model_dirs["t"]
+    assert auto == explicit != other
 
 
 def test_cached_build_is_reused(tmp_path):

@@ -19,7 +19,7 @@ from ray_xt.micro.world import WorldSpec, write_corpus, write_profiles, write_ta
 
 # Bump when the generator's output changes for the same spec, so caches are not reused wrongly:
 # CORPUS_VERSION for corpus/tokenizer/models, TASKS_VERSION for task files only.
-CORPUS_VERSION = 7
+CORPUS_VERSION = 8
 TASKS_VERSION = 8
 MARKER = ".complete"
 
@@ -110,6 +110,7 @@ def build_micro(
     cache_dir = cache_dir or default_cache_dir()
     root, tok = build_world(spec, vocab_size, cache_dir)
     corpus = sorted((root.parent / "corpus").glob("*.txt"))
+    scales = {name: p.resolved() for name, p in scales.items()}  # the key says whether bf16 was used
     model_dirs = {
         name: root.parent / "models" / f"{name}-{_digest(asdict(p))}" for name, p in scales.items()
     }

@@ -78,22 +78,22 @@ SYNTHETIC = (
     LanguageProfile(
         code="qso", name="Sovish", word_order="SOV", adjective_position="post", lexicon="random",
         plural_affix="ak", past_affix="ta", object_marker="o", negation="ne", conjunction="ka", determiner="",
-        syllables=("ka", "ri", "mo", "te", "su", "la", "ni", "po", "ga", "ve", "du", "zo"), code_switch=0.15,
+        syllables=("ka", "ri", "mo", "te", "su", "la", "ni", "po", "ga", "ve", "du", "zo"), code_switch=0.3,
     ),
     LanguageProfile(
         code="qgr", name="Verbish", script="greek", word_order="VSO", adjective_position="post", lexicon="random",
         plural_affix="ol", past_affix="im", affix_side="prefix", negation="mu", conjunction="te", determiner="ho",
-        syllables=("ba", "lo", "mi", "ne", "ta", "ko", "ri", "sa", "fe", "gu", "pi", "do"), code_switch=0.15,
+        syllables=("ba", "lo", "mi", "ne", "ta", "ko", "ri", "sa", "fe", "gu", "pi", "do"), code_switch=0.3,
     ),
     LanguageProfile(
         code="qka", name="Kartic", script="georgian", word_order="SOV", adjective_position="pre", lexicon="random",
         plural_affix="eb", past_affix="ia", object_marker="s", negation="ar", conjunction="da", determiner="",
-        syllables=("tsa", "kvi", "mo", "ga", "li", "re", "so", "da", "vi", "ne", "khu", "be"), code_switch=0.1,
+        syllables=("tsa", "kvi", "mo", "ga", "li", "re", "so", "da", "vi", "ne", "khu", "be"), code_switch=0.3,
     ),
     LanguageProfile(
         code="qhy", name="Armenic", script="armenian", word_order="SVO", adjective_position="post", lexicon="random",
         plural_affix="ner", past_affix="av", affix_side="prefix", negation="che", conjunction="u", determiner="",
-        syllables=("ar", "ma", "tes", "go", "ri", "van", "ke", "lu", "sa", "hon", "pi", "da"), code_switch=0.1,
+        syllables=("ar", "ma", "tes", "go", "ri", "van", "ke", "lu", "sa", "hon", "pi", "da"), code_switch=0.3,
     ),
 )
 
