@@ -86,34 +86,27 @@ def main() -> None:
                      zero_stage=opts.zero_stage, bf16="auto", cpus=opts.threads, seed=0, stage_key="bench",
                      git_revision="bench")
 
-    def ray_xt_side() -> float:
-        session = LocalSession()
-        train({"learning_rate": lr}, spec, session)
-        ray_rate = session.reports[-1]["examples_per_second"] * tokens / (len(features["input_ids"]) * opts.epochs)
-        return ray_rate
+    session = LocalSession()
+    train({"learning_rate": lr}, spec, session)
+    ray_rate = session.reports[-1]["examples_per_second"] * tokens / (len(features["input_ids"]) * opts.epochs)
 
-    def trainer_side():
-        torch.set_num_threads(opts.threads)
-        torch.manual_seed(0)
-        model = family_of(task).load_model(world.model_path, len(labels), True, labels)
-        args = TrainingArguments(output_dir=str(work / "hf"), learning_rate=lr, num_train_epochs=opts.epochs,
-                                 per_device_train_batch_size=opts.batch_size, warmup_steps=0.1, weight_decay=0.01,
-                                 max_grad_norm=1.0, eval_strategy="no", save_strategy="no", report_to=[], use_cpu=True,
-                                 dataloader_num_workers=0, disable_tqdm=True, logging_strategy="no", seed=0)
-        dataset = Dataset.from_dict({"input_ids": features["input_ids"], "labels": features["label"]})
-        trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                          data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(world.model_path)))
-        started = time.perf_counter()
-        trainer.train()
-        hf_rate = tokens / (time.perf_counter() - started)
-        # accelerate takes the RANK/WORLD_SIZE variables a DeepSpeed trial sets for a distributed CPU run and,
-        # unless OMP_NUM_THREADS is set, gives torch every physical core: the Trainer then had 2 threads to
-        # ray_xt's 1 (which made ray_xt look 0.54-0.76x as fast). OMP_NUM_THREADS is pinned in main().
-        assert torch.get_num_threads() == opts.threads, "the Trainer side ran with other thread settings"
-        return hf_rate, model
-
-    ray_rate = ray_xt_side()
-    hf_rate, model = trainer_side()
+    torch.set_num_threads(opts.threads)
+    torch.manual_seed(0)
+    model = family_of(task).load_model(world.model_path, len(labels), True, labels)
+    args = TrainingArguments(output_dir=str(work / "hf"), learning_rate=lr, num_train_epochs=opts.epochs,
+                             per_device_train_batch_size=opts.batch_size, warmup_steps=0.1, weight_decay=0.01,
+                             max_grad_norm=1.0, eval_strategy="no", save_strategy="no", report_to=[], use_cpu=True,
+                             dataloader_num_workers=0, disable_tqdm=True, logging_strategy="no", seed=0)
+    dataset = Dataset.from_dict({"input_ids": features["input_ids"], "labels": features["label"]})
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(world.model_path)))
+    started = time.perf_counter()
+    trainer.train()
+    hf_rate = tokens / (time.perf_counter() - started)
+    # accelerate takes the RANK/WORLD_SIZE variables a DeepSpeed trial sets for a distributed CPU run and,
+    # unless OMP_NUM_THREADS is set, gives torch every physical core: the Trainer then had 2 threads to
+    # ray_xt's 1 (which made ray_xt look 0.54-0.76x as fast). OMP_NUM_THREADS is pinned in main().
+    assert torch.get_num_threads() == opts.threads, "the Trainer side ran with other thread settings"
 
     params = sum(p.numel() for p in model.parameters())
     result = {"date": today(), "machine": machine(), "scale": opts.scale, "parameters": params,

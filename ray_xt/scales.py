@@ -30,9 +30,9 @@ SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
         # Pretraining budgets fit `make micro` (all three, 2 cores: micro-l on one core, micro-m then micro-s on
-        # the other) in about 11 minutes; steps are of 64 sentences, in bf16 mixed precision where the CPU has it. Cross-lingual transfer needs optimizer
-        # steps: fewer (even with more tokens per step) left it at chance beyond the cognate language
-        # (docs/micro_world.md).
+        # the other) in about 14 minutes; steps are of 64 sentences, in bf16 mixed precision where the CPU has
+        # it. Cross-lingual transfer needs optimizer steps: fewer (even with more tokens per step) left it at
+        # chance beyond the cognate language (docs/micro_world.md).
         Scale("micro-s", micro=PretrainSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256,
                                             steps=3400, learning_rate=2e-3), examples_per_second=1200.0),
         Scale("micro-m", micro=PretrainSpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512,

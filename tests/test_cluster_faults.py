@@ -103,13 +103,13 @@ def test_workers_on_every_node_start_with_the_heavy_modules_loaded(cluster):
         "import ray, sys\n"
         "ray.init(address=sys.argv[1])\n"
         "@ray.remote(num_cpus=1, resources={'node_a': 0.01})\n"
-        "def loaded():\n"
+        "def loaded(names):\n"
         "    import sys\n"
-        "    return sorted(m for m in sys.argv[2:] if m in sys.modules)\n"
-        "print(ray.get(loaded.remote()))\n"
+        "    return sorted(m for m in names if m in sys.modules)\n"
+        "print(ray.get(loaded.remote(sys.argv[2:])))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code.replace("sys.argv[2:]", repr(list(PRELOAD_MODULES))),
-                          cluster.address], env=cluster.env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code, cluster.address, *PRELOAD_MODULES], env=cluster.env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == str(sorted(PRELOAD_MODULES))
 

@@ -104,14 +104,16 @@ def test_tiny_pretraining_lowers_mlm_loss(tmp_path, bf16):
 
 def test_precision_is_resolved_into_the_model_cache_key(tmp_path):
     """`bf16: auto` becomes this machine's answer before hashing: a model folder says how it was trained."""
-    from ray_xt.micro.pretrain import native_bf16
+    from dataclasses import replace
+
+    from ray_xt.micro.pretrain import cpu_has_native_bf16
 
     spec = PretrainSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, steps=2, batch_size=8)
-    assert spec.bf16 == "auto" and spec.resolved().bf16 is native_bf16()
-    assert PretrainSpec(**{**spec.__dict__, "bf16": False}).resolved().bf16 is False
+    assert spec.bf16 == "auto" and spec.resolved().bf16 is cpu_has_native_bf16()
+    assert replace(spec, bf16=False).resolved().bf16 is False
     auto = build_micro(SMALL, 500, {"t": spec}, tmp_path, progress=False).model_dirs["t"]
     explicit = build_micro(SMALL, 500, {"t": spec.resolved()}, tmp_path, progress=False).model_dirs["t"]
-    other = build_micro(SMALL, 500, {"t": PretrainSpec(**{**spec.__dict__, "bf16": not native_bf16()})}, tmp_path,
+    other = build_micro(SMALL, 500, {"t": replace(spec, bf16=not cpu_has_native_bf16())}, tmp_path,
                         progress=False).model_dirs["t"]
     assert auto == explicit != other
 

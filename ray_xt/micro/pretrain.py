@@ -76,24 +76,23 @@ class PretrainSpec:
     packed: bool = False
     # Mixed precision: bf16 autocast for the forward pass (weights, optimizer and loss stay fp32), as XLM-R was
     # itself pretrained in reduced precision. On CPUs with native bf16 (AVX512-BF16, AMX) steps are 1.3-1.7x
-    # faster, which bought the scales more optimizer steps in the same build time. "auto": where the CPU has
-    # it (resolved before the spec is hashed, so the cache key says which was used).
+    # faster, which bought the scales more optimizer steps in the same build time. "auto": where the CPU (which
+    # pretraining runs on) has it, resolved before the spec is hashed, so the cache key says which was used.
     bf16: bool | str = "auto"
 
     def resolved(self) -> "PretrainSpec":
-        return replace(self, bf16=native_bf16()) if self.bf16 == "auto" else self
+        return replace(self, bf16=cpu_has_native_bf16()) if self.bf16 == "auto" else self
 
     def cost(self) -> float:
         """Relative compute of a build (for scheduling the largest first): steps x per-layer width cost."""
         return self.steps * self.num_layers * (self.hidden_size ** 2 + self.hidden_size * self.intermediate_size)
 
 
-def native_bf16() -> bool:
-    """Does this machine run bf16 matrix products natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)?"""
+def cpu_has_native_bf16() -> bool:
+    """Does this CPU run bf16 matrix products natively (AVX512-BF16, AMX)? Elsewhere bf16 autocast is emulated
+    and slower than fp32. Pretraining always runs on the CPU, so a GPU's bf16 support does not matter here."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
