@@ -77,13 +77,18 @@ def sweep_breakdown(tune_dir: Path, sweep_seconds: float, concurrency: int) -> d
     start, scheduling, syncing.
     """
     setup, inside = [], []
+    loop: dict[str, float] = {}
     for result in sorted(tune_dir.glob("*/run_trial_*/result.json")):
         last = json.loads(result.read_text().splitlines()[-1])
         phases = sum(v for k, v in last.items() if k.startswith("setup."))
         setup.append(phases)
         inside.append(last["time_total_s"] - phases)
+        for key, value in last.items():
+            if key.startswith("loop."):  # train/evaluate/checkpoint/report seconds inside the trial
+                loop[key[5:]] = loop.get(key[5:], 0.0) + value
     per_slot = (sum(setup) + sum(inside)) / concurrency
     return {"trials": len(setup), "setup_s": round(sum(setup), 2), "train_eval_checkpoint_s": round(sum(inside), 2),
+            "inside_trials_s": {k: round(v, 2) for k, v in sorted(loop.items())},
             "outside_trials_per_slot_s": round(sweep_seconds - per_slot, 2)}
 
 

@@ -428,6 +428,7 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
     losses: list[float] = []
     first_step_seconds = None
     train_seconds, trained_examples = 0.0, 0  # optimiser work only: the throughput `ray-xt plan` learns from
+    loop_seconds = {"evaluate": 0.0, "checkpoint": 0.0, "report": 0.0}
     schedule = TaskSchedule(sizes, spec.batch_size, spec.seed)
     while step < total_steps:
         step_started = time.perf_counter()
@@ -454,10 +455,12 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
         if step % eval_every == 0 or step == total_steps:
             # Every rank evaluates the whole dev set: under ZeRO-3 each forward needs all ranks to gather
             # the parameters, so ranks must run the same forwards.
+            eval_started = time.perf_counter()
             scores = {}
             for part in parts:
                 evaluation = part.family.evaluate(part.model, part.dev, part.dev_examples, pad_id, part.spec, "en")
                 scores[part.name] = evaluation.score
+            loop_seconds["evaluate"] += time.perf_counter() - eval_started
             metrics = {
                 "score": sum(scores.values()) / len(scores),  # multi-task: the mean of the tasks' dev scores
                 **({f"score.{name}": v for name, v in scores.items()} if len(parts) > 1 else {}),
@@ -469,11 +472,19 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
                 "examples_per_second": trained_examples / max(train_seconds, 1e-9),
                 "workers": session.world_size,
                 **clock.metrics(),
+                # where the time between optimiser steps goes, summed over the trial so far (a checkpoint's
+                # and a report's own time only show in the next report): bench/orchestration_overhead.py
+                "loop.train_s": train_seconds,
+                **{f"loop.{k}_s": v for k, v in loop_seconds.items()},
             }
             losses = []
             with tempfile.TemporaryDirectory(prefix="ray_xt_ckpt_") as tmp:
+                written = time.perf_counter()
                 _write_checkpoint(Path(tmp), engine, tokenizer, spec, config, step, metrics, session.rank)
+                reported = time.perf_counter()
                 session.report(metrics, tmp, name=f"checkpoint_{step:08d}")
+                loop_seconds["checkpoint"] += reported - written
+                loop_seconds["report"] += time.perf_counter() - reported
 
 
 def rank_share(idx: list[int], rank: int, world_size: int) -> list[int]:

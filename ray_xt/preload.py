@@ -1,0 +1,46 @@
+"""What a trial imports, imported once when a Ray worker starts (Ray's ``preload_python_modules``).
+
+``import transformers`` and ``import deepspeed`` are lazy: the expensive parts load on first use, inside
+the first trial of every cold trial actor. Profiled on 2 cores (docs/benchmarks.md, "Per-trial fixed
+cost"): the XLM-R model module (transformers' model-loading stack, 2.3 s) and DeepSpeed's ZeRO optimizer
+check, which imports its Muon optimizer and with it ``torch._dynamo`` (1.5 s). Ray's prestarted workers
+pay these while idle, so trial actors start with them loaded.
+
+Best effort: a module missing in another transformers/DeepSpeed version costs speed, never a failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+MODULES = (
+    "torch",
+    "torch._dynamo",
+    "transformers",
+    "transformers.models.xlm_roberta.modeling_xlm_roberta",
+    "transformers.models.xlm_roberta_xl.modeling_xlm_roberta_xl",
+    "deepspeed",
+    "deepspeed.runtime.engine",
+    "deepspeed.runtime.zero.muon.muon_optimizer",
+    "ray_xt.trial",
+    "ray_xt.families",
+)
+
+
+def preload() -> list[str]:
+    """Import ``MODULES``; returns the ones that could not be imported."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # as the trial sets it: DeepSpeed picks its accelerator at import
+    missing = []
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - an optional speed-up must never stop a worker from starting
+            missing.append(name)
+    return missing
+
+
+MISSING = preload()
