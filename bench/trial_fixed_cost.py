@@ -5,8 +5,9 @@
 Runs one ray_xt stage sweep of ``--trials`` trials one after another (as the
 sweep runs them: Tune reuses the trial actor, so the first trial is cold and the
 rest warm) and reads the phases every trial reports (``setup.*`` seconds, see
-``ray_xt.trial.PhaseClock``) plus the actor start (Tune starting the trial -> the trial
-function running, from Tune's experiment state). The baseline is a fresh plain Python
+``ray_xt.trial.PhaseClock``) plus the wait before the trial function runs: for the first
+trial from the sweep's start (Tune's setup, the trial actor's process start and the modules
+Ray workers preload), for later ones from the previous trial's end. The baseline is a fresh plain Python
 process doing the same work without Ray and DeepSpeed (its interpreter start
 included, as the actor start is): imports, cached features,
 model with its head, one AdamW step. Prints markdown rows for docs/benchmarks.md.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from _world import bench_world, machine, start_local_ray, today
 
-PHASES = ("imports", "features", "model", "deepspeed_init", "resume", "first_step")
+PHASES = ("actor", "imports", "features", "model", "deepspeed_init", "resume", "first_step")
 
 PLAIN = r'''
 import json, sys, time
@@ -72,14 +73,19 @@ def main() -> None:
     world = bench_world(work, opts.smoke, scale=opts.scale, trial={"epochs": 1, "evals_per_epoch": 1},
                         search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False})
     start_local_ray()
-    StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
+    record = StudyRunner(world.cfg, log=lambda m: None).run(progress=False)[0]
     ray.shutdown()
 
     tune_dir = next((work / "results" / "bench" / "tune").iterdir())
     rows = []
-    firsts = [json.loads((d / "result.json").read_text().splitlines()[0]) for d in tune_dir.glob("run_trial_*")]
-    for first in sorted(firsts, key=lambda r: r["trial_entry_time"]):
+    results = [[json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+               for d in tune_dir.glob("run_trial_*")]
+    previous_end = record["sweep_started_at"]
+    for reports in sorted(results, key=lambda r: r[0]["trial_entry_time"]):
+        first = reports[0]
         phases = {p: first.get(f"setup.{p}", 0.0) for p in PHASES}
+        phases["actor"] = first["trial_entry_time"] - previous_end
+        previous_end = first["trial_entry_time"] + reports[-1]["time_total_s"]
         rows.append(phases)
 
     task = TASKS["pawsx"]

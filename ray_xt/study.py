@@ -286,13 +286,14 @@ class StudyRunner:
             {"seed": stage.seed, "scale": stage.scale, "task": stage.task, "condition": stage.condition,
              "git_revision": self.git_revision, "batch_size": spec.batch_size, "zero_stage": spec.zero_stage},
         )
-        sweep_started = time.perf_counter()
+        sweep_started, sweep_started_at = time.perf_counter(), time.time()
         outcome = run_sweep(
             stage.name, self.paths.tune, tune.with_parameters(stage_trainable(stage.key), spec=spec), settings, [callback]
         )
         record = {
             "stage": stage.tags, "label": stage.label, "sweep": asdict(outcome), "parent_run_id": parent,
-            "sweep_seconds": time.perf_counter() - sweep_started, "trial_spec": asdict(spec),
+            "sweep_seconds": time.perf_counter() - sweep_started, "sweep_started_at": sweep_started_at,
+            "trial_spec": asdict(spec),
         }
         if stage.kind == "target":
             record.update(self.zero_shot(stage, outcome.best_model_dir, list(inputs[0].labels)))

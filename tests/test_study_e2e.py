@@ -58,6 +58,11 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
     assert resolved["fixed"]["zero_stage"] == 2
     assert (ckpt / "git_revision.txt").read_text().strip()
     assert (ckpt / "ds").is_dir()  # DeepSpeed engine state for resuming
+    # every report says where the trial's time went (bench/orchestration_overhead.py sums these)
+    reported = json.loads((ckpt / "state.json").read_text())["metrics"]
+    assert reported["loop.train_s"] > 0 and reported["loop.evaluate_s"] > 0
+    assert {"loop.checkpoint_s", "loop.report_s", "setup.first_step"} <= set(reported)
+    assert record["sweep_started_at"] < reported["trial_entry_time"]
 
     # a second run executes nothing and creates no runs
     lines.clear()
