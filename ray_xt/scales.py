@@ -37,7 +37,7 @@ SCALES: dict[str, Scale] = {
                                             steps=3400, learning_rate=2e-3), examples_per_second=1200.0),
         Scale("micro-m", micro=PretrainSpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512,
                                             steps=2250, learning_rate=1.5e-3), examples_per_second=340.0),
-        Scale("micro-l", micro=PretrainSpec(hidden_size=160, num_layers=6, num_heads=4, intermediate_size=640,
+        Scale("micro-l", micro=PretrainSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768,
                                             steps=2100, learning_rate=1e-3), examples_per_second=150.0),
         Scale("xlmr-base", hub_id="FacebookAI/xlm-roberta-base", train_batch_size=32, cpus_per_trial=4,
               gpus_per_trial=1, examples_per_second=250.0),
