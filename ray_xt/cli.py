@@ -49,9 +49,9 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
         raise typer.Exit(2) from None
 
 
-# Every worker of a local Ray instance imports these before accepting work, so trial actors and stage tasks
-# start with them loaded: a cold trial actor otherwise spends seconds importing DeepSpeed and torch
-# (docs/benchmarks.md, "Per-trial fixed cost"). Ray keeps a prestarted pool, so new actors get such workers.
+# Every worker of a local Ray instance imports these before accepting work, so trial functions and stage tasks
+# start with them loaded instead of importing DeepSpeed and torch inside a trial (docs/benchmarks.md,
+# "Per-trial fixed cost"). Ray starts a new worker for every actor, so each sweep slot pays the imports once.
 # `ray_xt.preload` adds the lazily loaded parts a trial needs (model classes, DeepSpeed's ZeRO checks); the
 # first three still load on a node where ray_xt itself cannot be imported.
 PRELOAD_MODULES = ("torch", "transformers", "deepspeed", "ray_xt.preload")

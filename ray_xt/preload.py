@@ -3,8 +3,9 @@
 ``import transformers`` and ``import deepspeed`` are lazy: the expensive parts load on first use, inside
 the first trial of every cold trial actor. Profiled on 2 cores (docs/benchmarks.md, "Per-trial fixed
 cost"): the XLM-R model module (transformers' model-loading stack, 2.3 s) and DeepSpeed's ZeRO optimizer
-check, which imports its Muon optimizer and with it ``torch._dynamo`` (1.5 s). Ray's prestarted workers
-pay these while idle, so trial actors start with them loaded.
+check, which imports its Muon optimizer and with it ``torch._dynamo`` (1.5 s). Preloaded, they load before
+a worker takes work, so a trial function starts with them imported. A trial actor's new process still pays
+them once (Ray starts a fresh worker for every actor), before its first trial; reused actors never again.
 
 Best effort: a module missing in another transformers/DeepSpeed version costs speed, never a failure.
 """
