@@ -13,7 +13,8 @@ Best effort: a module missing in another transformers/DeepSpeed version costs sp
 from __future__ import annotations
 
 import importlib
-import os
+
+from ray_xt.trial import choose_deepspeed_accelerator
 
 MODULES = (
     "torch",
@@ -31,10 +32,7 @@ MODULES = (
 
 def preload() -> list[str]:
     """Import ``MODULES``; returns the ones that could not be imported."""
-    import torch
-
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # as the trial sets it: DeepSpeed picks its accelerator at import
+    choose_deepspeed_accelerator()  # before DeepSpeed's import, as a trial does
     missing = []
     for name in MODULES:
         try:

@@ -73,13 +73,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def choose_deepspeed_accelerator() -> None:
+    """DeepSpeed picks its accelerator when it is first imported: the CPU one where there is no GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 def prepare_process(cpus: float) -> None:
     """Environment for a single-process DeepSpeed engine inside a Tune trial actor."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    choose_deepspeed_accelerator()
     # Torch defaults to all cores; concurrent trials on shared cores then thrash.
     torch.set_num_threads(max(1, int(cpus)))
     if "RANK" not in os.environ:  # Ray Train workers come with their own rendezvous

@@ -8,15 +8,13 @@ torch-extensions cache before any sweep.
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def main() -> int:
-    import torch
+    from ray_xt.trial import choose_deepspeed_accelerator
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    choose_deepspeed_accelerator()
     try:
         from deepspeed.accelerator import get_accelerator
 
