@@ -1,13 +1,17 @@
 """Orchestration overhead: a ray_xt sweep vs the same trials as plain HF Trainer calls.
 
-    .venv/bin/python bench/orchestration_overhead.py [--trials 4] [--concurrency 2] [--smoke]
+    .venv/bin/python bench/orchestration_overhead.py [--trials 4] [--concurrency 2] [--sweeps 1] [--smoke]
+                                                     [--no-warm-trainers]
 
 Both sides train the same micro scale on the same cached features, with the
 same learning rates (those the ray_xt sweep chose), epochs, batch size and
 concurrency (plain side: a process pool).  ray_xt's side includes everything a
 user pays for per sweep: Tune scheduling, trial actors, DeepSpeed engines,
 per-evaluation checkpoints and MLflow logging.  ASHA is off so both sides do the
-same work.  Prints a markdown row for docs/benchmarks.md.
+same work.  ``--sweeps N`` runs N stages one after another (seeds 0..N-1), as a
+study does: a study's later sweeps find its trainer hosts warm
+(ray_xt.trainer_hosts); ``--no-warm-trainers`` trains in the trial actors
+instead, as before them.  Prints a markdown row for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--scale", default="micro-s")
+    parser.add_argument("--sweeps", type=int, default=1, help="stages run one after another (seeds 0..N-1)")
+    parser.add_argument("--no-warm-trainers", action="store_true", help="train in the Tune trial actors")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
     opts = parser.parse_args()
 
@@ -114,32 +120,41 @@ def main() -> None:
         name="bench", scales=[opts.scale], micro={**size, "cache_dir": str(work / "cache")},
         trial={"epochs": 1 if opts.smoke else 3},
         search={"num_samples": opts.trials, "max_concurrent": opts.concurrency},
-        scheduler={"enabled": False},
+        scheduler={"enabled": False}, seeds=list(range(opts.sweeps)), parallel_stages=1,
+        warm_trainers=not opts.no_warm_trainers,
     )
     cfg = parse_study(study)
     start_local_ray(opts.concurrency)
-    record = StudyRunner(cfg, log=lambda m: print(m, flush=True)).run(progress=False)[0]
+    records = StudyRunner(cfg, log=lambda m: print(m, flush=True)).run(progress=False)
     ray.shutdown()
-    ray_seconds = record["sweep_seconds"]
+    sweep_seconds = [r["sweep_seconds"] for r in records]
+    ray_seconds = sum(sweep_seconds)
     breakdown = sweep_breakdown(work / "results" / "bench" / "tune", ray_seconds, opts.concurrency)
-    lrs = [t["learning_rate"] for t in record["sweep"]["trials"]]
 
-    spec = record["trial_spec"]
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=opts.concurrency) as pool:
-        plain_scores = list(pool.map(plain_trainer_trial, [(spec, lr, str(work / f"plain{i}")) for i, lr in enumerate(lrs)]))
-    plain_seconds = time.perf_counter() - started
+    # the plain side: each sweep's trials (its learning rates, its seed) at the same concurrency
+    plain_seconds, plain_scores = [], []
+    for n, record in enumerate(records):
+        spec = record["trial_spec"]
+        lrs = [t["learning_rate"] for t in record["sweep"]["trials"]]
+        started = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=opts.concurrency) as pool:
+            plain_scores += list(pool.map(plain_trainer_trial,
+                                          [(spec, lr, str(work / f"plain{n}_{i}")) for i, lr in enumerate(lrs)]))
+        plain_seconds.append(time.perf_counter() - started)
 
     result = {
         "date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "scale": opts.scale, "trials": len(lrs), "concurrency": opts.concurrency,
-        "ray_xt_sweep_s": round(ray_seconds, 1), "plain_trainer_s": round(plain_seconds, 1),
-        "ratio": round(ray_seconds / plain_seconds, 2),
-        "ray_xt_best_dev": record["sweep"]["best_score"], "plain_best_dev": max(plain_scores),
+        "scale": opts.scale, "trials_per_sweep": opts.trials, "sweeps": len(records), "concurrency": opts.concurrency,
+        "warm_trainers": not opts.no_warm_trainers,
+        "ray_xt_sweep_s": round(ray_seconds, 1), "plain_trainer_s": round(sum(plain_seconds), 1),
+        "ratio": round(ray_seconds / sum(plain_seconds), 2),
+        "ratio_per_sweep": [round(r / p, 2) for r, p in zip(sweep_seconds, plain_seconds)],
+        "ray_xt_best_dev": max(r["sweep"]["best_score"] for r in records), "plain_best_dev": max(plain_scores),
         "ray_xt_breakdown": breakdown,
     }
     print(json.dumps(result))
-    print(f"| {result['date']} | {result['machine']} | {opts.scale} | {len(lrs)} trials x {opts.concurrency} | "
+    shape = f"{opts.trials} trials x {opts.concurrency}" + (f", {len(records)} sweeps" if len(records) > 1 else "")
+    print(f"| {result['date']} | {result['machine']} | {opts.scale} | {shape} | "
           f"{result['ray_xt_sweep_s']} s | {result['plain_trainer_s']} s | **{result['ratio']}x** |")
 
 

@@ -49,18 +49,18 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
         raise typer.Exit(2) from None
 
 
-# Every worker of a local Ray instance imports these before accepting work, so trial functions and stage tasks
-# start with them loaded instead of importing DeepSpeed and torch inside a trial (docs/benchmarks.md,
-# "Per-trial fixed cost"). Ray starts a new worker for every actor, so each sweep slot pays the imports once.
-# `ray_xt.preload` adds the lazily loaded parts a trial needs (model classes, DeepSpeed's ZeRO checks); the
-# first three still load on a node where ray_xt itself cannot be imported.
-PRELOAD_MODULES = ("torch", "transformers", "deepspeed", "ray_xt.preload")
+# What every worker of a local Ray instance imports before accepting work. Nothing heavy: Ray starts a new
+# worker process for every Tune trial actor in every sweep, and those only drive warm trainer hosts
+# (ray_xt.trainer_hosts), which import torch, transformers and DeepSpeed once per study themselves.
+# Preloading them here cost every trial actor ~6 s per sweep (docs/benchmarks.md, "Orchestration overhead").
+PRELOAD_MODULES: tuple[str, ...] = ()
 
 
 def local_ray_options(**extra) -> dict:
     """``ray.init`` options for a Ray instance ray_xt starts itself (tests and benchmarks use them too)."""
+    system = {"preload_python_modules": list(PRELOAD_MODULES)} if PRELOAD_MODULES else {}
     return {"include_dashboard": False, "runtime_env": {"env_vars": WORKER_ENV},
-            "_system_config": {"preload_python_modules": list(PRELOAD_MODULES)}, **extra}
+            **({"_system_config": system} if system else {}), **extra}
 
 
 def _init_ray(address: Optional[str]) -> None:
@@ -72,7 +72,7 @@ def _init_ray(address: Optional[str]) -> None:
         return
     options = local_ray_options(logging_level="WARNING", configure_logging=True)
     if address is not None:
-        options.pop("_system_config")  # a running cluster keeps its own system config
+        options.pop("_system_config", None)  # a running cluster keeps its own system config
     ray.init(address=address, **options)
 
 

@@ -222,6 +222,8 @@ class StudyConfig(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     max_failures: int = Field(1, ge=0, description="retries of a failed trial (Tune FailureConfig)")
     parallel_stages: int = Field(2, ge=1, description="independent stages running at once (each its own sweep)")
+    warm_trainers: bool = Field(True, description="one-process CPU trials train in warm processes kept for the "
+                                "whole study (ray_xt.trainer_hosts) instead of new ones every sweep")
     task_overrides: dict[str, TaskOverride] = Field(
         default_factory=dict, description="per-task changes to trial: settings, e.g. {udpos: {epochs: 10}}")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

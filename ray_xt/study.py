@@ -183,6 +183,7 @@ class StudyRunner:
         self.log = log
         self.git_revision = git_revision()
         self.resolved: Resolved | None = None
+        self.trainer_pool: str | None = None  # the running study's TrainerPool name (ray_xt.trainer_hosts)
 
     # ---- pieces -------------------------------------------------------------------------------
     def _trial_resources(self, scale: str) -> tuple[float, float]:
@@ -272,6 +273,7 @@ class StudyRunner:
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
             resolved_config=cfg.model_dump(mode="json"), workers=settings.workers, gpus_per_worker=settings.gpus,
             worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
+            trainer_pool=self.trainer_pool if self._hosted(stage.scale) else None,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self.tracker.log_params(parent, {
@@ -391,6 +393,19 @@ class StudyRunner:
                 done[stage.key] = record
         pending = [s for s in stages if s.key not in done]
         self.log(f"[ray-xt] {len(stages)} stages: {len(done)} done before (skipped), {len(pending)} to run")
+        pool = self._start_trainer_pool(pending)
+        try:
+            self._run_pending(pending, done, number, len(stages))
+        finally:
+            if pool is not None:
+                ray.kill(pool)  # its hosts die with it
+        self.log(f"[ray-xt] study {self.cfg.name}: {len(stages)} stages in {time.perf_counter() - started:.0f}s; "
+                 f"features tokenised {self.features.misses}x, reused {self.features.hits}x (trials only read them)")
+        return [done[s.key] for s in stages]
+
+    def _run_pending(self, pending: list[Stage], done: dict[str, dict], number: dict[str, int], total: int) -> None:
+        import ray
+
         t0 = time.perf_counter()
         for stage in pending:
             self.prepare(stage)
@@ -412,9 +427,10 @@ class StudyRunner:
             while ready and not failures and len(running) < self.cfg.parallel_stages:
                 stage = ready.pop(0)
                 pending.remove(stage)
-                self.log(f"[ray-xt] stage {number[stage.key]}/{len(stages)} {stage.label}: started "
+                self.log(f"[ray-xt] stage {number[stage.key]}/{total} {stage.label}: started "
                          f"({'evaluation only' if stage.kind == 'retrieval' else f'{self.cfg.search.num_samples} trials'})")
-                ref = remote.remote(config, self.tracker.uri, self.resolved, stage, time.perf_counter())
+                ref = remote.remote(config, self.tracker.uri, self.resolved, stage, time.perf_counter(),
+                                    self.trainer_pool)
                 running[ref] = (stage, time.perf_counter())
             if not running:
                 break  # only stages whose upstream failed are left
@@ -425,7 +441,7 @@ class StudyRunner:
             except Exception as err:  # noqa: BLE001 - reported with the stage, the other stages still finish
                 lines = [x for x in str(err).splitlines() if x.strip() and not x.startswith("(Background")]
                 failures.append(f"{stage.label}: {type(err).__name__}: {(lines or [''])[-1][:300]}")
-                self.log(f"[ray-xt] stage {number[stage.key]}/{len(stages)} FAILED: {failures[-1]}")
+                self.log(f"[ray-xt] stage {number[stage.key]}/{total} FAILED: {failures[-1]}")
                 continue
             record["seconds"] = time.perf_counter() - t_start
             self.store.put(stage, record)
@@ -435,13 +451,35 @@ class StudyRunner:
                 ThroughputTable(self.paths.root.parent / "throughput.json").add(
                     stage.scale, [t.get("examples_per_second") for t in record["sweep"].get("trials", [])])
             done[stage.key] = record
-            self._log_done(number[stage.key], len(stages), record)
+            self._log_done(number[stage.key], total, record)
         if failures:
             raise StageFailed(f"{len(failures)} stage(s) failed (finished stages are kept; re-run to continue):\n  - "
                               + "\n  - ".join(failures))
-        self.log(f"[ray-xt] study {self.cfg.name}: {len(stages)} stages in {time.perf_counter() - started:.0f}s; "
-                 f"features tokenised {self.features.misses}x, reused {self.features.hits}x (trials only read them)")
-        return [done[s.key] for s in stages]
+
+    def _hosted(self, scale: str) -> bool:
+        """Trials of this scale train in the study's warm trainer hosts: one-process CPU trials only."""
+        _, gpus = self._trial_resources(scale)
+        return self.cfg.warm_trainers and gpus == 0 and self.cfg.workers_for(scale) == 1
+
+    def _start_trainer_pool(self, pending: list[Stage]):
+        """The study's TrainerPool (ray_xt.trainer_hosts), with hosts for the driver node's trial slots already
+        importing torch while features are prepared; None when no pending stage trains in hosts."""
+        import ray
+
+        from ray_xt.trainer_hosts import pool_name, start_pool
+
+        hosted = [s for s in pending if s.kind != "retrieval" and self._hosted(s.scale)]
+        if not hosted:
+            return None
+        self.trainer_pool = pool_name()
+        pool = start_pool(self.trainer_pool)
+        here = ray.get_runtime_context().get_node_id()
+        node_cpus = next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == here), 0)
+        per_trial = min(self._trial_resources(s.scale)[0] for s in hosted)
+        slots = min(int(node_cpus // per_trial), self.cfg.parallel_stages * self.cfg.search.max_concurrent)
+        if slots > 0:
+            pool.warm.remote(here, slots)
+        return pool
 
     def _log_done(self, i: int, n: int, record: dict) -> None:
         best = record["sweep"]
@@ -453,12 +491,14 @@ class StudyRunner:
         self.log(f"[ray-xt] stage {i}/{n} {record['label']} done in {record['seconds']:.0f}s: {lr}{extra}")
 
 
-def execute_stage(config: dict, tracking_uri: str, resolved: Resolved, stage: Stage, _submitted: float) -> dict:
+def execute_stage(config: dict, tracking_uri: str, resolved: Resolved, stage: Stage, _submitted: float,
+                  trainer_pool: str | None = None) -> dict:
     """One stage, run as a Ray task: its own Tune sweep (or evaluation), MLflow records, and its record back."""
     from ray_xt.config import parse_study
 
     runner = StudyRunner(parse_study(config), tracking_uri=tracking_uri, log=lambda m: None)
     runner.resolved = resolved
+    runner.trainer_pool = trainer_pool
     return runner.run_stage(stage)
 
 

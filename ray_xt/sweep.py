@@ -79,6 +79,18 @@ def build_scheduler(s: SweepSettings):
     )
 
 
+def result_loggers() -> list:
+    """Tune's CSV and JSON result files (what ``ResultGrid`` and bench/ read), without its default TensorBoard
+    logger: MLflow is where results are reviewed, and importing tensorboardX cost each new stage driver ~2 s
+    before its first trial (profiled; docs/benchmarks.md)."""
+    import os
+
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # read when the Tuner builds its callbacks
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
+
+
 def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings, callbacks: list) -> SweepOutcome:
     """Run (or resume, if this stage's experiment folder exists) the sweep and pick its best checkpoint."""
     from ray import tune
@@ -91,6 +103,7 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
     else:
         resources = {"cpu": settings.cpus, "gpu": settings.gpus}
     trainable = tune.with_resources(trainable, resources)
+    loggers = result_loggers()  # a restored sweep brings its own (pickled) callbacks, these among them
     experiment_dir = storage_path / name
     if tune.Tuner.can_restore(str(experiment_dir)):
         # a driver died mid-sweep: finished trials stay finished, unfinished/errored ones resume from checkpoints
@@ -111,7 +124,7 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=2, checkpoint_score_attribute=settings.metric, checkpoint_score_order=settings.mode
                 ),
-                callbacks=callbacks,
+                callbacks=[*callbacks, *loggers],
                 verbose=0,
             ),
         )

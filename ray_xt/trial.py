@@ -64,6 +64,9 @@ class TrialSpec:
     gpus_per_worker: float = 0
     worker_failures: int = 1  # Ray Train restarts of the worker group (from its last checkpoint) within a trial
     freeze_embeddings: bool = False  # the encoder's embedding layer is not trained
+    # the study's TrainerPool (ray_xt.trainer_hosts): a one-process CPU trial trains in a warm host process
+    # leased from it and only drives it; None: the trial trains in its own (Tune actor) process
+    trainer_pool: str | None = None
 
 
 def free_port() -> int:
@@ -219,10 +222,10 @@ class PhaseClock:
     so ``bench/trial_fixed_cost.py`` can break the per-trial fixed cost down without extra instrumentation.
     """
 
-    def __init__(self):
-        self.entry_time = time.time()
+    def __init__(self, entry_time: float | None = None, phases: dict[str, float] | None = None):
+        self.entry_time = time.time() if entry_time is None else entry_time
         self._last = time.perf_counter()
-        self.phases: dict[str, float] = {}
+        self.phases: dict[str, float] = dict(phases or {})
 
     def lap(self, phase: str) -> None:
         now = time.perf_counter()
@@ -276,6 +279,9 @@ class TuneSession:
 
         return bool(torch.isfinite(loss))
 
+    def stop_requested(self) -> bool:
+        return False  # Tune stops this trial from inside tune.report
+
 
 class TrainWorkerSession:
     """One rank of a Ray Train worker group: Train merges every rank's checkpoint folder into one."""
@@ -309,6 +315,9 @@ class TrainWorkerSession:
         dist.all_reduce(bad)
         return bad.item() == 0
 
+    def stop_requested(self) -> bool:
+        return False  # Train stops its workers from inside ray.train.report
+
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
@@ -317,6 +326,11 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     _stop_if_diverged(marker)
     if spec.workers > 1:
         run_worker_group(config, spec, marker)
+        return
+    if spec.trainer_pool is not None and spec.gpus_per_worker == 0:
+        from ray_xt.trainer_hosts import run_on_host
+
+        run_on_host(config, spec, marker, clock.entry_time)
         return
     prepare_process(spec.cpus)
     train(config, spec, TuneSession(marker), clock)
@@ -437,7 +451,7 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
     train_seconds, trained_examples = 0.0, 0  # optimiser work only: the throughput `ray-xt plan` learns from
     loop_seconds = {"evaluate": 0.0, "checkpoint": 0.0, "report": 0.0}
     schedule = TaskSchedule(sizes, spec.batch_size, spec.seed)
-    while step < total_steps:
+    while step < total_steps and not session.stop_requested():
         step_started = time.perf_counter()
         k, idx = schedule.batch(step)
         part = parts[k]

@@ -2,7 +2,6 @@
 worker nodes with their own resources), started and stopped by the tests: a killed worker node mid-sweep,
 and eight concurrent DeepSpeed trials on one node."""
 
-import json
 import os
 import signal
 import socket
@@ -17,9 +16,6 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import tiny_study
-from ray_xt.cli import PRELOAD_MODULES
-
-PRELOAD_CONFIG = {"preload_python_modules": list(PRELOAD_MODULES)}
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
@@ -47,9 +43,9 @@ class LocalCluster:
                     "RAY_health_check_failure_threshold": "3", "RAY_ADDRESS": ""}
         self.nodes: dict[str, int] = {}  # name -> raylet pid
         before = _raylets()  # other Ray instances on this machine are never touched
-        # the head's system config as in clusters/*.yaml: every node's workers preload the heavy modules
+        # started as clusters/*.yaml start their heads (no worker preload)
         self._ray(["start", "--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false",
-                   f"--temp-dir={self.temp}", f"--system-config={json.dumps(PRELOAD_CONFIG)}"])
+                   f"--temp-dir={self.temp}"])
         self.head_raylets = _raylets() - before
 
     @property
@@ -95,23 +91,30 @@ def cluster():
         c.stop()
 
 
-def test_workers_on_every_node_start_with_the_heavy_modules_loaded(cluster):
-    """The head's --system-config (as clusters/*.yaml set it) reaches worker nodes that join later: a task there
-    finds torch, transformers and DeepSpeed imported before it runs (what makes a cold trial actor cheap)."""
+def test_a_trial_on_a_joining_node_gets_a_warm_trainer_host_on_that_node(cluster):
+    """The study's TrainerPool lives on the driver's node (the head); a trial on a node that joined later
+    leases a host there (its checkpoint folders are local files), with torch and DeepSpeed imported, and gets the
+    same host back once the first lease is released."""
     cluster.add_node("node_a", cpus=1)
     code = (
         "import ray, sys\n"
+        "from ray_xt.trainer_hosts import pool_name, start_pool\n"
         "ray.init(address=sys.argv[1])\n"
+        "pool = start_pool(pool_name())\n"
         "@ray.remote(num_cpus=1, resources={'node_a': 0.01})\n"
-        "def loaded(names):\n"
-        "    import sys\n"
-        "    return sorted(m for m in names if m in sys.modules)\n"
-        "print(ray.get(loaded.remote(sys.argv[2:])))\n"
+        "def lease_here(pool):\n"
+        "    node = ray.get_runtime_context().get_node_id()\n"
+        "    index, host, created = ray.get(pool.lease.remote(node))\n"
+        "    info = ray.get(host.ready.remote())\n"
+        "    ray.get(pool.release.remote(index))\n"
+        "    again = ray.get(pool.lease.remote(node))\n"
+        "    return [info['node_id'] == node, info['missing'], created, again[0] == index, again[2]]\n"
+        "print(ray.get(lease_here.remote(pool)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, cluster.address, *PRELOAD_MODULES], env=cluster.env,
+    out = subprocess.run([sys.executable, "-c", code, cluster.address], env=cluster.env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == str(sorted(PRELOAD_MODULES))
+    assert out.stdout.strip().splitlines()[-1] == "[True, [], True, True, False]"
 
 
 def _run(cluster: LocalCluster, study: dict, tmp_path: Path) -> subprocess.Popen:

@@ -1,4 +1,5 @@
-"""Ray workers preload what a trial imports (ray_xt.preload): every named module exists in the pinned stack."""
+"""Trainer hosts import what a trial needs when they start (ray_xt.preload): every named module exists in the
+pinned stack."""
 
 import subprocess
 import sys
