@@ -379,8 +379,6 @@ class StudyRunner:
     def run(self, progress: bool = True) -> list[dict]:
         """Runs what is not finished, independent stages concurrently (``parallel_stages`` at once), each as a
         Ray task driving its own Tune sweep; a stage starts when its upstream has finished."""
-        import ray
-
         started = time.perf_counter()
         self.resolved = resolve_inputs(self.cfg, use_ray=True, progress=progress)
         self.log(f"[ray-xt] inputs ready in {time.perf_counter() - started:.0f}s (data: {self.resolved.data_root})")
@@ -398,7 +396,9 @@ class StudyRunner:
             self._run_pending(pending, done, number, len(stages))
         finally:
             if pool is not None:
-                ray.kill(pool)  # its hosts die with it
+                from ray_xt.trainer_hosts import stop_pool
+
+                stop_pool(pool)
         self.log(f"[ray-xt] study {self.cfg.name}: {len(stages)} stages in {time.perf_counter() - started:.0f}s; "
                  f"features tokenised {self.features.misses}x, reused {self.features.hits}x (trials only read them)")
         return [done[s.key] for s in stages]

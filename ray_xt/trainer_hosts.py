@@ -209,8 +209,24 @@ class TrainerPool:
         """A host that failed (its process or node died): never leased again."""
         self.idle.discard(index)
 
+    def shutdown(self) -> None:
+        """End every host once its current call returns (a kill would print Ray's SIGTERM trace per host)."""
+        for _, handle in self.hosts:
+            handle.__ray_terminate__.remote()
+
     def describe(self) -> list[dict]:
         return [{"index": i, "node_id": node, "idle": i in self.idle} for i, (node, _) in enumerate(self.hosts)]
+
+
+def stop_pool(pool) -> None:
+    """End the pool and its hosts (they would also end with the pool's owner, the study's driver)."""
+    import ray
+
+    try:
+        ray.get(pool.shutdown.remote(), timeout=30)
+        pool.__ray_terminate__.remote()
+    except Exception:  # noqa: BLE001 - a pool that is already gone took its hosts with it
+        ray.kill(pool)
 
 
 def start_pool(name: str):
