@@ -1,13 +1,16 @@
 """Per-trial fixed cost: from a trial's start to its first optimiser step, broken down, beside a plain process.
 
-    .venv/bin/python bench/trial_fixed_cost.py [--trials 3] [--scale micro-s] [--smoke]
+    .venv/bin/python bench/trial_fixed_cost.py [--trials 3] [--sweeps 2] [--scale micro-s] [--smoke]
 
-Runs one ray_xt stage sweep of ``--trials`` trials one after another (as the
-sweep runs them: Tune reuses the trial actor, so the first trial is cold and the
-rest warm) and reads the phases every trial reports (``setup.*`` seconds, see
-``ray_xt.trial.PhaseClock``) plus the wait before the trial function runs: for the first
-trial from the sweep's start (Tune's setup, the trial actor's process start and the modules
-Ray workers preload), for later ones from the previous trial's end. The baseline is a fresh plain Python
+Runs ``--sweeps`` ray_xt stage sweeps (seeds 0..N-1, one after another, as a
+study runs its stages) of ``--trials`` trials each, one after another (as the
+sweep runs them: Tune reuses the trial actor, so each sweep's first trial is in a new actor process
+and the rest reuse it) and reads the phases every trial reports (``setup.*`` seconds, see
+``ray_xt.trial.PhaseClock``; ``host``: leasing a warm trainer host, and starting it if it is new)
+plus the wait before the trial function runs: for a sweep's first
+trial from the sweep's start (Tune's setup and the trial actor's process start), for later ones from the
+previous trial's end. The first sweep's hosts are new (created when the study starts); later sweeps find
+them warm. The baseline is a fresh plain Python
 process doing the same work without Ray and DeepSpeed (its interpreter start
 included, as the actor start is): imports, cached features,
 model with its head, one AdamW step. Prints markdown rows for docs/benchmarks.md.
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from _world import bench_world, machine, start_local_ray, today
 
-PHASES = ("actor", "imports", "features", "model", "deepspeed_init", "resume", "first_step")
+PHASES = ("actor", "host", "imports", "features", "model", "deepspeed_init", "resume", "first_step")
 
 PLAIN = r'''
 import json, sys, time
@@ -59,6 +62,7 @@ print(json.dumps(laps))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--sweeps", type=int, default=2)
     parser.add_argument("--scale", default="micro-s")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
     opts = parser.parse_args()
@@ -71,22 +75,26 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_fixed_"))
     world = bench_world(work, opts.smoke, scale=opts.scale, trial={"epochs": 1, "evals_per_epoch": 1},
-                        search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False})
+                        search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False},
+                        seeds=list(range(opts.sweeps)), parallel_stages=1)
     start_local_ray()
-    record = StudyRunner(world.cfg, log=lambda m: None).run(progress=False)[0]
+    records = StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
     ray.shutdown()
 
-    tune_dir = next((work / "results" / "bench" / "tune").iterdir())
-    rows = []
-    results = [[json.loads(line) for line in (d / "result.json").read_text().splitlines()]
-               for d in tune_dir.glob("run_trial_*")]
-    previous_end = record["sweep_started_at"]
-    for reports in sorted(results, key=lambda r: r[0]["trial_entry_time"]):
-        first = reports[0]
-        phases = {p: first.get(f"setup.{p}", 0.0) for p in PHASES}
-        phases["actor"] = first["trial_entry_time"] - previous_end
-        previous_end = first["trial_entry_time"] + reports[-1]["time_total_s"]
-        rows.append(phases)
+    rows, labels_ = [], []
+    for n, record in enumerate(records, 1):
+        tune_dir = next((work / "results" / "bench" / "tune").glob(f"*-{record['stage']['stage_key'][:8]}"))
+        results = [[json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+                   for d in tune_dir.glob("run_trial_*")]
+        previous_end = record["sweep_started_at"]
+        for i, reports in enumerate(sorted(results, key=lambda r: r[0]["trial_entry_time"]), 1):
+            first = reports[0]
+            phases = {p: first.get(f"setup.{p}", 0.0) for p in PHASES}
+            phases["actor"] = first["trial_entry_time"] - previous_end
+            previous_end = first["trial_entry_time"] + reports[-1]["time_total_s"]
+            rows.append(phases)
+            labels_.append(f"sweep {n}, trial {i} ({'new' if i == 1 else 'reused'} actor, "
+                           f"{'host started with the study' if n == 1 and i == 1 else 'warm host'})")
 
     task = TASKS["pawsx"]
     labels = family_of(task).label_space(world.root, task)
@@ -98,9 +106,8 @@ def main() -> None:
     plain_total = time.perf_counter() - started  # the whole process: interpreter start to first step (and exit)
     print(json.dumps({"trials": rows, "plain": plain}))
     print("| date | machine | trial | " + " | ".join(PHASES) + " | total | plain process | ratio |")
-    for i, phases in enumerate(rows):
+    for label, phases in zip(labels_, rows):
         total = sum(phases.values())
-        label = "1 (cold actor)" if i == 0 else f"{i + 1} (reused actor)"
         print(f"| {today()} | {machine()} | {label} | " + " | ".join(f"{phases[p]:.2f}" for p in PHASES)
               + f" | **{total:.2f} s** | {plain_total:.2f} s | {total / plain_total:.2f}x |")
     print("plain process phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in plain.items()))

@@ -33,7 +33,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 ACK_TIMEOUT_S = 900.0  # a report nobody takes for this long: the driving trial is gone, the run stops
-CANCEL_WAIT_S = 1.5  # below Tune's 2 s wait for a reused trial actor's thread (TUNE_FUNCTION_THREAD_TIMEOUT_S)
+CANCEL_WAIT_S = 1.0  # well below Tune's 2 s wait for a reused trial actor's thread (TUNE_FUNCTION_THREAD_TIMEOUT_S)
 NEXT_POLL_S = 30.0
 
 
