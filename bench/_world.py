@@ -64,7 +64,7 @@ def bench_world(work: Path, smoke: bool, scale: str = "micro-s", languages: list
 
 
 def start_local_ray(num_cpus: int = 2) -> None:
-    """The local Ray instance ``ray-xt run`` would start (worker env, preloaded modules), quiet."""
+    """The local Ray instance ``ray-xt run`` would start (its worker env), quiet."""
     import ray
 
     from ray_xt.cli import WORKER_ENV, local_ray_options

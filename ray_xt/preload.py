@@ -1,11 +1,11 @@
-"""What a trial imports, imported once when a Ray worker starts (Ray's ``preload_python_modules``).
+"""What a trial imports, imported once when a trainer host starts (``ray_xt.trainer_hosts``).
 
-``import transformers`` and ``import deepspeed`` are lazy: the expensive parts load on first use, inside
-the first trial of every cold trial actor. Profiled on 2 cores (docs/benchmarks.md, "Per-trial fixed
-cost"): the XLM-R model module (transformers' model-loading stack, 2.3 s) and DeepSpeed's ZeRO optimizer
-check, which imports its Muon optimizer and with it ``torch._dynamo`` (1.5 s). Preloaded, they load before
-a worker takes work, so a trial function starts with them imported. A trial actor's new process still pays
-them once (Ray starts a fresh worker for every actor), before its first trial; reused actors never again.
+``import transformers`` and ``import deepspeed`` are lazy: the expensive parts load on first use. Profiled on
+2 cores (docs/benchmarks.md, "Per-trial fixed cost"): the XLM-R model module (transformers' model-loading
+stack, 2.3 s) and DeepSpeed's ZeRO optimizer check, which imports its Muon optimizer and with it
+``torch._dynamo`` (1.5 s). A trainer host imports them all before its first run, so every trial it runs starts
+with them loaded. (They used to be Ray's ``preload_python_modules``; but every new worker pays a preload, and
+Tune starts new trial actors for every sweep.)
 
 Best effort: a module missing in another transformers/DeepSpeed version costs speed, never a failure.
 """

@@ -61,10 +61,12 @@ class HostSession:
     def checkpoint(self):
         return _LocalFolder(self.resume_dir) if self.resume_dir else None
 
-    def report(self, metrics: dict, directory: str, name: str) -> None:
+    def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
         # the folder is deleted when this returns: the driving trial must have persisted it (tune.report) first
+        from ray_xt.trial import final_report
+
         self.acked.clear()
-        self.out.put(("report", {**metrics, "host_pid": os.getpid()}, directory))
+        self.out.put(("report", final_report({**metrics, "host_pid": os.getpid()}, final), directory))
         if not self.acked.wait(ACK_TIMEOUT_S) or self.cancelled.is_set():
             raise RunCancelled()
 

@@ -7,7 +7,9 @@ resume a retried trial exactly where it stopped) and the encoder in
 
 A trial runs in one of two shapes, chosen by ``TrialSpec.workers``:
 
-- one process (the Tune trial actor itself) with ``cpus``/``gpus``: reports with ``tune.report``;
+- one process with ``cpus``/``gpus``, reporting with ``tune.report``: on CPUs a warm trainer host of the study
+  (``ray_xt.trainer_hosts``), driven by the Tune trial, which holds the CPUs and forwards the reports; on GPUs
+  (or with ``warm_trainers: false``) the Tune trial actor itself;
 - ``workers`` > 1: the Tune trial is only a driver that runs a Ray Train ``TorchTrainer`` of that many
   data-parallel workers, each one rank of the same DeepSpeed engine (ZeRO-2/3). Under Train V2 the workers
   report with ``ray.train.report``; Train persists the (merged) checkpoint in the trial's own storage folder
@@ -256,6 +258,13 @@ def _stop_if_diverged(marker: Path | None) -> None:
         raise TrialDiverged(json.loads(marker.read_text())["reason"] + " (not retried: deterministic)")
 
 
+def final_report(metrics: dict, final: bool) -> dict:
+    """A trial's last report says so (Tune's ``done``): Tune then ends the trial from inside ``tune.report``
+    at once. A function that simply returns costs every trial ~1 s more, Tune's wait for an error that never
+    comes (``_ERROR_FETCH_TIMEOUT`` in ray.train._internal.session; docs/benchmarks.md)."""
+    return {**metrics, "done": True} if final else metrics
+
+
 class TuneSession:
     """A one-process trial: checkpoints and metrics go straight to Ray Tune."""
 
@@ -269,10 +278,10 @@ class TuneSession:
 
         return tune.get_checkpoint()
 
-    def report(self, metrics: dict, directory: str, name: str) -> None:
+    def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
         from ray import tune
 
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report(final_report(metrics, final), checkpoint=tune.Checkpoint.from_directory(directory))
 
     def all_finite(self, loss) -> bool:
         import torch
@@ -298,7 +307,7 @@ class TrainWorkerSession:
 
         return ray.train.get_checkpoint()
 
-    def report(self, metrics: dict, directory: str, name: str) -> None:
+    def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
         import ray.train
 
         # Every rank reports (Train's barrier); rank 0's metrics are the ones kept. The folder name must be the
@@ -503,7 +512,7 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
                 written = time.perf_counter()
                 _write_checkpoint(Path(tmp), engine, tokenizer, spec, config, step, metrics, session.rank)
                 reported = time.perf_counter()
-                session.report(metrics, tmp, name=f"checkpoint_{step:08d}")
+                session.report(metrics, tmp, name=f"checkpoint_{step:08d}", final=step >= total_steps)
                 loop_seconds["checkpoint"] += reported - written
                 loop_seconds["report"] += time.perf_counter() - reported
 
