@@ -79,7 +79,7 @@ mlflow-ui:
 
 # Every benchmark at full size (results: docs/benchmarks.md); `make bench-smoke` keeps the scripts alive (CI).
 bench:
-	$(BIN)/python bench/orchestration_overhead.py
+	$(BIN)/python bench/orchestration_overhead.py --sweeps 2
 	$(BIN)/python bench/trial_fixed_cost.py
 	$(BIN)/python bench/featurisation.py
 	$(BIN)/python bench/eval_throughput.py
@@ -89,7 +89,7 @@ bench:
 	$(BIN)/python bench/micro_build.py
 
 bench-smoke:
-	$(BIN)/python bench/orchestration_overhead.py --smoke
+	$(BIN)/python bench/orchestration_overhead.py --smoke --sweeps 2
 	$(BIN)/python bench/trial_fixed_cost.py --smoke
 	$(BIN)/python bench/featurisation.py --smoke --seeds 1 --samples 2
 	$(BIN)/python bench/eval_throughput.py --smoke
