@@ -24,26 +24,17 @@ import time
 from pathlib import Path
 
 from _world import bench_world, machine, today
+from ray_xt.trial import OneProcessSession
 
 
-class LocalSession:
+class LocalSession(OneProcessSession):
     """Where ``ray_xt.trial.train`` sends checkpoints and metrics when no Tune trial runs it."""
-
-    rank, world_size, marker = 0, 1, None
 
     def __init__(self):
         self.reports: list[dict] = []
 
-    def checkpoint(self):
-        return None
-
-    def report(self, metrics: dict, directory: str, name: str) -> None:
+    def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
         self.reports.append(metrics)
-
-    def all_finite(self, loss) -> bool:
-        import torch
-
-        return bool(torch.isfinite(loss))
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
+from ray_xt.trial import OneProcessSession, final_report  # light: torch is imported inside functions
+
 ACK_TIMEOUT_S = 900.0  # a report nobody takes for this long: the driving trial is gone, the run stops
 CANCEL_WAIT_S = 1.0  # well below Tune's 2 s wait for a reused trial actor's thread (TUNE_FUNCTION_THREAD_TIMEOUT_S)
 NEXT_POLL_S = 30.0
@@ -46,10 +48,8 @@ class RunCancelled(Exception):
     """The driving trial stopped (or vanished): the run ends without an error."""
 
 
-class HostSession:
+class HostSession(OneProcessSession):
     """``ray_xt.trial.train``'s session inside a host: reports go to the driving trial and wait for its ack."""
-
-    rank, world_size = 0, 1
 
     def __init__(self, marker: str | None, resume_dir: str | None):
         self.marker = Path(marker) if marker else None
@@ -63,17 +63,10 @@ class HostSession:
 
     def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
         # the folder is deleted when this returns: the driving trial must have persisted it (tune.report) first
-        from ray_xt.trial import final_report
-
         self.acked.clear()
         self.out.put(("report", final_report({**metrics, "host_pid": os.getpid()}, final), directory))
         if not self.acked.wait(ACK_TIMEOUT_S) or self.cancelled.is_set():
             raise RunCancelled()
-
-    def all_finite(self, loss) -> bool:
-        import torch
-
-        return bool(torch.isfinite(loss))
 
     def stop_requested(self) -> bool:
         return self.cancelled.is_set()

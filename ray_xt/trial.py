@@ -265,10 +265,30 @@ def final_report(metrics: dict, final: bool) -> dict:
     return {**metrics, "done": True} if final else metrics
 
 
-class TuneSession:
-    """A one-process trial: checkpoints and metrics go straight to Ray Tune."""
+class OneProcessSession:
+    """What ``train`` asks of a one-process run (world size 1); subclasses say where reports and checkpoints go."""
 
     rank, world_size = 0, 1
+    marker: Path | None = None
+
+    def checkpoint(self):
+        return None  # nothing to resume from
+
+    def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
+        raise NotImplementedError
+
+    def all_finite(self, loss) -> bool:
+        import torch
+
+        return bool(torch.isfinite(loss))
+
+    def stop_requested(self) -> bool:
+        return False
+
+
+class TuneSession(OneProcessSession):
+    """A one-process trial in its Tune actor: checkpoints and metrics go straight to Ray Tune, which stops the
+    trial from inside ``tune.report``."""
 
     def __init__(self, marker: Path | None):
         self.marker = marker
@@ -282,14 +302,6 @@ class TuneSession:
         from ray import tune
 
         tune.report(final_report(metrics, final), checkpoint=tune.Checkpoint.from_directory(directory))
-
-    def all_finite(self, loss) -> bool:
-        import torch
-
-        return bool(torch.isfinite(loss))
-
-    def stop_requested(self) -> bool:
-        return False  # Tune stops this trial from inside tune.report
 
 
 class TrainWorkerSession:
