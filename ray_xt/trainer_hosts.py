@@ -133,8 +133,14 @@ class TrainerHost:
             outcome = ("done", None, None)
         except BaseException as err:  # noqa: BLE001 - handed to the driving trial, which raises it to Tune
             outcome = ("error", _portable(err), None)
-        # free for the next lease before the driving trial hears the end (it may lease again at once)
-        self.pool.release.remote(self.index)
+        # free for the next lease before the driving trial hears the end (a reused trial actor leases again at
+        # once; were the release still in flight, the pool would start another host)
+        try:
+            import ray
+
+            ray.get(self.pool.release.remote(self.index), timeout=30)
+        except Exception:  # noqa: BLE001 - no pool (the study is ending): nothing to release to
+            pass
         session.out.put(outcome)
 
     def next(self, run_id: str) -> tuple:
