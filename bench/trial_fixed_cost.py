@@ -81,7 +81,7 @@ def main() -> None:
     records = StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
     ray.shutdown()
 
-    rows, labels_ = [], []
+    rows, trial_labels = [], []
     for n, record in enumerate(records, 1):
         tune_dir = next((work / "results" / "bench" / "tune").glob(f"*-{record['stage']['stage_key'][:8]}"))
         results = [[json.loads(line) for line in (d / "result.json").read_text().splitlines()]
@@ -93,7 +93,7 @@ def main() -> None:
             phases["actor"] = first["trial_entry_time"] - previous_end
             previous_end = first["trial_entry_time"] + reports[-1]["time_total_s"]
             rows.append(phases)
-            labels_.append(f"sweep {n}, trial {i} ({'new' if i == 1 else 'reused'} actor, "
+            trial_labels.append(f"sweep {n}, trial {i} ({'new' if i == 1 else 'reused'} actor, "
                            f"{'host started with the study' if n == 1 and i == 1 else 'warm host'})")
 
     task = TASKS["pawsx"]
@@ -106,7 +106,7 @@ def main() -> None:
     plain_total = time.perf_counter() - started  # the whole process: interpreter start to first step (and exit)
     print(json.dumps({"trials": rows, "plain": plain}))
     print("| date | machine | trial | " + " | ".join(PHASES) + " | total | plain process | ratio |")
-    for label, phases in zip(labels_, rows):
+    for label, phases in zip(trial_labels, rows):
         total = sum(phases.values())
         print(f"| {today()} | {machine()} | {label} | " + " | ".join(f"{phases[p]:.2f}" for p in PHASES)
               + f" | **{total:.2f} s** | {plain_total:.2f} s | {total / plain_total:.2f}x |")

@@ -58,9 +58,8 @@ PRELOAD_MODULES: tuple[str, ...] = ()
 
 def local_ray_options(**extra) -> dict:
     """``ray.init`` options for a Ray instance ray_xt starts itself (tests and benchmarks use them too)."""
-    system = {"preload_python_modules": list(PRELOAD_MODULES)} if PRELOAD_MODULES else {}
     return {"include_dashboard": False, "runtime_env": {"env_vars": WORKER_ENV},
-            **({"_system_config": system} if system else {}), **extra}
+            "_system_config": {"preload_python_modules": list(PRELOAD_MODULES)}, **extra}
 
 
 def _init_ray(address: Optional[str]) -> None:
@@ -72,7 +71,7 @@ def _init_ray(address: Optional[str]) -> None:
         return
     options = local_ray_options(logging_level="WARNING", configure_logging=True)
     if address is not None:
-        options.pop("_system_config", None)  # a running cluster keeps its own system config
+        options.pop("_system_config")  # a running cluster keeps its own system config
     ray.init(address=address, **options)
 
 

@@ -168,7 +168,10 @@ class TrainerHost:
 
 
 class TrainerPool:
-    """Hosts per node, leased to driving trials: an idle one on the trial's node, or a new one there."""
+    """Hosts per node, leased to driving trials: an idle one on the trial's node, or a new one there.
+
+    A host is idle again only when its run ends and it says so (``release``): one whose process or node died
+    mid-run never does, so it is never leased again."""
 
     def __init__(self):
         self.hosts: list = []  # (node_id, handle)
@@ -205,10 +208,6 @@ class TrainerPool:
 
     def release(self, index: int) -> None:
         self.idle.add(index)
-
-    def discard(self, index: int) -> None:
-        """A host that failed (its process or node died): never leased again."""
-        self.idle.discard(index)
 
     def shutdown(self) -> None:
         """End every host once its current call returns (a kill would print Ray's SIGTERM trace per host)."""
@@ -248,7 +247,7 @@ def run_on_host(config: dict, spec, marker: Path | None, entry_time: float) -> N
 
     node_id = ray.get_runtime_context().get_node_id()
     pool = ray.get_actor(spec.trainer_pool)
-    index, host, _ = ray.get(pool.lease.remote(node_id))
+    _, host, _ = ray.get(pool.lease.remote(node_id))
     run_id = uuid.uuid4().hex
     resumed = tune.get_checkpoint()
     try:
@@ -265,9 +264,6 @@ def run_on_host(config: dict, spec, marker: Path | None, entry_time: float) -> N
                     raise payload
                 tune.report(payload, checkpoint=tune.Checkpoint.from_directory(directory))
                 host.ack.remote(run_id)
-    except ray.exceptions.RayActorError:
-        pool.discard.remote(index)
-        raise
     finally:
         # Tune stopping the trial (SystemExit from tune.report) or any error here: the run must not go on
         try:

@@ -348,7 +348,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     if spec.workers > 1:
         run_worker_group(config, spec, marker)
         return
-    if spec.trainer_pool is not None and spec.gpus_per_worker == 0:
+    if spec.trainer_pool is not None:  # the study set it only for CPU trials (StudyRunner._hosted)
         from ray_xt.trainer_hosts import run_on_host
 
         run_on_host(config, spec, marker, clock.entry_time)
