@@ -230,24 +230,45 @@ def stop_pool(pool) -> None:
 
 
 def start_pool(name: str):
-    """The study's pool, on the driver's node (0 CPUs), owned by the caller: it and its hosts die with it."""
+    """The study's pool, on the driver's node (0 CPUs), owned by the caller: it and its hosts die with it.
+
+    Pinned hard: the hosts are the pool's actors and die with it, so a pool on any other node would take every
+    host of the study down with that node (seen on a local cluster: Ray placed a *soft*-pinned 0-CPU pool on a
+    worker node, and killing that node failed trials on the surviving ones). The driver's node going down ends
+    the study anyway."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
     return ray.remote(num_cpus=0, max_restarts=0)(TrainerPool).options(
-        name=name, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+        name=name, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
     ).remote()
 
 
-def run_on_host(config: dict, spec, marker: Path | None, entry_time: float) -> None:
-    """The Tune trial's side: lease a host on this node, drive its run, forward its reports to Tune."""
+def lease_host(pool: str, node_id: str):
+    """A host on ``node_id`` from the study's pool, or None when the pool is gone (its node or the study's
+    driver died): the trial then trains in its own process, slower to start but the sweep goes on."""
+    import ray
+
+    try:
+        _, host, _ = ray.get(ray.get_actor(pool).lease.remote(node_id))
+        return host
+    except (ValueError, ray.exceptions.RayActorError) as err:  # ValueError: no actor of that name
+        print(f"[ray-xt] trainer pool {pool} unavailable ({type(err).__name__}): this trial trains in its own "
+              "process")
+        return None
+
+
+def run_on_host(config: dict, spec, marker: Path | None, entry_time: float) -> bool:
+    """The Tune trial's side: lease a host on this node, drive its run, forward its reports to Tune.
+
+    False, having done nothing, when no host could be leased."""
     import ray
     from ray import tune
 
-    node_id = ray.get_runtime_context().get_node_id()
-    pool = ray.get_actor(spec.trainer_pool)
-    _, host, _ = ray.get(pool.lease.remote(node_id))
+    host = lease_host(spec.trainer_pool, ray.get_runtime_context().get_node_id())
+    if host is None:
+        return False
     run_id = uuid.uuid4().hex
     resumed = tune.get_checkpoint()
     try:
@@ -259,7 +280,7 @@ def run_on_host(config: dict, spec, marker: Path | None, entry_time: float) -> N
                 if kind == "wait":
                     continue
                 if kind == "done":
-                    return
+                    return True
                 if kind == "error":
                     raise payload
                 tune.report(payload, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -351,8 +351,8 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     if spec.trainer_pool is not None:  # the study set it only for CPU trials (StudyRunner._hosted)
         from ray_xt.trainer_hosts import run_on_host
 
-        run_on_host(config, spec, marker, clock.entry_time)
-        return
+        if run_on_host(config, spec, marker, clock.entry_time):
+            return
     prepare_process(spec.cpus)
     train(config, spec, TuneSession(marker), clock)
 

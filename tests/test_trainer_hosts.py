@@ -91,3 +91,20 @@ def test_a_cancelled_run_frees_its_host_and_an_error_reaches_the_trial(two_sweep
         assert _wait_idle(pool, index), "a failed run kept its host"
     finally:
         ray.kill(pool)
+
+
+def test_a_trial_whose_pool_is_gone_trains_in_its_own_process(two_sweeps, ray_local, tmp_path):
+    """The pool dies with its node or the study's driver; a trial that cannot lease a host must still train
+    (in its own process, as without warm hosts) rather than fail every retry."""
+    from ray import tune
+
+    from ray_xt.trial import run_trial
+
+    _, records = two_sweeps
+    spec = _spec(records[0], pool_name())  # a pool name no actor has
+    tuner = tune.Tuner(tune.with_parameters(run_trial, spec=spec), param_space={"learning_rate": 3e-4},
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="no_pool", verbose=0))
+    result = tuner.fit()[0]
+    assert result.error is None
+    assert "host_pid" not in result.metrics and result.metrics["score"] >= 0.0
+    assert result.checkpoint is not None
