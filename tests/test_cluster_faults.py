@@ -3,6 +3,7 @@ worker nodes with their own resources), started and stopped by the tests: a kill
 and eight concurrent DeepSpeed trials on one node."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,8 +40,11 @@ class LocalCluster:
         self.port = _free_port()
         self.temp = tempfile.mkdtemp(prefix="rxt_", dir="/tmp")  # short: Ray's socket paths have a length limit
         # token auth is Ray's default for `ray start`; fast node-death detection for the test
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_health_check_period_ms": "1000",
-                    "RAY_health_check_failure_threshold": "3", "RAY_ADDRESS": ""}
+        # a token of this cluster's own: a fresh machine has no ~/.ray/auth_token (`make cluster-up` creates one
+        # for real clusters), and the test must not depend on another test or command having made it
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                    "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
+                    "RAY_ADDRESS": ""}
         self.nodes: dict[str, int] = {}  # name -> raylet pid
         before = _raylets()  # other Ray instances on this machine are never touched
         # started as clusters/*.yaml start their heads (no worker preload)
