@@ -18,7 +18,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores"
+    """Architecture, cores, CPU model and its widest vector/bf16 support: results move with them (a CPU with
+    AVX-512 BF16 pretrains micro scales ~2x faster than an AVX2 one)."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    vector = next((name for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                   if flag in flags), "")
+    return ", ".join(x for x in (platform.machine(), f"{os.cpu_count()} cores", model, vector) if x)
 
 
 def today() -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from _world import machine
 
 
 class PeakMemory:
@@ -83,7 +84,7 @@ def main() -> None:
         ray.shutdown()
     stats = {name: json.loads((world.model_dirs[name] / "pretrain_stats.json").read_text()) for name in scales}
     result = {
-        "date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": str(date.today()), "machine": machine(),
         "scales": {k: {"parameters": v["parameters"], "final_mlm_loss": round(v["final_loss"], 3)} for k, v in stats.items()},
         "cold_s": round(cold, 1), "cached_s": round(cached, 2), "peak_rss_all_processes_mb": round(memory.peak / 2**20),
     }

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _world import start_local_ray  # noqa: E402
+from _world import machine, start_local_ray  # noqa: E402
 
 
 def plain_trainer_trial(args: tuple) -> float:
@@ -143,7 +142,7 @@ def main() -> None:
         plain_seconds.append(time.perf_counter() - started)
 
     result = {
-        "date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": str(date.today()), "machine": machine(),
         "scale": opts.scale, "trials_per_sweep": opts.trials, "sweeps": len(records), "concurrency": opts.concurrency,
         "warm_trainers": not opts.no_warm_trainers,
         "ray_xt_sweep_s": round(ray_seconds, 1), "plain_trainer_s": round(sum(plain_seconds), 1),

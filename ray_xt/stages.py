@@ -67,6 +67,16 @@ def _trial_payload(trial) -> dict:
     return {k: v for k, v in dumped.items() if not (k in LATER_TRIAL_DEFAULTS and v == LATER_TRIAL_DEFAULTS[k])}
 
 
+def _micro_scale_specs(cfg: StudyConfig) -> dict:
+    """How the study's micro scales are pretrained (as written in ``ray_xt.scales``, before bf16 'auto' is
+    resolved on a machine): a changed pretraining recipe makes new models, so finished stages must not be reused."""
+    from dataclasses import asdict
+
+    from ray_xt.scales import SCALES
+
+    return {s: asdict(SCALES[s].micro) for s in cfg.scales if SCALES[s].is_micro}
+
+
 def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
     """What every stage's result depends on besides its own coordinates."""
     from ray_xt.micro.build import CORPUS_VERSION, TASKS_VERSION
@@ -75,7 +85,8 @@ def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
         "data": cfg.data.model_dump(mode="json"),
         "micro": cfg.micro.model_dump(mode="json", exclude={"cache_dir"}),
         # a micro study's results depend on the generator too: a new world version must not reuse old stages
-        **({"micro_world_version": [CORPUS_VERSION, TASKS_VERSION]} if cfg.data.source == "micro" else {}),
+        **({"micro_world_version": [CORPUS_VERSION, TASKS_VERSION], "micro_scales": _micro_scale_specs(cfg)}
+           if cfg.data.source == "micro" else {}),
         "trial": _trial_payload(cfg.trial),
         **({"task_overrides": {k: v.model_dump(mode="json", exclude_none=True) for k, v in cfg.task_overrides.items()}}
            if cfg.task_overrides else {}),

@@ -30,6 +30,40 @@ def test_same_seed_gives_byte_identical_world(tmp_path):
     assert (tok_a / "tokenizer.json").read_bytes() == (tok_b / "tokenizer.json").read_bytes()
 
 
+def test_tasks_written_by_parallel_workers_are_byte_identical_to_one_after_another(tmp_path):
+    from ray_xt.micro.world import write_tasks
+
+    write_tasks(SMALL, tmp_path / "one")
+    write_tasks(SMALL, tmp_path / "two", workers=2)
+    files = [str(p) for p in _tree(tmp_path / "one")]
+    assert _tree(tmp_path / "two") == _tree(tmp_path / "one") and len(files) > 100
+    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "one", tmp_path / "two", files, shallow=False)
+    assert not mismatch and not errors
+
+
+def test_length_grouped_batches_keep_a_token_budget_and_draw_every_sentence():
+    import random
+    from itertools import islice
+
+    from ray_xt.micro.pretrain import length_grouped_batches
+
+    lengths = [random.Random(i).randint(4, 64) for i in range(500)]
+    budget = 16 * sum(lengths) / len(lengths)
+    batches = list(islice(length_grouped_batches(lengths, 16, 8, random.Random(0)), 2000))
+    # padded to its longest sentence, no batch exceeds the budget of a plain batch's real tokens
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget for b in batches)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    real = sum(lengths[i] for b in batches for i in b)
+    assert real / padded > 0.85  # plain random batches of these lengths are about half padding
+    # short sentences travel in bigger batches, and every sentence is drawn
+    sizes = {len(b) for b in batches}
+    assert max(sizes) > 16 > min(sizes)
+    assert {i for b in batches for i in b} == set(range(len(lengths)))
+    # group 1: plain batches of batch_size random sentences
+    plain = list(islice(length_grouped_batches(lengths, 16, 1, random.Random(0)), 5))
+    assert all(len(b) == 16 for b in plain)
+
+
 def test_other_seed_changes_the_world(tmp_path):
     from dataclasses import replace
 

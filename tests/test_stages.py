@@ -63,6 +63,21 @@ def test_new_trial_settings_at_their_defaults_keep_existing_keys_and_a_new_world
         build.CORPUS_VERSION = original
 
 
+def test_a_changed_micro_pretraining_recipe_changes_the_keys(monkeypatch):
+    """The same world with differently pretrained scales gives other models: no stage may be reused."""
+    from dataclasses import replace
+
+    from ray_xt import scales
+
+    before = [s.key for s in expand(parse_study(BASE))]
+    s = scales.SCALES["micro-s"]
+    monkeypatch.setitem(scales.SCALES, "micro-s", replace(s, micro=replace(s.micro, steps=s.micro.steps + 1)))
+    after = [s.key for s in expand(parse_study(BASE))]
+    assert not set(before) & set(after)
+    hub = {**BASE, "scales": ["xlmr-base"], "data": {"source": "hub"}}
+    assert expand(parse_study(hub))[0].key == "4589469aafb80be5"  # hub studies do not depend on micro recipes
+
+
 def test_adding_a_seed_keeps_existing_keys():
     a = {s.key for s in expand(parse_study(BASE))}
     b = {s.key for s in expand(parse_study({**BASE, "seeds": [0, 1, 2, 3]}))}

@@ -86,7 +86,7 @@ def build_world(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Path
     if not _complete(root):
         tmp = base / f"{root.name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        write_tasks(spec, tmp)
+        write_tasks(spec, tmp, workers=min(2, os.cpu_count() or 1))
         write_profiles(spec, tmp)
         (tmp / "world.json").write_text(spec.to_json() + "\n")
         _finish(tmp, root)

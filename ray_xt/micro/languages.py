@@ -12,7 +12,7 @@ helpful but not essential.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 from ray_xt.micro.latent import Clause, NounPhrase, Vocabulary
@@ -161,14 +161,23 @@ class Renderer:
                     break
         return lex
 
-    def _script(self, text: str) -> str:
+    @cached_property
+    def _letters(self) -> dict[int, str] | None:
+        """The script's translation table for ``str.translate`` (a..z to the block; other characters kept)."""
         base = _SCRIPT_BLOCKS[self.profile.script]
-        if base is None:
+        return None if base is None else {ord(c): chr(base + ord(c) - 97) for c in "abcdefghijklmnopqrstuvwxyz"}
+
+    def _script(self, text: str) -> str:
+        """The text in the language's script; words marked as anchors (names, loans) stay in Latin script."""
+        table = self._letters
+        if table is None:
             return text.replace(ANCHOR, "")
-        return " ".join(
-            w[1:] if w.startswith(ANCHOR) else "".join(chr(base + ord(c) - 97) if "a" <= c <= "z" else c for c in w)
-            for w in text.split(" ")
-        )
+        if ANCHOR not in text:
+            return text.translate(table)
+        return " ".join(w[1:] if w.startswith(ANCHOR) else w.translate(table) for w in text.split(" "))
+
+    def _scripted(self, t: Token) -> Token:
+        return Token(self._script(t.text), t.pos, t.ner, t.role)  # not dataclasses.replace: ~10x slower
 
     def _affix(self, stem: str, affix: str) -> str:
         if stem.startswith(ANCHOR):  # a loan takes the native affix, in its own (Latin) script
@@ -184,7 +193,7 @@ class Renderer:
             text = self._content(np.noun)
             noun = Token(self._affix(text, p.plural_affix) if np.plural else text, "NOUN", "O", role)
         if role == "obj" and p.object_marker:
-            noun = replace(noun, text=noun.text + p.object_marker)
+            noun = Token(noun.text + p.object_marker, noun.pos, noun.ner, noun.role)
         adjs = [Token(self._content(a), "ADJ", "O", role) for a in np.adjectives]
         tokens = adjs + [noun] if p.adjective_position == "pre" else [noun] + adjs
         if p.determiner and not np.is_name:
@@ -226,7 +235,7 @@ class Renderer:
             else:
                 tokens.append(t)
         tokens.append(Token("?", "PUNCT", "O", "punct"))
-        return [replace(t, text=self._script(t.text)) for t in tokens]
+        return [self._scripted(t) for t in tokens]
 
     def word(self, lemma: str) -> str:
         """One lexicon word (a latent lemma) in this language's script."""
@@ -243,7 +252,7 @@ class Renderer:
                 out.append(Token(self.profile.conjunction, "CCONJ", "O", "conj"))
             out.extend(self.clause_tokens(clause))
         out.append(Token(".", "PUNCT", "O", "punct"))
-        return [replace(t, text=self._script(t.text)) for t in out]
+        return [self._scripted(t) for t in out]
 
     def render(self, clauses: list[Clause], noise: float = 0.0, rng: random.Random | None = None) -> str:
         """Render clauses joined by the conjunction; ``noise`` models MT errors (word drops and swaps)."""

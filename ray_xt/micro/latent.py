@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import zlib
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ SELECTION_RATE = 0.75
 VERBS_PER_NOUN, OBJECTS_PER_VERB, ADJECTIVES_PER_NOUN = 4, 8, 3
 
 
+@functools.lru_cache(maxsize=None)  # a pure function of its arguments, asked millions of times per world
 def preferences(word: str, pool: tuple[str, ...], k: int, kind: str) -> tuple[str, ...]:
     """The ``k`` members of ``pool`` that ``word`` usually goes with: a fixed fact of the latent world."""
     return tuple(random.Random(zlib.crc32(f"{kind}:{word}".encode())).sample(pool, k))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import sentencepiece as spm
 
@@ -79,6 +80,11 @@ class PretrainSpec:
     # faster, which bought the scales more optimizer steps in the same build time. "auto": where the CPU (which
     # pretraining runs on) has it, resolved before the spec is hashed, so the cache key says which was used.
     bf16: bool | str = "auto"
+    # Length-grouped batches: this many batches of random sentences are drawn at once, sorted by length and cut
+    # into batches (the idea of HF's LengthGroupedSampler), so a batch pads to a length close to its sentences'.
+    # Plain random batches of this corpus (sentences of 4-64 pieces, mean 18) were 58% padding; grouping cuts
+    # the cost of a step about in half, and the build spends what it saves on more optimizer steps. 1 = plain.
+    length_group: int = 32
 
     def resolved(self) -> "PretrainSpec":
         return replace(self, bf16=cpu_has_native_bf16()) if self.bf16 == "auto" else self
@@ -119,6 +125,31 @@ def _encode_corpus(tokenizer, corpus_files: list[Path], max_length: int, packed:
     return sequences
 
 
+def length_grouped_batches(lengths: list[int], batch_size: int, group: int, rng: random.Random) -> Iterator[list[int]]:
+    """Endless batches of sentence indices, drawn at random with replacement.
+
+    ``group`` 1: plain batches of ``batch_size`` sentences. Otherwise ``group`` batches' worth of sentences are
+    drawn at once, sorted by length and cut into batches of a fixed *token* budget (fairseq's ``max_tokens``):
+    at most ``batch_size`` x the corpus's mean length tokens once padded, so a step computes about the real
+    tokens a plain batch holds (more short sentences, fewer long ones) instead of padding them; batches are
+    handed out in random order."""
+    if group <= 1:
+        while True:
+            yield [rng.randrange(len(lengths)) for _ in range(batch_size)]
+    budget = batch_size * sum(lengths) / len(lengths)
+    while True:
+        drawn = sorted((rng.randrange(len(lengths)) for _ in range(batch_size * group)), key=lambda i: lengths[i])
+        batches, current = [], []
+        for i in drawn:  # ascending: the newest sentence is the longest, the length the batch pads to
+            if current and (len(current) + 1) * lengths[i] > budget:
+                batches.append(current)
+                current = []
+            current.append(i)
+        batches.append(current)
+        rng.shuffle(batches)
+        yield from batches
+
+
 def pretrain_mlm(
     tokenizer_dir: Path, corpus_files: list[Path], spec: PretrainSpec, out_dir: Path, progress: bool = True,
     torch_threads: int = 1,
@@ -155,9 +186,10 @@ def pretrain_mlm(
     )
     losses = []
     model.train()
+    batches = length_grouped_batches([len(x) for x in encoded], spec.batch_size, spec.length_group, rng)
     bar = tqdm(range(spec.steps), desc=f"MLM h{spec.hidden_size}x{spec.num_layers}", disable=not progress, mininterval=2)
     for _ in bar:
-        batch = collator([{"input_ids": encoded[rng.randrange(len(encoded))]} for _ in range(spec.batch_size)])
+        batch = collator([{"input_ids": encoded[i]} for i in next(batches)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.bf16 is True):
             loss = model(**batch).loss
         loss.backward()

@@ -58,22 +58,38 @@ def write_corpus(spec: WorldSpec, out: Path) -> dict[str, Path]:
     return paths
 
 
-def write_tasks(spec: WorldSpec, out: Path) -> None:
-    for task in spec.tasks:
-        if task in PAIR_TASKS:
-            write_pair_task(spec, task, out)
-        elif task in TAGGING_TASKS:
-            write_tagging_task(spec, task, out)
-        elif task == "tatoeba":
-            write_tatoeba(spec, out)
-        elif task == "bucc2018":
-            write_bucc(spec, out)
-        elif task in QA_TASKS:
-            write_qa_task(spec, task, out)
-        elif task in MC_TASKS:
-            write_mc_task(spec, task, out)
-        else:
-            raise ValueError(f"unknown micro-world task {task!r}; known: {list(ALL_TASKS)}")
+def write_tasks(spec: WorldSpec, out: Path, workers: int = 1) -> None:
+    """Every task's files. Each task draws from its own seeded generator, so tasks can be written by
+    ``workers`` processes at once with the same bytes as one after another."""
+    if workers <= 1:
+        for task in spec.tasks:
+            write_task(spec, task, out)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # the slowest first (multiple choice renders 4-5 sentences per example), so the workers finish together
+    order = sorted(spec.tasks, key=lambda t: (t not in MC_TASKS, t not in QA_TASKS, t))
+    # spawn, not fork: the caller may be a process with torch's threads running
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(write_task, [spec] * len(order), order, [out] * len(order)))
+
+
+def write_task(spec: WorldSpec, task: str, out: Path) -> None:
+    if task in PAIR_TASKS:
+        write_pair_task(spec, task, out)
+    elif task in TAGGING_TASKS:
+        write_tagging_task(spec, task, out)
+    elif task == "tatoeba":
+        write_tatoeba(spec, out)
+    elif task == "bucc2018":
+        write_bucc(spec, out)
+    elif task in QA_TASKS:
+        write_qa_task(spec, task, out)
+    elif task in MC_TASKS:
+        write_mc_task(spec, task, out)
+    else:
+        raise ValueError(f"unknown micro-world task {task!r}; known: {list(ALL_TASKS)}")
 
 
 def _renderers(spec: WorldSpec) -> dict[str, Renderer]:
