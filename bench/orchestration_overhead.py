@@ -95,6 +95,26 @@ def sweep_breakdown(tune_dir: Path, sweep_seconds: float, concurrency: int) -> d
             "outside_trials_per_slot_s": round(sweep_seconds - per_slot, 2)}
 
 
+def sweep_timeline(tune_root: Path, records: list[dict], concurrency: int) -> list[dict]:
+    """Per sweep, from wall-clock stamps: the wait before its first trial function runs (Tune's setup, the trial
+    actor's process start), the time its slots sit idle between trials, and the wait after its last trial
+    ends until the sweep returns (Tune's teardown, result collection)."""
+    out = []
+    for record in records:
+        tune_dir = next(tune_root.glob(f"*-{record['stage']['stage_key'][:8]}"))
+        spans = []
+        for result in tune_dir.glob("run_trial_*/result.json"):
+            reports = [json.loads(line) for line in result.read_text().splitlines()]
+            entry = reports[0]["trial_entry_time"]
+            spans.append((entry, entry + reports[-1]["time_total_s"]))
+        start, end = record["sweep_started_at"], record["sweep_started_at"] + record["sweep_seconds"]
+        first, last = min(s for s, _ in spans), max(e for _, e in spans)
+        busy = sum(e - s for s, e in spans)
+        out.append({"before_first_trial_s": round(first - start, 2), "after_last_trial_s": round(end - last, 2),
+                    "idle_between_trials_per_slot_s": round(((last - first) * concurrency - busy) / concurrency, 2)})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=4)
@@ -150,6 +170,7 @@ def main() -> None:
         "ratio_per_sweep": [round(r / p, 2) for r, p in zip(sweep_seconds, plain_seconds)],
         "ray_xt_best_dev": max(r["sweep"]["best_score"] for r in records), "plain_best_dev": max(plain_scores),
         "ray_xt_breakdown": breakdown,
+        "ray_xt_timeline": sweep_timeline(work / "results" / "bench" / "tune", records, opts.concurrency),
     }
     print(json.dumps(result))
     shape = f"{opts.trials} trials x {opts.concurrency}" + (f", {len(records)} sweeps" if len(records) > 1 else "")
