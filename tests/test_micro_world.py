@@ -369,3 +369,27 @@ def test_web_text_code_switches_to_english_loans_but_task_data_never_does(tmp_pa
     # Cyrillic Cognata keeps no surface overlap with English anywhere, corpus included
     assert LANGUAGES["qcy"].code_switch == 0
     assert not latin_content((root.parent / "corpus" / "qcy.txt").read_text(encoding="utf-8").split())
+
+
+def test_a_script_without_a_main_guard_still_gets_its_task_files(tmp_path):
+    # Spawned task writers re-import the calling script; one that builds at import time kills them. The build
+    # must still finish (in the calling process), with the same bytes.
+    import subprocess
+    import sys
+
+    from ray_xt.micro.world import write_tasks
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from ray_xt.micro.world import WorldSpec, write_tasks\n"
+        f"write_tasks(WorldSpec(**{SMALL.__dict__!r}), Path({str(tmp_path / 'two')!r}), workers=2)\n"
+        "print('written')\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["written"] and "writing the micro world's task files in this process" in out.stderr
+    write_tasks(SMALL, tmp_path / "one")
+    files = [str(p) for p in _tree(tmp_path / "one")]
+    assert _tree(tmp_path / "two") == _tree(tmp_path / "one")
+    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "one", tmp_path / "two", files, shallow=False)
+    assert not mismatch and not errors

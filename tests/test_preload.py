@@ -21,3 +21,24 @@ def test_a_module_that_cannot_be_imported_is_reported_not_raised(monkeypatch):
 
     monkeypatch.setattr(preload, "MODULES", ("json", "ray_xt_no_such_module"))
     assert preload.preload() == ["ray_xt_no_such_module"]
+
+
+def _extension_build_dir(env: dict) -> str:
+    """Where torch would JIT-build DeepSpeed's shm op in a process that prepared itself as a trial does."""
+    code = ("import ray_xt.trial as t\n"
+            "t.choose_deepspeed_accelerator()\n"
+            "from torch.utils.cpp_extension import _get_build_directory\n"
+            "print(_get_build_directory('deepspeed_shm_comm', False))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_deepspeed_ops_are_built_inside_this_environment_not_the_user_wide_cache(tmp_path):
+    # Two checkouts sharing ~/.cache/torch_extensions rebuild each other's op (~60 s, in the first trials).
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_EXTENSIONS_DIR"}
+    assert _extension_build_dir(env).startswith(os.path.join(sys.prefix, "torch_extensions"))
+    own = str(tmp_path / "mine")
+    assert _extension_build_dir({**env, "TORCH_EXTENSIONS_DIR": own}).startswith(own)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,12 +68,23 @@ def write_tasks(spec: WorldSpec, out: Path, workers: int = 1) -> None:
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # the slowest first (multiple choice renders 4-5 sentences per example), so the workers finish together
     order = sorted(spec.tasks, key=lambda t: (t not in MC_TASKS, t not in QA_TASKS, t))
     # spawn, not fork: the caller may be a process with torch's threads running
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(write_task, [spec] * len(order), order, [out] * len(order)))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(write_task, [spec] * len(order), order, [out] * len(order)))
+    except BrokenProcessPool:
+        # A spawned worker re-imports the caller's main script; one that builds a world at import time (no
+        # ``if __name__ == "__main__":``) makes each worker try to start its own pool, and it dies. Same bytes
+        # either way (each task has its own generator), so finish here, only slower.
+        logging.getLogger(__name__).warning(
+            "a task-writing worker process died (is the calling script's work under "
+            "`if __name__ == \"__main__\":`?); writing the micro world's task files in this process instead")
+        for task in order:
+            write_task(spec, task, out)
 
 
 def write_task(spec: WorldSpec, task: str, out: Path) -> None:
