@@ -147,6 +147,10 @@ class TrialConfig(Strict):
     freeze_embeddings: bool = Field(False, description="keep the encoder's embedding layer fixed while fine-tuning "
                                     "(English-only training then cannot move English words away from the "
                                     "other languages'; Wu & Dredze 2019)")
+    group_by_length: bool = Field(False, description="train on batches of examples of similar length (HF's "
+                                  "group_by_length: shuffled groups of up to 50 batches, each sorted by length): "
+                                  "less padding, the same batch size and steps per epoch; false (the default, "
+                                  "as the paper's runs): plain shuffled batches")
 
 
 class TaskOverride(Strict):

@@ -273,6 +273,7 @@ class StudyRunner:
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
             resolved_config=cfg.model_dump(mode="json"), workers=settings.workers, gpus_per_worker=settings.gpus,
             worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
+            group_by_length=t.group_by_length,
             trainer_pool=self.trainer_pool if self._hosted(stage.scale) else None,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})

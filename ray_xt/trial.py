@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 import random
 import socket
@@ -67,6 +68,7 @@ class TrialSpec:
     gpus_per_worker: float = 0
     worker_failures: int = 1  # Ray Train restarts of the worker group (from its last checkpoint) within a trial
     freeze_embeddings: bool = False  # the encoder's embedding layer is not trained
+    group_by_length: bool = False  # length-grouped batches (TaskSchedule): less padding, same batches per epoch
     # the study's TrainerPool (ray_xt.trainer_hosts): a one-process CPU trial trains in a warm host process
     # leased from it and only drives it; None: the trial trains in its own (Tune actor) process
     trainer_pool: str | None = None
@@ -161,6 +163,36 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
+GROUP_BATCHES = 50  # batches per length group (HF's LengthGroupedSampler: megabatches of 50)
+
+
+def _grouped_epoch_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[int]:
+    """An epoch of the same shuffle as ``_epoch_order``, cut into groups of up to ``GROUP_BATCHES`` batches
+    (fewer on small sets, at least 4 groups, as HF's ``LengthGroupedSampler``), each sorted by length
+    (longest first) and cut into batches; the full batches are then shuffled, so the epoch has no long-to-short
+    trend, and a short remainder batch stays last. Every example once per epoch, every batch ``batch_size``
+    examples (the optimisation keeps its batch size and step count), but a batch pads to a similar length:
+    on the micro tasks plain batches were 30-50% padding."""
+    n = len(lengths)
+    order = _epoch_order(n, seed, epoch)
+    group = max(1, min(n // (batch_size * 4), GROUP_BATCHES)) * batch_size
+    batches = []
+    for start in range(0, n, group):
+        chunk = sorted(order[start : start + group], key=lambda i: -lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    short = [b for b in batches if len(b) < batch_size]
+    full = [b for b in batches if len(b) == batch_size]
+    random.Random(seed * 100_003 + epoch + 1_000_000_007).shuffle(full)
+    return [i for b in full + short for i in b]
+
+
+def row_length(row) -> int:
+    """Tokens of one feature row: its length, or its longest choice (multiple choice rows hold one per choice)."""
+    if len(row) and not isinstance(row[0], numbers.Integral):
+        return max(len(choice) for choice in row)
+    return len(row)
+
+
 @dataclass
 class TaskPart:
     name: str
@@ -180,10 +212,22 @@ class TaskSchedule:
     of its own shuffled epochs. Replaying the draws makes a resumed trial continue exactly.
     """
 
-    def __init__(self, sizes: list[int], batch_size: int, seed: int):
-        self.sizes, self.batch_size, self.seed = sizes, batch_size, seed
+    def __init__(self, sizes: list[int], batch_size: int, seed: int, lengths: list[list[int]] | None = None):
+        """``lengths``: each task's example lengths, to train on length-grouped batches
+        (``_grouped_epoch_order``); None: plain shuffled batches."""
+        self.sizes, self.batch_size, self.seed, self.lengths = sizes, batch_size, seed, lengths
         self._cursor = [0] * len(sizes)  # batches taken from each task so far
         self._step = 0
+        self._orders: dict[int, tuple[int, list[int]]] = {}  # task -> (epoch, its order): not rebuilt every step
+
+    def _order(self, k: int, epoch: int) -> list[int]:
+        cached = self._orders.get(k)
+        if cached is None or cached[0] != epoch:
+            seed = self.seed + 7919 * k
+            order = (_grouped_epoch_order(self.lengths[k], self.batch_size, seed, epoch) if self.lengths
+                     else _epoch_order(self.sizes[k], seed, epoch))
+            cached = self._orders[k] = (epoch, order)
+        return cached[1]
 
     def _task_at(self, step: int) -> int:
         if len(self.sizes) == 1:
@@ -200,7 +244,7 @@ class TaskSchedule:
         n = self.sizes[k]
         per_epoch = math.ceil(n / self.batch_size)
         epoch, offset = divmod(self._cursor[k], per_epoch)
-        order = _epoch_order(n, self.seed + 7919 * k, epoch)
+        order = self._order(k, epoch)
         self._cursor[k] += 1
         self._step += 1
         return k, order[offset * self.batch_size : (offset + 1) * self.batch_size]
@@ -487,7 +531,8 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
     first_step_seconds = None
     train_seconds, trained_examples = 0.0, 0  # optimiser work only: the throughput `ray-xt plan` learns from
     loop_seconds = {"evaluate": 0.0, "checkpoint": 0.0, "report": 0.0}
-    schedule = TaskSchedule(sizes, spec.batch_size, spec.seed)
+    lengths = [[row_length(r) for r in part.train["input_ids"]] for part in parts] if spec.group_by_length else None
+    schedule = TaskSchedule(sizes, spec.batch_size, spec.seed, lengths)
     while step < total_steps and not session.stop_requested():
         step_started = time.perf_counter()
         k, idx = schedule.batch(step)

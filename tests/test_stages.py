@@ -44,9 +44,10 @@ def test_keys_are_stable_and_track_inputs():
 
 
 def test_new_trial_settings_at_their_defaults_keep_existing_keys_and_a_new_world_changes_them():
-    """Keys of a hub study computed before `trial.workers` and `trial.freeze_embeddings` existed (pinned from
-    revision b2d4e2a): its finished stages are still found. A micro study's keys follow the world generator's
-    version, so a changed world never reuses stages trained on the old one."""
+    """Keys of a hub study computed before `trial.workers`, `trial.freeze_embeddings` and
+    `trial.group_by_length` existed (pinned from revision b2d4e2a): its finished stages are still found. A
+    micro study's keys follow the world generator's version, so a changed world never reuses stages trained on
+    the old one."""
     from ray_xt.micro import build
 
     hub = {**BASE, "scales": ["xlmr-base"], "data": {"source": "hub"}}
@@ -54,6 +55,7 @@ def test_new_trial_settings_at_their_defaults_keep_existing_keys_and_a_new_world
     assert (stages[0].key, stages[-1].key) == ("4589469aafb80be5", "308795bf6ca67ff1")
     assert [s.key for s in expand(parse_study({**hub, "trial": {"workers": 2}}))][0] != stages[0].key
     assert [s.key for s in expand(parse_study({**hub, "trial": {"freeze_embeddings": True}}))][0] != stages[0].key
+    assert [s.key for s in expand(parse_study({**hub, "trial": {"group_by_length": True}}))][0] != stages[0].key
     micro = expand(parse_study(BASE))[0].key
     original = build.CORPUS_VERSION
     try:
