@@ -88,12 +88,14 @@ def test_every_family_through_a_study_with_xtreme_submissions(tmp_path, micro_ca
         tmp_path, micro_cache,
         intermediate={"tasks": ["commonsenseqa"], "conditions": ["en"]},
         target={"tasks": ["udpos", "xquad", "tatoeba"]},
-        trial={"epochs": 1, "max_seq_length": 64, "doc_stride": 16},
+        # length-grouped batches of every family's features (multiple choice by its longest choice)
+        trial={"epochs": 1, "max_seq_length": 64, "doc_stride": 16, "group_by_length": True},
         search={"num_samples": 1, "max_concurrent": 1},
     )
     cfg = parse_study(study)
     runner = StudyRunner(cfg, log=lambda m: None)
     records = runner.run(progress=False)
+    assert all(r["trial_spec"]["group_by_length"] for r in records if r["stage"]["stage"] != "retrieval")
     # every (task, split, languages, tokenizer, max_len, stride) was tokenised exactly once, in the driver;
     # trials and stage drivers only loaded the Arrow files
     cached = [p for p in runner.paths.features.iterdir() if not p.name.endswith(".partial")]
