@@ -71,6 +71,11 @@ def plain_trainer_trial(args: tuple) -> float:
     return trainer.evaluate()["eval_accuracy"]
 
 
+def trial_reports(result: Path) -> list[dict]:
+    """Every report of one trial, in order (Tune's ``result.json``: one JSON object per line)."""
+    return [json.loads(line) for line in result.read_text().splitlines()]
+
+
 def sweep_breakdown(tune_dir: Path, sweep_seconds: float, concurrency: int) -> dict:
     """Where a sweep's wall time went, from its trials' own reports (``result.json``).
 
@@ -82,7 +87,7 @@ def sweep_breakdown(tune_dir: Path, sweep_seconds: float, concurrency: int) -> d
     setup, inside = [], []
     loop: dict[str, float] = {}
     for result in sorted(tune_dir.glob("*/run_trial_*/result.json")):
-        last = json.loads(result.read_text().splitlines()[-1])
+        last = trial_reports(result)[-1]
         phases = sum(v for k, v in last.items() if k.startswith("setup."))
         setup.append(phases)
         inside.append(last["time_total_s"] - phases)
@@ -104,7 +109,7 @@ def sweep_timeline(tune_root: Path, records: list[dict], concurrency: int) -> li
         tune_dir = next(tune_root.glob(f"*-{record['stage']['stage_key'][:8]}"))
         spans = []
         for result in tune_dir.glob("run_trial_*/result.json"):
-            reports = [json.loads(line) for line in result.read_text().splitlines()]
+            reports = trial_reports(result)
             entry = reports[0]["trial_entry_time"]
             spans.append((entry, entry + reports[-1]["time_total_s"]))
         start, end = record["sweep_started_at"], record["sweep_started_at"] + record["sweep_seconds"]

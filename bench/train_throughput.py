@@ -96,8 +96,8 @@ def main() -> None:
                              dataloader_num_workers=0, disable_tqdm=True, logging_strategy="no", seed=0,
                              train_sampling_strategy="group_by_length" if opts.group_by_length else "random")
     dataset = Dataset.from_dict({"input_ids": features["input_ids"], "labels": features["label"]})
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(world.model_path)))
+    tokenizer = AutoTokenizer.from_pretrained(world.model_path)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer))
     started = time.perf_counter()
     trainer.train()
     hf_rate = tokens / (time.perf_counter() - started)
@@ -106,8 +106,7 @@ def main() -> None:
     # ray_xt's 1 (which made ray_xt look 0.54-0.76x as fast). OMP_NUM_THREADS is pinned in main().
     assert torch.get_num_threads() == opts.threads, "the Trainer side ran with other thread settings"
     dev, dev_examples, _ = load_features(dev_path)
-    pad_id = AutoTokenizer.from_pretrained(world.model_path).pad_token_id
-    trainer_dev = family_of(task).evaluate(trainer.model.eval(), dev, dev_examples, pad_id, task, "en").score
+    trainer_dev = family_of(task).evaluate(trainer.model, dev, dev_examples, tokenizer.pad_token_id, task, "en").score
 
     params = sum(p.numel() for p in model.parameters())
     result = {"date": today(), "machine": machine(), "scale": opts.scale, "parameters": params,

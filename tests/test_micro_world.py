@@ -20,13 +20,19 @@ def _tree(path: Path) -> list[Path]:
     return sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file())
 
 
+def _assert_same_bytes(a: Path, b: Path) -> None:
+    """The same files under both folders, byte for byte."""
+    assert _tree(a) == _tree(b)
+    match, mismatch, errors = filecmp.cmpfiles(a, b, [str(p) for p in _tree(a)], shallow=False)
+    assert not mismatch and not errors
+
+
 def test_same_seed_gives_byte_identical_world(tmp_path):
     a, tok_a = build_world(SMALL, 500, tmp_path / "a")
     b, tok_b = build_world(SMALL, 500, tmp_path / "b")
     a, b = a.parent, b.parent  # corpus, tokenizer and task files
-    assert _tree(a) == _tree(b) and len(_tree(a)) > 20
-    match, mismatch, errors = filecmp.cmpfiles(a, b, [str(p) for p in _tree(a)], shallow=False)
-    assert not mismatch and not errors
+    assert len(_tree(a)) > 20
+    _assert_same_bytes(a, b)
     assert (tok_a / "tokenizer.json").read_bytes() == (tok_b / "tokenizer.json").read_bytes()
 
 
@@ -35,10 +41,8 @@ def test_tasks_written_by_parallel_workers_are_byte_identical_to_one_after_anoth
 
     write_tasks(SMALL, tmp_path / "one")
     write_tasks(SMALL, tmp_path / "two", workers=2)
-    files = [str(p) for p in _tree(tmp_path / "one")]
-    assert _tree(tmp_path / "two") == _tree(tmp_path / "one") and len(files) > 100
-    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "one", tmp_path / "two", files, shallow=False)
-    assert not mismatch and not errors
+    assert len(_tree(tmp_path / "one")) > 100
+    _assert_same_bytes(tmp_path / "one", tmp_path / "two")
 
 
 def test_length_grouped_batches_keep_a_token_budget_and_draw_every_sentence():
@@ -389,7 +393,4 @@ def test_a_script_without_a_main_guard_still_gets_its_task_files(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["written"] and "writing the micro world's task files in this process" in out.stderr
     write_tasks(SMALL, tmp_path / "one")
-    files = [str(p) for p in _tree(tmp_path / "one")]
-    assert _tree(tmp_path / "two") == _tree(tmp_path / "one")
-    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "one", tmp_path / "two", files, shallow=False)
-    assert not mismatch and not errors
+    _assert_same_bytes(tmp_path / "one", tmp_path / "two")
