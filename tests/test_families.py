@@ -125,3 +125,38 @@ def test_retrieval_finds_identical_sentences_and_margin_threshold(world, tmp_pat
     en = [{"id": "x"}, {"id": "y"}]
     # candidates (score, src, en): a-x is gold, b-y is not -> keep only the first: threshold = its score
     assert best_threshold([(1.0, 0, 0), (0.5, 1, 1)], src, en, {("a", "x")}) == 1.0
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_first_token_shortcut_gives_the_full_models_logits(attention):
+    """Pair and multiple-choice evaluation run the last layer for the first token only; the logits must be the
+    full forward's (rows of different lengths, so padding is masked), and other models take the full path."""
+    import torch
+    from transformers import (
+        XLMRobertaConfig, XLMRobertaForMultipleChoice, XLMRobertaForSequenceClassification, XLMRobertaForTokenClassification,
+    )
+
+    from ray_xt.families.base import padded_inputs
+    from ray_xt.families.first_token import _encoder_of, classification_logits, multiple_choice_logits
+
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                              intermediate_size=64, max_position_embeddings=80, num_labels=3,
+                              attn_implementation=attention)
+    rows = [[0, *torch.randint(5, 120, (n,)).tolist(), 2] for n in (3, 20, 11, 7)]
+    inputs = padded_inputs(rows, 1)
+    with torch.inference_mode():
+        model = XLMRobertaForSequenceClassification(config).eval()
+        full = model(**inputs).logits
+        torch.testing.assert_close(classification_logits(model, **inputs), full, rtol=1e-5, atol=1e-6)
+        choice_model = XLMRobertaForMultipleChoice(config).eval()
+        grouped = {k: v.view(2, 2, -1) for k, v in inputs.items()}
+        full = choice_model(**grouped).logits
+        assert full.shape == (2, 2)
+        torch.testing.assert_close(multiple_choice_logits(choice_model, **grouped), full, rtol=1e-5, atol=1e-6)
+    # a model whose layers cannot be cut this way is run whole
+    assert _encoder_of(XLMRobertaForTokenClassification(config)) is not None  # (a BERT-style base ...)
+    chunked = XLMRobertaForSequenceClassification(XLMRobertaConfig(**{**config.to_dict(), "chunk_size_feed_forward": 2}))
+    assert _encoder_of(chunked) is None
+    with torch.inference_mode():
+        torch.testing.assert_close(classification_logits(chunked.eval(), **inputs), chunked(**inputs).logits)

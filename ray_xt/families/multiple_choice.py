@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ray_xt.families.base import DataError, Evaluation, Family, eval_mode, pad, require
+from ray_xt.families.first_token import multiple_choice_logits
 
 
 def read_choice_file(path: Path, num_choices: int = 0) -> list[dict]:
@@ -78,7 +79,7 @@ class MultipleChoice(Family):
             for start in range(0, len(order), per_batch):
                 idx = order[start : start + per_batch]
                 inputs = {k: v.to(device) for k, v in self._inputs([groups[i] for i in idx], pad_id).items()}
-                preds[idx] = model(**inputs).logits.argmax(-1).cpu().numpy()
+                preds[idx] = multiple_choice_logits(model, **inputs).argmax(-1).cpu().numpy()
         gold = np.asarray(features["label"])
         labeled = gold >= 0
         acc = float((preds[labeled] == gold[labeled]).mean()) if labeled.any() else float("nan")

@@ -10,6 +10,7 @@ import numpy as np
 from ray_xt.families.base import (
     DataError, Evaluation, Family, eval_mode, length_sorted_batches, padded_inputs, require,
 )
+from ray_xt.families.first_token import classification_logits
 from ray_xt.tasks.registry import TaskSpec
 
 
@@ -56,7 +57,7 @@ class PairClassification(Family):
         with eval_mode(model):
             for idx in length_sorted_batches([len(x) for x in input_ids], batch_size):
                 inputs = padded_inputs([input_ids[i] for i in idx], pad_id, device)
-                preds[idx] = model(**inputs).logits.argmax(-1).cpu().numpy()
+                preds[idx] = classification_logits(model, **inputs).argmax(-1).cpu().numpy()
         return preds
 
     def evaluate(self, model, features, examples, pad_id, task, lang, batch_size=64):
