@@ -86,13 +86,16 @@ def main() -> None:
 
     ray_s, ray_preds = best_of(ray_xt_side)
     hf_s, hf_preds = best_of(hf_side)
-    # How close ray_xt's side is to the machine: the model FLOPs it ran (torch's FLOP counter over one pass)
-    # per second, beside the same thread count's rate on one dense matmul of the model's FFN shape.
+    # How close each side is to the machine: the model FLOPs it ran (torch's FLOP counter over one pass) per
+    # second, beside the same thread count's rate on one dense matmul of the model's FFN shape.
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        ray_xt_side()
-    flops = counter.get_total_flops()
+    def flops_of(fn) -> int:  # the sides differ: ray_xt runs the last layer for the first token only
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    ray_flops, hf_flops = flops_of(ray_xt_side), flops_of(hf_side)
     hidden = model.config.hidden_size
     a, b = torch.randn(64 * 32, hidden), torch.randn(hidden, model.config.intermediate_size)
     for _ in range(3):
@@ -105,13 +108,15 @@ def main() -> None:
     result = {"date": today(), "machine": machine(), "task": opts.task, "scale": opts.scale, "languages": len(langs),
               "examples": n, "ray_xt_examples_per_s": round(n / ray_s, 1), "trainer_examples_per_s": round(n / hf_s, 1),
               "ratio": round(hf_s / ray_s, 2), "prediction_agreement": round(agree, 4),
-              "ray_xt_gflops_per_s": round(flops / ray_s / 1e9, 2), "trainer_gflops_per_s": round(flops / hf_s / 1e9, 2),
+              "ray_xt_gflops_per_s": round(ray_flops / ray_s / 1e9, 2), "trainer_gflops_per_s": round(hf_flops / hf_s / 1e9, 2),
+              "ray_xt_flops_share": round(ray_flops / hf_flops, 3),
               "dense_matmul_gflops_per_s": round(matmul_flops_per_s / 1e9, 2)}
     print(json.dumps(result))
     print(f"| {result['date']} | {result['machine']} | {opts.task}, {opts.scale} | {len(langs)} languages, {n} "
           f"examples | {result['ray_xt_examples_per_s']}/s | {result['trainer_examples_per_s']}/s | "
           f"**{result['ratio']}x** | {100 * agree:.1f}% | {result['ray_xt_gflops_per_s']} / "
-          f"{result['trainer_gflops_per_s']} / {result['dense_matmul_gflops_per_s']} |")
+          f"{result['trainer_gflops_per_s']} / {result['dense_matmul_gflops_per_s']} | "
+          f"{100 * result['ray_xt_flops_share']:.0f}% |")
     if agree < 0.99:  # not the same computation: the ratio would mean nothing
         raise SystemExit(f"predictions differ on {100 * (1 - agree):.1f}% of examples")
 
