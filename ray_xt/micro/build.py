@@ -19,8 +19,8 @@ from ray_xt.micro.world import WorldSpec, write_corpus, write_profiles, write_ta
 
 # Bump when the generator's output changes for the same spec, so caches are not reused wrongly:
 # CORPUS_VERSION for corpus/tokenizer/models, TASKS_VERSION for task files only.
-CORPUS_VERSION = 9
-TASKS_VERSION = 9
+CORPUS_VERSION = 8
+TASKS_VERSION = 8
 MARKER = ".complete"
 
 

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 
-from ray_xt.micro.latent import FUNCTION, Clause, NounPhrase, Vocabulary
+from ray_xt.micro.latent import Clause, NounPhrase, Vocabulary
 
 ANCHOR = "\u0001"  # marks words kept in Latin script (names) until the script is applied
 
@@ -51,18 +51,11 @@ class LanguageProfile:
     # as English loans in Latin script: the code-switching of real web corpora, and an anchor (Conneau et al.
     # 2020) that ties a random lexicon's words to English ones without a single parallel sentence.
     code_switch: float = 0.0
-    # Share of content lemmas (nouns, verbs, adjectives, places) that the language has borrowed from English for
-    # good: written as the English word in Latin script (taking the native affixes) everywhere, task data
-    # included. Partial subword overlap, between the cognate languages' high overlap and none; a fixed part of
-    # the lexicon, unlike ``code_switch``, which only the web text does.
-    loanwords: float = 0.0
 
     def describe(self) -> str:
         overlap = {"english": "identical", "cognate": "high (cognates)", "random": "names only"}[self.lexicon]
         if self.script != "latin":
             overlap = "names only (other script)" if self.lexicon == "random" else "none on the surface (transliterated cognates)"
-        if self.loanwords:  # loanwords keep English spelling in Latin script, whatever the language's script
-            overlap = f"names and {self.loanwords:.0%} of content words (English loanwords)"
         if self.code_switch:
             overlap += f", and {self.code_switch:.0%} of content words as English loans in web text"
         return (
@@ -86,13 +79,11 @@ SYNTHETIC = (
         code="qso", name="Sovish", word_order="SOV", adjective_position="post", lexicon="random",
         plural_affix="ak", past_affix="ta", object_marker="o", negation="ne", conjunction="ka", determiner="",
         syllables=("ka", "ri", "mo", "te", "su", "la", "ni", "po", "ga", "ve", "du", "zo"), code_switch=0.3,
-        loanwords=0.2,
     ),
     LanguageProfile(
         code="qgr", name="Verbish", script="greek", word_order="VSO", adjective_position="post", lexicon="random",
         plural_affix="ol", past_affix="im", affix_side="prefix", negation="mu", conjunction="te", determiner="ho",
         syllables=("ba", "lo", "mi", "ne", "ta", "ko", "ri", "sa", "fe", "gu", "pi", "do"), code_switch=0.3,
-        loanwords=0.2,
     ),
     LanguageProfile(
         code="qka", name="Kartic", script="georgian", word_order="SOV", adjective_position="pre", lexicon="random",
@@ -103,7 +94,6 @@ SYNTHETIC = (
         code="qhy", name="Armenic", script="armenian", word_order="SVO", adjective_position="post", lexicon="random",
         plural_affix="ner", past_affix="av", affix_side="prefix", negation="che", conjunction="u", determiner="",
         syllables=("ar", "ma", "tes", "go", "ri", "van", "ke", "lu", "sa", "hon", "pi", "da"), code_switch=0.3,
-        loanwords=0.2,
     ),
 )
 
@@ -169,10 +159,6 @@ class Renderer:
                     used.add(form)
                     lex[w] = form
                     break
-        # loanwords are drawn from their own stream, so the native forms stay what they were
-        content = sorted(set(self.vocabulary.all_words) - set(FUNCTION))
-        loans = random.Random(f"{self.seed}-{p.code}-loanwords").sample(content, round(p.loanwords * len(content)))
-        lex.update({w: ANCHOR + w for w in loans})
         return lex
 
     @cached_property
