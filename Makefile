@@ -83,6 +83,7 @@ bench:
 	$(BIN)/python bench/trial_fixed_cost.py
 	$(BIN)/python bench/featurisation.py
 	$(BIN)/python bench/eval_throughput.py
+	$(BIN)/python bench/eval_throughput.py --task xnli
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/train_throughput.py --task xnli
 	$(BIN)/python bench/train_throughput.py --task xnli --group-by-length
