@@ -471,6 +471,7 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
 
     from ray_xt.data import load_features
     from ray_xt.families import family_of
+    from ray_xt.families.first_token import first_token_training
     from ray_xt.tasks.registry import TASKS
 
     ds_logger.setLevel(logging.WARNING)
@@ -494,6 +495,10 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path)
     pad_id = tokenizer.pad_token_id
     model = parts[0].model if len(parts) == 1 else MultiTaskModel(parts)
+    if len(parts) == 1 and parts[0].family.first_token_logits and spec.zero_stage < 3:
+        # the head reads only the first token: train the last layer for it alone (same loss and parameter
+        # names). Not under ZeRO-3, whose parameter gathering traces the HF model's own module order.
+        model = first_token_training(model, parts[0].family.first_token_logits)
     if spec.freeze_embeddings:
         for part in parts:
             encoder = getattr(part.model, part.model.base_model_prefix)

@@ -1,5 +1,6 @@
 """The five task families on the micro world's files with a tiny random XLM-R: featurise -> head -> predict -> metric."""
 
+import json
 import math
 
 import numpy as np
@@ -159,3 +160,44 @@ def test_first_token_shortcut_gives_the_full_models_logits(attention):
     assert _encoder_of(chunked) is None
     with torch.inference_mode():
         torch.testing.assert_close(classification_logits(chunked.eval(), **inputs), chunked(**inputs).logits)
+
+
+def test_first_token_training_gives_the_full_models_loss_gradients_and_names(tmp_path):
+    """Training through the cut: the HF model's loss and gradients (dropout off, so both are deterministic),
+    the same parameter names and state dict (DeepSpeed checkpoints), and save_pretrained writes the HF model."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForMultipleChoice, XLMRobertaForSequenceClassification
+
+    from ray_xt.families.base import padded_inputs
+    from ray_xt.families.first_token import classification_logits, first_token_training, multiple_choice_logits
+
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                              intermediate_size=64, max_position_embeddings=80, num_labels=3,
+                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    inputs = padded_inputs([[0, *torch.randint(5, 120, (n,)).tolist(), 2] for n in (3, 20, 11, 7)], 1)
+    cases = [
+        (XLMRobertaForSequenceClassification(config), classification_logits, inputs, torch.tensor([0, 2, 1, 2])),
+        (XLMRobertaForMultipleChoice(config), multiple_choice_logits, {k: v.view(2, 2, -1) for k, v in inputs.items()},
+         torch.tensor([1, 0])),
+    ]
+    for model, logits, batch, labels in cases:
+        model.train()
+        full = model(**batch, labels=labels).loss
+        full.backward()
+        expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        cut = first_token_training(model, logits)
+        assert cut is not model
+        assert [n for n, _ in cut.named_parameters()] == [n for n, _ in model.named_parameters()]
+        assert cut.state_dict().keys() == model.state_dict().keys()
+        loss = cut(**batch, labels=labels).loss
+        loss.backward()
+        torch.testing.assert_close(loss, full)
+        # the last layer's non-first tokens feed nothing now, so every gradient the full model had is there
+        for name, grad in expected.items():
+            torch.testing.assert_close(dict(cut.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6)
+    cut.save_pretrained(str(tmp_path / "saved"))  # the last case: the multiple-choice model
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["architectures"] == ["XLMRobertaForMultipleChoice"]
+    reloaded = XLMRobertaForMultipleChoice.from_pretrained(str(tmp_path / "saved"))
+    torch.testing.assert_close(reloaded.classifier.weight, model.classifier.weight)

@@ -54,6 +54,9 @@ class Family:
 
     name = ""
     trainable = True
+    # Logits from the first token's last-layer state only (``families.first_token``), for heads that read
+    # nothing else; None: training and evaluation run the whole model.
+    first_token_logits = None
 
     # ---- data
     def read(self, root: Path, task: TaskSpec, split: str, lang: str) -> list[dict]:

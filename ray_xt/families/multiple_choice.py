@@ -33,6 +33,7 @@ def read_choice_file(path: Path, num_choices: int = 0) -> list[dict]:
 
 class MultipleChoice(Family):
     name = "multiple_choice"
+    first_token_logits = staticmethod(multiple_choice_logits)
 
     def read(self, root, task, split, lang):
         return read_choice_file(require(root, task, split, lang), task.num_choices)

@@ -30,6 +30,7 @@ def read_pair_file(path: Path, task: TaskSpec) -> list[dict]:
 
 class PairClassification(Family):
     name = "pair_classification"
+    first_token_logits = staticmethod(classification_logits)
 
     def read(self, root, task, split, lang):
         return read_pair_file(require(root, task, split, lang), task)
