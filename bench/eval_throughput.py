@@ -64,16 +64,12 @@ def main() -> None:
                 for lang, (f, ex, _) in per_lang.items()}
 
     def batches_only_side():  # attribution: ray_xt's batches, but the whole model for every token
-        from ray_xt.families.base import eval_mode, length_sorted_batches, padded_inputs
+        def full_forward(m, **inputs):
+            return m(**inputs).logits
 
-        out = {}
-        with eval_mode(model):
-            for lang, (f, _, _) in per_lang.items():
-                rows, preds = f["input_ids"], np.empty(len(f["input_ids"]), dtype=np.int64)
-                for idx in length_sorted_batches([len(x) for x in rows], opts.batch_size):
-                    preds[idx] = model(**padded_inputs([rows[i] for i in idx], pad_id)).logits.argmax(-1).numpy()
-                out[lang] = [str(model.config.id2label[int(p)]) for p in preds]
-        return out
+        return {lang: [str(model.config.id2label[int(p)])
+                       for p in family.predict(model, f["input_ids"], pad_id, opts.batch_size, logits=full_forward)]
+                for lang, (f, _, _) in per_lang.items()}
 
     args = TrainingArguments(output_dir=str(work / "hf"), per_device_eval_batch_size=opts.batch_size, use_cpu=True,
                              report_to=[], disable_tqdm=True, dataloader_num_workers=0)

@@ -128,24 +128,29 @@ def test_retrieval_finds_identical_sentences_and_margin_threshold(world, tmp_pat
     assert best_threshold([(1.0, 0, 0), (0.5, 1, 1)], src, en, {("a", "x")}) == 1.0
 
 
+def _tiny_xlmr(**overrides):
+    """A 3-layer random XLM-R config and a padded batch of four rows of different lengths."""
+    import torch
+    from transformers import XLMRobertaConfig
+
+    from ray_xt.families.base import padded_inputs
+
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                              intermediate_size=64, max_position_embeddings=80, num_labels=3, **overrides)
+    return config, padded_inputs([[0, *torch.randint(5, 120, (n,)).tolist(), 2] for n in (3, 20, 11, 7)], 1)
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_first_token_shortcut_gives_the_full_models_logits(attention):
     """Pair and multiple-choice evaluation run the last layer for the first token only; the logits must be the
     full forward's (rows of different lengths, so padding is masked), and other models take the full path."""
     import torch
-    from transformers import (
-        XLMRobertaConfig, XLMRobertaForMultipleChoice, XLMRobertaForSequenceClassification,
-    )
+    from transformers import XLMRobertaConfig, XLMRobertaForMultipleChoice, XLMRobertaForSequenceClassification
 
-    from ray_xt.families.base import padded_inputs
     from ray_xt.families.first_token import _encoder_of, classification_logits, multiple_choice_logits
 
-    torch.manual_seed(0)
-    config = XLMRobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                              intermediate_size=64, max_position_embeddings=80, num_labels=3,
-                              attn_implementation=attention)
-    rows = [[0, *torch.randint(5, 120, (n,)).tolist(), 2] for n in (3, 20, 11, 7)]
-    inputs = padded_inputs(rows, 1)
+    config, inputs = _tiny_xlmr(attn_implementation=attention)
     with torch.inference_mode():
         model = XLMRobertaForSequenceClassification(config).eval()
         full = model(**inputs).logits
@@ -166,16 +171,11 @@ def test_first_token_training_gives_the_full_models_loss_gradients_and_names(tmp
     """Training through the cut: the HF model's loss and gradients (dropout off, so both are deterministic),
     the same parameter names and state dict (DeepSpeed checkpoints), and save_pretrained writes the HF model."""
     import torch
-    from transformers import XLMRobertaConfig, XLMRobertaForMultipleChoice, XLMRobertaForSequenceClassification
+    from transformers import XLMRobertaForMultipleChoice, XLMRobertaForSequenceClassification
 
-    from ray_xt.families.base import padded_inputs
     from ray_xt.families.first_token import classification_logits, first_token_training, multiple_choice_logits
 
-    torch.manual_seed(0)
-    config = XLMRobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                              intermediate_size=64, max_position_embeddings=80, num_labels=3,
-                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    inputs = padded_inputs([[0, *torch.randint(5, 120, (n,)).tolist(), 2] for n in (3, 20, 11, 7)], 1)
+    config, inputs = _tiny_xlmr(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     cases = [
         (XLMRobertaForSequenceClassification(config), classification_logits, inputs, torch.tensor([0, 2, 1, 2])),
         (XLMRobertaForMultipleChoice(config), multiple_choice_logits, {k: v.view(2, 2, -1) for k, v in inputs.items()},

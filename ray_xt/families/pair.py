@@ -52,13 +52,15 @@ class PairClassification(Family):
         return {**padded_inputs([features["input_ids"][i] for i in indices], pad_id),
                 "labels": torch.tensor([features["label"][i] for i in indices])}
 
-    def predict(self, model, input_ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
+    def predict(self, model, input_ids: list[list[int]], pad_id: int, batch_size: int = 64,
+                logits=classification_logits) -> np.ndarray:
+        """Predicted label ids; ``logits(model, input_ids=, attention_mask=)`` (the benchmark passes the full forward)."""
         device = next(model.parameters()).device
         preds = np.empty(len(input_ids), dtype=np.int64)
         with eval_mode(model):
             for idx in length_sorted_batches([len(x) for x in input_ids], batch_size):
                 inputs = padded_inputs([input_ids[i] for i in idx], pad_id, device)
-                preds[idx] = classification_logits(model, **inputs).argmax(-1).cpu().numpy()
+                preds[idx] = logits(model, **inputs).argmax(-1).cpu().numpy()
         return preds
 
     def evaluate(self, model, features, examples, pad_id, task, lang, batch_size=64):
