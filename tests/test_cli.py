@@ -34,6 +34,7 @@ def test_plan_prints_stages_without_ray():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1300)
 def test_run_cli_end_to_end(tmp_path):
     """`ray-xt run` in a fresh process: intermediate (en, translate-train) -> target, report in MLflow."""
     study = tiny_study(tmp_path, tmp_path / "cache", intermediate={"tasks": ["mnli"], "conditions": ["en", "translate-train"]})

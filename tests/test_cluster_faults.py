@@ -18,7 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from conftest import tiny_study
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# each test takes 1.5-2.5 minutes here; the bound makes a hung cluster fail its test (with the run's log) instead
+# of stalling the whole CI run
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
+RUN_TIMEOUT = 900  # seconds a `ray-xt run` may take before its test fails with the run's log
 BIN = Path(sys.executable).parent
 
 
@@ -46,6 +49,7 @@ class LocalCluster:
                     "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
                     "RAY_ADDRESS": ""}
         self.nodes: dict[str, int] = {}  # name -> raylet pid
+        self.drivers: list[subprocess.Popen] = []  # `ray-xt run` processes started against this cluster
         before = _raylets()  # other Ray instances on this machine are never touched
         # started as clusters/*.yaml start their heads (no worker preload)
         self._ray(["start", "--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false",
@@ -75,6 +79,9 @@ class LocalCluster:
                 pass
 
     def stop(self) -> None:
+        for driver in self.drivers:  # a test that failed early leaves its study's driver running
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
         # only this cluster's processes (a machine-wide `ray stop` would kill other Ray instances too)
         for pid in [*self.nodes.values(), *self.head_raylets]:
             for p in [pid, *map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
@@ -125,8 +132,19 @@ def _run(cluster: LocalCluster, study: dict, tmp_path: Path) -> subprocess.Popen
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     log = (tmp_path / "run.log").open("w")
-    return subprocess.Popen([str(BIN / "ray-xt"), "run", str(path), "--address", cluster.address], cwd=tmp_path,
-                            env=cluster.env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(BIN / "ray-xt"), "run", str(path), "--address", cluster.address], cwd=tmp_path,
+                            env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    cluster.drivers.append(proc)
+    return proc
+
+
+def _wait(proc: subprocess.Popen, tmp_path: Path) -> None:
+    """The run ends successfully within RUN_TIMEOUT; else the test fails with the end of the run's log."""
+    try:
+        code = proc.wait(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        code = f"still running after {RUN_TIMEOUT} s"
+    assert code == 0, f"ray-xt run: {code}\n" + (tmp_path / "run.log").read_text()[-4000:]
 
 
 def _trial_runs(study: dict):
@@ -143,13 +161,13 @@ def _states(runs, errors: bool = False) -> list:
 def _replace_node_b_once_a_checkpoint_exists(cluster, proc, tmp_path, pattern: str) -> None:
     """Wait until a checkpoint matching ``pattern`` is written mid-study, then node_b dies and node_c joins."""
     tune_dir = tmp_path / "results" / "tiny" / "tune"
-    deadline = time.time() + 900
+    deadline = time.time() + RUN_TIMEOUT / 3
     while time.time() < deadline and proc.poll() is None and not list(tune_dir.rglob(pattern)):
         time.sleep(0.5)
     assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
     cluster.kill_node("node_b")
     cluster.add_node("node_c", 1)  # a replacement machine joins
-    assert proc.wait(timeout=1200) == 0, (tmp_path / "run.log").read_text()[-4000:]
+    _wait(proc, tmp_path)
 
 
 def test_killed_worker_node_mid_sweep_retries_from_checkpoint(cluster, tmp_path):
@@ -175,8 +193,7 @@ def test_eight_concurrent_deepspeed_trials_on_one_node(cluster, tmp_path):
     cluster.add_node("big", 8)
     study = tiny_study(tmp_path, tmp_path / "cache", trial={"epochs": 1, "cpus": 1}, micro={"train_size": 160},
                        search={"num_samples": 8, "max_concurrent": 8}, scheduler={"enabled": False})
-    proc = _run(cluster, study, tmp_path)
-    assert proc.wait(timeout=1800) == 0, (tmp_path / "run.log").read_text()[-4000:]
+    _wait(_run(cluster, study, tmp_path), tmp_path)
     trials = _trial_runs(study)
     assert _states(trials) == ["FINISHED"] * 8, _states(trials, errors=True)
     assert not list((tmp_path / "results" / "tiny" / "tune").rglob("error.txt"))  # no rendezvous port clash

@@ -11,6 +11,7 @@ from conftest import tiny_study
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1600)
 def test_micro_check_prints_accuracy_beside_chance(tmp_path):
     study = tiny_study(
         tmp_path, tmp_path / "cache", name="check",

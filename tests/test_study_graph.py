@@ -17,7 +17,7 @@ from ray_xt.config import parse_study
 from ray_xt.stages import expand
 from ray_xt.study import StudyRunner
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _runs(uri: str):
