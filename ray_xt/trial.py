@@ -116,6 +116,23 @@ def prepare_process(cpus: float) -> None:
         os.environ.update(
             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1"
         )
+        init_single_process_group()
+
+
+def init_single_process_group() -> None:
+    """A world of one needs no rendezvous: its process group starts on an in-process store.
+
+    Through ``env://`` rank 0 would serve a TCP store on ``MASTER_PORT``, a port chosen free a moment earlier
+    that another process (a concurrent trial, one of Ray's connections) can take in between; DeepSpeed then
+    adopts the group that is already there (``deepspeed.comm.init_distributed``). A warm trainer host keeps the
+    group for every trial it runs.
+    """
+    import torch.distributed as dist
+    from deepspeed.accelerator import get_accelerator
+
+    if not dist.is_initialized():  # the backend DeepSpeed would choose: gloo on CPUs, NCCL on CUDA
+        dist.init_process_group(get_accelerator().communication_backend_name(), store=dist.HashStore(), rank=0,
+                                world_size=1)
 
 
 def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: int = 1) -> dict:
