@@ -56,6 +56,9 @@ def main() -> None:
     common = {"micro": size, "intermediate": {"tasks": ["mnli", "hellaswag"], "conditions": ["en", "translate-train"]},
               "target": {"tasks": ["pawsx", "udpos", "tatoeba"]}, "trial": {"epochs": 2, "evals_per_epoch": 2},
               "parallel_stages": 2}
+    if opts.smoke:  # the same code paths (a tagging target, a retrieval one without training) on fewer stages
+        common.update(intermediate={"tasks": ["mnli"], "conditions": ["en", "translate-train"]},
+                      target={"tasks": ["udpos", "tatoeba"]})
     sides = {
         "ray_xt": {**common, "search": {"num_samples": opts.samples, "max_concurrent": 2},
                    "scheduler": {"enabled": True, "grace_period": 1, "reduction_factor": 2}},

@@ -47,6 +47,8 @@ def main() -> None:
         "intermediate tasks x2": {"intermediate": {"tasks": ["mnli", "hellaswag"], "conditions": ["en"]}},
         "seeds x2": {"seeds": [0, 1]},
     }
+    if opts.smoke:  # every variant runs the same code; two keep the script alive at a third of the time
+        variants = {name: variants[name] for name in ("base", "seeds x2")}
     start_local_ray()
     rows = []
     for name, change in variants.items():
