@@ -32,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ray_xt.deepspeed_ops import load_shm_comm_op
+
 
 @dataclass(frozen=True)
 class TaskInputs:
@@ -110,6 +112,7 @@ def prepare_process(cpus: float) -> None:
     import torch
 
     choose_deepspeed_accelerator()
+    load_shm_comm_op()  # before DeepSpeed's process group asks for it: see ray_xt.deepspeed_ops
     # Torch defaults to all cores; concurrent trials on shared cores then thrash.
     torch.set_num_threads(max(1, int(cpus)))
     if "RANK" not in os.environ:  # Ray Train workers come with their own rendezvous

@@ -12,15 +12,12 @@ import sys
 
 
 def main() -> int:
+    from ray_xt.deepspeed_ops import load_shm_comm_op
     from ray_xt.trial import choose_deepspeed_accelerator
 
     choose_deepspeed_accelerator()
     try:
-        from deepspeed.accelerator import get_accelerator
-
-        builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
-        if builder is not None and builder.is_compatible():
-            builder.load()
+        if load_shm_comm_op() is not None:  # under the same lock as trials (ray_xt.deepspeed_ops)
             print("ray_xt.warmup: DeepSpeed shm comm op ready")
     except Exception as err:  # a missing compiler only costs speed: DeepSpeed falls back to plain gloo
         print(f"ray_xt.warmup: DeepSpeed op prebuild skipped ({err})", file=sys.stderr)
