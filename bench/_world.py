@@ -5,9 +5,12 @@ Benchmarks import this (``from _world import ...``) so each measures only its ow
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -33,6 +36,15 @@ def machine() -> str:
     vector = next((name for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
                    if flag in flags), "")
     return ", ".join(x for x in (platform.machine(), f"{os.cpu_count()} cores", model, vector) if x)
+
+
+def work_folder(prefix: str) -> Path:
+    """A temporary folder for one run of a benchmark, removed when the script ends (``RAY_XT_BENCH_KEEP=1``
+    keeps it to look at): each full bench smoke run would otherwise leave about a gigabyte in /tmp."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.environ.get("RAY_XT_BENCH_KEEP") != "1":
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def today() -> str:

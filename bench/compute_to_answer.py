@@ -23,10 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from pathlib import Path
 
-from _world import machine, start_local_ray, study_in, today
+from _world import machine, start_local_ray, study_in, today, work_folder
 
 
 def trial_steps(tune_dir: Path) -> dict[str, int]:
@@ -50,7 +49,7 @@ def main() -> None:
     from ray_xt.stages import expand
     from ray_xt.study import StudyRunner
 
-    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_compute_"))
+    work = work_folder("ray_xt_bench_compute_")
     size = {"train_size": 160, "dev_size": 40, "pretrain_steps": 30} if opts.smoke else \
         {"train_size": 1000, "dev_size": 150, "pretrain_steps": 300}
     common = {"micro": size, "intermediate": {"tasks": ["mnli", "hellaswag"], "conditions": ["en", "translate-train"]},

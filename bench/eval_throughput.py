@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
-from _world import bench_world, machine, today
+from _world import bench_world, machine, today, work_folder
 
 
 def main() -> None:
@@ -46,7 +45,7 @@ def main() -> None:
 
     torch.set_num_threads(opts.threads)
     quiet_transformers()
-    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_eval_"))
+    work = work_folder("ray_xt_bench_eval_")
     world = bench_world(work, opts.smoke, scale=opts.scale, target={"tasks": [opts.task]},
                         languages=["en", "qca", "qcy", "qso", "qgr", "qka", "qhy"])
     task = TASKS[opts.task]

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
-from _world import bench_world, machine, start_local_ray, today
+from _world import bench_world, machine, start_local_ray, today, work_folder
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
     from ray_xt.data import load_features
     from ray_xt.study import StudyRunner
 
-    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_feat_"))
+    work = work_folder("ray_xt_bench_feat_")
     world = bench_world(
         work, opts.smoke, seeds=list(range(opts.seeds)),
         intermediate={"tasks": ["mnli"], "conditions": ["en", "translate-train"]}, target={"tasks": ["pawsx"]},

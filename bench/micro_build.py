@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from _world import machine
+from _world import machine, work_folder
 
 
 class PeakMemory:
@@ -68,7 +67,7 @@ def main() -> None:
     from ray_xt.micro.world import WorldSpec
     from ray_xt.scales import SCALES
 
-    cache = Path(opts.cache or tempfile.mkdtemp(prefix="ray_xt_micro_bench_"))
+    cache = Path(opts.cache) if opts.cache else work_folder("ray_xt_micro_bench_")
     scales = {
         s: (replace(SCALES[s].micro, steps=opts.pretrain_steps) if opts.pretrain_steps else SCALES[s].micro)
         for s in opts.scales.split(",")

@@ -20,14 +20,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _world import machine, start_local_ray  # noqa: E402
+from _world import machine, start_local_ray, work_folder  # noqa: E402
 
 
 def plain_trainer_trial(args: tuple) -> float:
@@ -136,7 +135,7 @@ def main() -> None:
     from ray_xt.config import parse_study
     from ray_xt.study import StudyRunner
 
-    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_"))
+    work = work_folder("ray_xt_bench_")
     size = {"train_size": 160, "corpus_sentences": 600, "pretrain_steps": 30} if opts.smoke else \
         {"train_size": 2000, "corpus_sentences": 3000, "pretrain_steps": 200}
     study = tiny_study(

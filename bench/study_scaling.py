@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
-from _world import machine, start_local_ray, study_in, today
+from _world import machine, start_local_ray, study_in, today, work_folder
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     from ray_xt.stages import expand
     from ray_xt.study import StudyRunner, resolve_inputs
 
-    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_scaling_"))
+    work = work_folder("ray_xt_bench_scaling_")
     size = {"train_size": 160, "dev_size": 40, "pretrain_steps": 30} if opts.smoke else \
         {"train_size": 600, "dev_size": 100, "pretrain_steps": 200}
     base = {"micro": {**size, "languages": ["en", "qca", "qso"]},

@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
-from _world import bench_world, machine, today
+from _world import bench_world, machine, today, work_folder
 from ray_xt.trial import OneProcessSession
 
 
@@ -66,7 +65,7 @@ def main() -> None:
     from ray_xt.tasks.registry import TASKS
     from ray_xt.trial import TaskInputs, TrialSpec, prepare_process, train
 
-    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_train_"))
+    work = work_folder("ray_xt_bench_train_")
     world = bench_world(work, opts.smoke, scale=opts.scale, target={"tasks": [opts.task]})
     task = TASKS[opts.task]
     labels = family_of(task).label_space(world.root, task)

@@ -23,11 +23,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _world import bench_world, machine, start_local_ray, today
+from _world import bench_world, machine, start_local_ray, today, work_folder
 
 PHASES = ("actor", "host", "imports", "features", "model", "deepspeed_init", "resume", "first_step")
 
@@ -73,7 +72,7 @@ def main() -> None:
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
 
-    work = Path(tempfile.mkdtemp(prefix="ray_xt_bench_fixed_"))
+    work = work_folder("ray_xt_bench_fixed_")
     world = bench_world(work, opts.smoke, scale=opts.scale, trial={"epochs": 1, "evals_per_epoch": 1},
                         search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False},
                         seeds=list(range(opts.sweeps)), parallel_stages=1)
