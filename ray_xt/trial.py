@@ -77,7 +77,9 @@ class TrialSpec:
 
 
 def free_port() -> int:
-    """A free TCP port for this trial's rendezvous (DeepSpeed's default 29500 clashes between trials)."""
+    """A free TCP port for ``MASTER_PORT``: a one-process trial binds nothing (its group starts on an in-process
+    store), but code that reads the variable should find a port of its own, not DeepSpeed's default 29500 that
+    every concurrent trial would share."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
