@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from _world import bench_world, machine, start_local_ray, today, work_folder
 

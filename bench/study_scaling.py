@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from _world import machine, start_local_ray, study_in, today, work_folder
 

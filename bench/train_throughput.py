@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 from _world import bench_world, machine, today, work_folder
 from ray_xt.trial import OneProcessSession

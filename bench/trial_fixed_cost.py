@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from _world import bench_world, machine, start_local_ray, today, work_folder
 
