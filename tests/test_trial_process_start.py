@@ -11,6 +11,7 @@ import time
 import pytest
 
 from ray_xt.deepspeed_ops import clear_stale_build_lock
+from test_preload import _extension_build_dir
 
 ENGINE = """
 import os, socket, sys
@@ -48,7 +49,7 @@ def test_a_one_process_engine_starts_and_steps_with_its_rendezvous_port_taken():
 
 def test_an_engine_starts_past_a_build_lock_left_by_a_killed_process(tmp_path):
     # the environment's built op, copied (timestamps kept, so nothing is rebuilt) into a folder of the test's own
-    built = os.path.join(sys.prefix, "torch_extensions", "deepspeed_shm_comm")
+    built = _extension_build_dir(dict(os.environ))
     if not os.path.exists(os.path.join(built, "deepspeed_shm_comm.so")):
         pytest.skip("no prebuilt DeepSpeed shm op in this environment (make install builds it)")
     shutil.copytree(built, tmp_path / "deepspeed_shm_comm", ignore=shutil.ignore_patterns("lock", "*.flock"))
