@@ -1,13 +1,17 @@
 """Orchestration overhead: a ray_xt sweep vs the same trials as plain HF Trainer calls.
 
     .venv/bin/python bench/orchestration_overhead.py [--trials 4] [--concurrency 2] [--sweeps 1] [--smoke]
-                                                     [--no-warm-trainers]
+                                                     [--no-warm-trainers] [--baseline both]
 
 Both sides train the same micro scale on the same cached features, with the
 same learning rates (those the ray_xt sweep chose), epochs, batch size and
 concurrency (plain side: a process pool).  ray_xt's side includes everything a
 user pays for per sweep: Tune scheduling, trial actors, DeepSpeed engines,
-per-evaluation checkpoints and MLflow logging.  ASHA is off so both sides do the
+per-evaluation checkpoints and MLflow logging.  Two plain baselines: plain
+``transformers.Trainer`` calls (what a user would otherwise run), and ray_xt's own
+trial loop (``ray_xt.trial.train``: the same DeepSpeed engine, model code and
+per-evaluation checkpoints) called in plain processes, which leaves Ray, Tune,
+trainer hosts and MLflow as the only difference: the orchestration alone.  ASHA is off so both sides do the
 same work.  ``--sweeps N`` runs N stages one after another (seeds 0..N-1), as a
 study does: a study's later sweeps find its trainer hosts warm
 (ray_xt.trainer_hosts); ``--no-warm-trainers`` trains in the trial actors
@@ -29,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _world import machine, start_local_ray, work_folder  # noqa: E402
 
 
-def plain_trainer_trial(args: tuple) -> float:
-    """One trial with transformers.Trainer, no Ray, no DeepSpeed; returns its dev accuracy."""
+def plain_trainer_trial(args: tuple) -> tuple[float, None]:
+    """One trial with transformers.Trainer, no Ray, no DeepSpeed; returns its dev accuracy (and no step time)."""
     spec, lr, out_dir = args
     import numpy as np
     import torch
@@ -67,7 +71,35 @@ def plain_trainer_trial(args: tuple) -> float:
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy)
     trainer.train()
-    return trainer.evaluate()["eval_accuracy"]
+    return trainer.evaluate()["eval_accuracy"], None
+
+
+def plain_loop_trial(args: tuple) -> float:
+    """One trial through ray_xt's own training loop in a plain process (no Ray, Tune, trainer host or MLflow);
+    returns its best dev score and its optimiser-step seconds."""
+    spec, lr, _ = args
+    from _world import local_session
+    from ray_xt.trial import TaskInputs, TrialSpec, prepare_process, train
+
+    tasks = tuple(TaskInputs(**{**t, "labels": tuple(t["labels"])}) for t in spec["tasks"])
+    prepare_process(spec["cpus"])
+    session = local_session()
+    train({"learning_rate": lr}, TrialSpec(**{**spec, "tasks": tasks, "trainer_pool": None}), session)
+    return max(r["score"] for r in session.reports), session.reports[-1]["loop.train_s"]
+
+
+def run_plain(trial_fn, records: list[dict], concurrency: int, work: Path, name: str) -> tuple[list[float], list]:
+    """Each sweep's trials (its learning rates, its seed) through ``trial_fn`` at the same concurrency: the
+    seconds per sweep and every trial's (best dev score, optimiser-step seconds or None)."""
+    seconds, outcomes = [], []
+    for n, record in enumerate(records):
+        spec = record["trial_spec"]
+        lrs = [t["learning_rate"] for t in record["sweep"]["trials"]]
+        started = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=concurrency) as pool:
+            outcomes += list(pool.map(trial_fn, [(spec, lr, str(work / f"{name}{n}_{i}")) for i, lr in enumerate(lrs)]))
+        seconds.append(time.perf_counter() - started)
+    return seconds, outcomes
 
 
 def trial_reports(result: Path) -> list[dict]:
@@ -126,6 +158,8 @@ def main() -> None:
     parser.add_argument("--scale", default="micro-s")
     parser.add_argument("--sweeps", type=int, default=1, help="stages run one after another (seeds 0..N-1)")
     parser.add_argument("--no-warm-trainers", action="store_true", help="train in the Tune trial actors")
+    parser.add_argument("--baseline", choices=["trainer", "loop", "both"], default="both",
+                        help="plain Trainer calls, ray_xt's trial loop in plain processes, or both")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
     opts = parser.parse_args()
 
@@ -154,32 +188,33 @@ def main() -> None:
     ray_seconds = sum(sweep_seconds)
     breakdown = sweep_breakdown(work / "results" / "bench" / "tune", ray_seconds, opts.concurrency)
 
-    # the plain side: each sweep's trials (its learning rates, its seed) at the same concurrency
-    plain_seconds, plain_scores = [], []
-    for n, record in enumerate(records):
-        spec = record["trial_spec"]
-        lrs = [t["learning_rate"] for t in record["sweep"]["trials"]]
-        started = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=opts.concurrency) as pool:
-            plain_scores += list(pool.map(plain_trainer_trial,
-                                          [(spec, lr, str(work / f"plain{n}_{i}")) for i, lr in enumerate(lrs)]))
-        plain_seconds.append(time.perf_counter() - started)
+    baselines = {"trainer": plain_trainer_trial, "loop": plain_loop_trial}
+    plain = {name: run_plain(fn, records, opts.concurrency, work, f"plain_{name}")
+             for name, fn in baselines.items() if opts.baseline in (name, "both")}
 
     result = {
         "date": str(date.today()), "machine": machine(),
         "scale": opts.scale, "trials_per_sweep": opts.trials, "sweeps": len(records), "concurrency": opts.concurrency,
-        "warm_trainers": not opts.no_warm_trainers,
-        "ray_xt_sweep_s": round(ray_seconds, 1), "plain_trainer_s": round(sum(plain_seconds), 1),
-        "ratio": round(ray_seconds / sum(plain_seconds), 2),
-        "ratio_per_sweep": [round(r / p, 2) for r, p in zip(sweep_seconds, plain_seconds)],
-        "ray_xt_best_dev": max(r["sweep"]["best_score"] for r in records), "plain_best_dev": max(plain_scores),
-        "ray_xt_breakdown": breakdown,
-        "ray_xt_timeline": sweep_timeline(work / "results" / "bench" / "tune", records, opts.concurrency),
+        "warm_trainers": not opts.no_warm_trainers, "ray_xt_sweep_s": round(ray_seconds, 1),
+        "ray_xt_best_dev": max(r["sweep"]["best_score"] for r in records),
     }
+    for name, (seconds, outcomes) in plain.items():  # plain_trainer_s, ratio, ratio_per_sweep; plain_loop_s, ...
+        suffix = "" if name == "trainer" else f"_vs_{name}"
+        result.update({f"plain_{name}_s": round(sum(seconds), 1), f"ratio{suffix}": round(ray_seconds / sum(seconds), 2),
+                       f"ratio_per_sweep{suffix}": [round(r / p, 2) for r, p in zip(sweep_seconds, seconds)],
+                       f"plain_{name}_best_dev": max(score for score, _ in outcomes)})
+        if name == "loop":  # the same loop's optimiser steps outside Ray, beside the trials' own (breakdown)
+            result["plain_loop_train_s"] = round(sum(train_s for _, train_s in outcomes), 2)
+    result["ray_xt_breakdown"] = breakdown
+    result["ray_xt_timeline"] = sweep_timeline(work / "results" / "bench" / "tune", records, opts.concurrency)
     print(json.dumps(result))
     shape = f"{opts.trials} trials x {opts.concurrency}" + (f", {len(records)} sweeps" if len(records) > 1 else "")
-    print(f"| {result['date']} | {result['machine']} | {opts.scale} | {shape} | "
-          f"{result['ray_xt_sweep_s']} s | {result['plain_trainer_s']} s | **{result['ratio']}x** |")
+
+    def cell(seconds_key, ratio_key):
+        return f"{result[seconds_key]} s | **{result[ratio_key]}x**" if ratio_key in result else "– | –"
+
+    print(f"| {result['date']} | {result['machine']} | {opts.scale} | {shape} | {result['ray_xt_sweep_s']} s | "
+          f"{cell('plain_trainer_s', 'ratio')} | {cell('plain_loop_s', 'ratio_vs_loop')} |")
 
 
 if __name__ == "__main__":

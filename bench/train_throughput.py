@@ -26,18 +26,7 @@ import json
 import os
 import time
 
-from _world import bench_world, machine, today, work_folder
-from ray_xt.trial import OneProcessSession
-
-
-class LocalSession(OneProcessSession):
-    """Where ``ray_xt.trial.train`` sends checkpoints and metrics when no Tune trial runs it."""
-
-    def __init__(self):
-        self.reports: list[dict] = []
-
-    def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
-        self.reports.append(metrics)
+from _world import bench_world, local_session, machine, today, work_folder
 
 
 def main() -> None:
@@ -81,7 +70,7 @@ def main() -> None:
                      batch_size=opts.batch_size, evals_per_epoch=1, warmup_ratio=0.1, weight_decay=0.01,
                      zero_stage=opts.zero_stage, bf16="auto", cpus=opts.threads, seed=0, stage_key="bench",
                      git_revision="bench", group_by_length=opts.group_by_length)
-    session = LocalSession()
+    session = local_session()
     train({"learning_rate": lr}, spec, session)
     ray_rate = session.reports[-1]["examples_per_second"] * tokens / (len(features["input_ids"]) * opts.epochs)
 
