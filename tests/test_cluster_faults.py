@@ -104,8 +104,8 @@ def cluster():
 
 def test_a_trial_on_a_joining_node_gets_a_warm_trainer_host_on_that_node(cluster):
     """The study's TrainerPool lives on the driver's node (the head); a trial on a node that joined later
-    leases a host there (its checkpoint folders are local files), with torch and DeepSpeed imported, and gets the
-    same host back once the first lease is released."""
+    leases a host there (its checkpoint folders are local files), with torch and DeepSpeed imported (and frozen
+    out of the garbage collector's scans), and gets the same host back once the first lease is released."""
     cluster.add_node("node_a", cpus=1)
     code = (
         "import ray, sys\n"
@@ -119,13 +119,14 @@ def test_a_trial_on_a_joining_node_gets_a_warm_trainer_host_on_that_node(cluster
         "    info = ray.get(host.ready.remote())\n"
         "    ray.get(pool.release.remote(index))\n"
         "    again = ray.get(pool.lease.remote(node))\n"
-        "    return [info['node_id'] == node, info['missing'], created, again[0] == index, again[2]]\n"
+        "    return [info['node_id'] == node, info['missing'], created, again[0] == index, again[2],\n"
+        "            info['frozen_objects'] > 100_000]\n"
         "print(ray.get(lease_here.remote(pool)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, cluster.address], env=cluster.env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[True, [], True, True, False]"
+    assert out.stdout.strip().splitlines()[-1] == "[True, [], True, True, False, True]"
 
 
 def _run(cluster: LocalCluster, study: dict, tmp_path: Path) -> subprocess.Popen:
