@@ -103,6 +103,12 @@ class TrainerHost:
 
         self.pool, self.index = pool, index
         self.missing = preload()  # torch, the model classes, DeepSpeed: once for the study, not once per sweep
+        try:  # DeepSpeed's CPU comm op (built at install), loaded now rather than in this host's first trial
+            from ray_xt.deepspeed_ops import load_shm_comm_op
+
+            load_shm_comm_op()
+        except Exception:  # noqa: BLE001 - the trial loads it again (prepare_process) and fails there, with its error
+            pass
         # The imports leave ~600,000 long-lived objects that every full garbage collection would walk again:
         # 0.5 s inside whichever trial triggers one (measured: a new sweep's first trial loading its features,
         # docs/benchmarks.md "Per-trial fixed cost"). Frozen, collections scan only what trials allocate.
