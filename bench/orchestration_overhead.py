@@ -74,17 +74,16 @@ def plain_trainer_trial(args: tuple) -> tuple[float, None]:
     return trainer.evaluate()["eval_accuracy"], None
 
 
-def plain_loop_trial(args: tuple) -> float:
+def plain_loop_trial(args: tuple) -> tuple[float, float]:
     """One trial through ray_xt's own training loop in a plain process (no Ray, Tune, trainer host or MLflow);
     returns its best dev score and its optimiser-step seconds."""
     spec, lr, _ = args
     from _world import local_session
-    from ray_xt.trial import TaskInputs, TrialSpec, prepare_process, train
+    from ray_xt.trial import TrialSpec, prepare_process, train
 
-    tasks = tuple(TaskInputs(**{**t, "labels": tuple(t["labels"])}) for t in spec["tasks"])
     prepare_process(spec["cpus"])
     session = local_session()
-    train({"learning_rate": lr}, TrialSpec(**{**spec, "tasks": tasks, "trainer_pool": None}), session)
+    train({"learning_rate": lr}, TrialSpec.from_record({**spec, "trainer_pool": None}), session)
     return max(r["score"] for r in session.reports), session.reports[-1]["loop.train_s"]
 
 

@@ -75,6 +75,12 @@ class TrialSpec:
     # leased from it and only drives it; None: the trial trains in its own (Tune actor) process
     trainer_pool: str | None = None
 
+    @classmethod
+    def from_record(cls, fields: dict) -> "TrialSpec":
+        """The spec a stage record stores as ``asdict(spec)`` (JSON lists where the spec has tuples)."""
+        tasks = tuple(TaskInputs(**{**t, "labels": tuple(t["labels"])}) for t in fields["tasks"])
+        return cls(**{**fields, "tasks": tasks})
+
 
 def free_port() -> int:
     """A free TCP port for ``MASTER_PORT``: a one-process trial binds nothing (its group starts on an in-process

@@ -12,7 +12,7 @@ from conftest import tiny_study
 from ray_xt.config import parse_study
 from ray_xt.study import StudyRunner
 from ray_xt.trainer_hosts import pool_name, start_pool
-from ray_xt.trial import TaskInputs, TrialSpec
+from ray_xt.trial import TrialSpec
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +45,7 @@ def test_a_study_s_sweeps_train_in_the_same_warm_hosts(two_sweeps):
 
 
 def _spec(record: dict, pool: str, **changes) -> TrialSpec:
-    fields = dict(record["trial_spec"])
-    fields["tasks"] = tuple(TaskInputs(**{**t, "labels": tuple(t["labels"])}) for t in fields["tasks"])
-    return dataclasses.replace(TrialSpec(**fields), trainer_pool=pool, **changes)
+    return dataclasses.replace(TrialSpec.from_record(record["trial_spec"]), trainer_pool=pool, **changes)
 
 
 def _wait_idle(pool, index: int) -> bool:
