@@ -26,20 +26,24 @@ class Scale:
         return self.micro is not None
 
 
+MICRO_STEPS = 2800
+
 SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
-        # Pretraining budgets fit `make micro` (all three, 2 cores: micro-l on one core, micro-m then micro-s on
-        # the other) in the 15-minute budget on an AVX2 CPU without bf16 (micro-l's 1,900 steps are the critical
-        # path: ~0.36 s each there; a CPU with native bf16 is about twice as fast). A step is 64 sentences' worth
-        # of tokens in length-grouped batches. Cross-lingual transfer needs optimizer steps: fewer (even with
-        # more tokens per step) left it at chance beyond the cognate language (docs/micro_world.md).
+        # A ladder of ~3.5x steps in parameters (0.17 M, 0.54 M, 2.0 M), every scale pretrained for the same
+        # number of updates on the same corpus (as XLM-R base and large were), so a scale differs from the next
+        # in capacity alone. The steps fit `make micro` (micro-l on one core from the moment the tokenizer
+        # exists; task files, then micro-m, then micro-s on the other) in the 15-minute budget on an AVX2 CPU
+        # without bf16; micro-l's steps are the critical path. A step is 64 sentences' worth of tokens in
+        # length-grouped batches. Cross-lingual transfer needs optimizer steps: fewer (even with more tokens per
+        # step) left it at chance beyond the cognate language (docs/micro_world.md).
         Scale("micro-s", micro=PretrainSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256,
-                                            steps=3400, learning_rate=2e-3), examples_per_second=1200.0),
-        Scale("micro-m", micro=PretrainSpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512,
-                                            steps=2250, learning_rate=1.5e-3), examples_per_second=340.0),
+                                            steps=MICRO_STEPS, learning_rate=2e-3), examples_per_second=1200.0),
+        Scale("micro-m", micro=PretrainSpec(hidden_size=96, num_layers=4, num_heads=4, intermediate_size=384,
+                                            steps=MICRO_STEPS, learning_rate=1.5e-3), examples_per_second=500.0),
         Scale("micro-l", micro=PretrainSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768,
-                                            steps=1900, learning_rate=1e-3), examples_per_second=150.0),
+                                            steps=MICRO_STEPS, learning_rate=1e-3), examples_per_second=150.0),
         Scale("xlmr-base", hub_id="FacebookAI/xlm-roberta-base", train_batch_size=32, cpus_per_trial=4,
               gpus_per_trial=1, examples_per_second=250.0),
         Scale("xlmr-large", hub_id="FacebookAI/xlm-roberta-large", train_batch_size=32, cpus_per_trial=8,

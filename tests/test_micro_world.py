@@ -8,7 +8,7 @@ import pytest
 from ray_xt.data import FeatureCache, read_examples
 from ray_xt.micro.build import build_micro, build_world
 from ray_xt.micro.languages import LANGUAGES, SYNTHETIC
-from ray_xt.micro.pretrain import PretrainSpec, pretrain_mlm
+from ray_xt.micro.pretrain import PretrainSpec, masked_lm_loss, pretrain_mlm
 from ray_xt.micro.world import WorldSpec
 from ray_xt.tasks.registry import TASKS
 
@@ -140,6 +140,36 @@ def test_tiny_pretraining_lowers_mlm_loss(tmp_path, bf16):
     assert type(model).__name__ == "XLMRobertaForMaskedLM"
 
 
+def test_masked_positions_head_gives_the_full_heads_loss_and_gradients(tmp_path):
+    """Pretraining runs the vocabulary head on masked positions only; the loss and every gradient must be the
+    ones `XLMRobertaForMaskedLM` computes with logits for all positions."""
+    import torch
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    root, tok_dir = build_world(SMALL, 500, tmp_path)
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    lines = (root.parent / "corpus" / "qso.txt").read_text().splitlines()[:16]
+    batch = DataCollatorForLanguageModeling(tok, seed=0)([{"input_ids": ids} for ids in tok(lines)["input_ids"]])
+    assert 0 < int((batch["labels"] != -100).sum()) < int(batch["attention_mask"].sum())
+    torch.manual_seed(0)
+    model = XLMRobertaForMaskedLM(XLMRobertaConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=1, type_vocab_size=1))
+
+    def loss_and_grads(compute):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    full, full_grads = loss_and_grads(lambda: model(**batch).loss)
+    sparse, sparse_grads = loss_and_grads(lambda: masked_lm_loss(model, batch))
+    torch.testing.assert_close(sparse, full)
+    assert sparse_grads.keys() == full_grads.keys()
+    for name in full_grads:
+        torch.testing.assert_close(sparse_grads[name], full_grads[name], msg=name)
+
+
 def test_precision_is_resolved_into_the_model_cache_key(tmp_path):
     """`bf16: auto` becomes this machine's answer before hashing: a model folder says how it was trained."""
     from dataclasses import replace
@@ -163,6 +193,20 @@ def test_cached_build_is_reused(tmp_path):
     second = build_micro(SMALL, 500, {"t": spec}, tmp_path, progress=False)
     assert second == first
     assert (second.model_dirs["t"] / ".complete").stat().st_mtime_ns == stamp
+
+
+def test_parallel_build_writes_task_files_while_the_largest_scale_pretrains(tmp_path, ray_local):
+    """With Ray, the largest scale pretrains while this process writes the task files: the same world files
+    as a build without Ray, and every scale complete."""
+    from ray_xt.micro.build import build_world
+
+    small = PretrainSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, steps=5, batch_size=8)
+    large = PretrainSpec(hidden_size=48, num_layers=2, num_heads=2, intermediate_size=96, steps=5, batch_size=8)
+    world = build_micro(SMALL, 500, {"s": small, "l": large}, tmp_path / "ray", use_ray=True, progress=False)
+    assert all((d / ".complete").exists() and (d / "model.safetensors").exists() for d in world.model_dirs.values())
+    assert (world.root / ".complete").exists()
+    root, _ = build_world(SMALL, 500, tmp_path / "plain")
+    _assert_same_bytes(world.root, root)
 
 
 def test_feature_cache_tokenises_once(tmp_path):

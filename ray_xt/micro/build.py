@@ -19,8 +19,11 @@ from ray_xt.micro.world import WorldSpec, write_corpus, write_profiles, write_ta
 
 # Bump when the generator's output changes for the same spec, so caches are not reused wrongly:
 # CORPUS_VERSION for corpus/tokenizer/models, TASKS_VERSION for task files only.
+# PRETRAIN_VERSION for the models alone: bumped when the training loop's arithmetic changes (2: the vocabulary
+# head on masked positions only, the same loss to float rounding but not the same bytes).
 CORPUS_VERSION = 8
 TASKS_VERSION = 8
+PRETRAIN_VERSION = 2
 MARKER = ".complete"
 
 
@@ -64,6 +67,11 @@ def tasks_key(spec: WorldSpec) -> str:
     return _digest({"version": TASKS_VERSION, "world": asdict(spec)})
 
 
+def model_key(spec: PretrainSpec) -> str:
+    """What a pretrained scale depends on beyond the corpus: its (resolved) spec and the training loop."""
+    return _digest({**asdict(spec), "pretrain_version": PRETRAIN_VERSION})
+
+
 def build_world(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Path, Path]:
     """Corpus, tokenizer and task files; returns (task data root, tokenizer dir).
 
@@ -71,6 +79,13 @@ def build_world(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Path
     ``tasks-<key>/`` per task spec inside, so growing a task set or a training
     set never retrains the tokenizer or the models.
     """
+    root, tok = _build_corpus(spec, vocab_size, cache_dir)
+    _build_tasks(spec, root, workers=min(2, os.cpu_count() or 1))
+    return root, tok
+
+
+def _build_corpus(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Path, Path]:
+    """Corpus and tokenizer (what pretraining needs); returns (task data root to be, tokenizer dir)."""
     base = cache_dir / "micro" / f"corpus-{corpus_key(spec, vocab_size)}"
     corpus, tok, root = base / "corpus", base / "tokenizer", base / f"tasks-{tasks_key(spec)}"
     if not _complete(corpus):
@@ -83,14 +98,17 @@ def build_world(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Path
         shutil.rmtree(tmp, ignore_errors=True)
         train_tokenizer(sorted(corpus.glob("*.txt")), tmp, vocab_size, spec.seed)
         _finish(tmp, tok)
+    return root, tok
+
+
+def _build_tasks(spec: WorldSpec, root: Path, workers: int) -> None:
     if not _complete(root):
-        tmp = base / f"{root.name}.partial"
+        tmp = root.with_name(f"{root.name}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        write_tasks(spec, tmp, workers=min(2, os.cpu_count() or 1))
+        write_tasks(spec, tmp, workers=workers)
         write_profiles(spec, tmp)
         (tmp / "world.json").write_text(spec.to_json() + "\n")
         _finish(tmp, root)
-    return root, tok
 
 
 def _pretrain_into(tokenizer_dir: Path, corpus: list[Path], spec: PretrainSpec, final: Path, progress: bool) -> dict:
@@ -108,12 +126,10 @@ def build_micro(
 ) -> MicroWorld:
     """Build what is missing; pretraining of several scales runs as parallel Ray tasks when use_ray."""
     cache_dir = cache_dir or default_cache_dir()
-    root, tok = build_world(spec, vocab_size, cache_dir)
+    root, tok = _build_corpus(spec, vocab_size, cache_dir)
     corpus = sorted((root.parent / "corpus").glob("*.txt"))
     scales = {name: p.resolved() for name, p in scales.items()}  # the key says whether bf16 was used
-    model_dirs = {
-        name: root.parent / "models" / f"{name}-{_digest(asdict(p))}" for name, p in scales.items()
-    }
+    model_dirs = {name: root.parent / "models" / f"{name}-{model_key(p)}" for name, p in scales.items()}
     # Largest first: with more scales than cores, the small ones fill in behind the big one.
     missing = dict(sorted(((name, p) for name, p in scales.items() if not _complete(model_dirs[name])),
                           key=lambda item: -item[1].cost()))
@@ -123,9 +139,19 @@ def build_micro(
         if not ray.is_initialized():  # only a cold build pays for starting Ray
             ray.init(include_dashboard=False, logging_level="ERROR")
         remote = ray.remote(num_cpus=1)(_pretrain_into)
-        refs = [remote.remote(tok, corpus, p, model_dirs[n], progress) for n, p in missing.items()]
+        (largest, first), *rest = missing.items()
+        # The largest scale is the build's critical path: it starts as soon as the tokenizer exists, and this
+        # process writes the task files (one process) on the other core meanwhile; the smaller scales follow.
+        refs = [remote.remote(tok, corpus, first, model_dirs[largest], progress)]
+        try:
+            _build_tasks(spec, root, workers=1)
+        except BaseException:
+            ray.cancel(refs[0], force=True)  # its partial folder is redone next time, never used half-built
+            raise
+        refs += [remote.remote(tok, corpus, p, model_dirs[n], progress) for n, p in rest]
         ray.get(refs)
     else:
+        _build_tasks(spec, root, workers=min(2, os.cpu_count() or 1))
         for name, p in missing.items():
             _pretrain_into(tok, corpus, p, model_dirs[name], progress)
     return MicroWorld(root=root, tokenizer_dir=tok, model_dirs=model_dirs)

@@ -150,6 +150,21 @@ def length_grouped_batches(lengths: list[int], batch_size: int, group: int, rng:
         yield from batches
 
 
+def masked_lm_loss(model, batch: dict):
+    """The MLM loss of ``XLMRobertaForMaskedLM`` with the vocabulary head run on the masked positions only.
+
+    The head (dense, layer norm, decoder over the vocabulary) and its cross-entropy are per position, and the
+    loss averages over the ~15% of positions that carry a label, so the other 85% never need logits: the same
+    loss and gradients (tested) for 12-25% less time per step at micro sizes (docs/benchmarks.md).
+    """
+    import torch
+
+    labels = batch["labels"]
+    hidden = model.roberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    masked = labels != -100
+    return torch.nn.functional.cross_entropy(model.lm_head(hidden[masked]), labels[masked])
+
+
 def pretrain_mlm(
     tokenizer_dir: Path, corpus_files: list[Path], spec: PretrainSpec, out_dir: Path, progress: bool = True,
     torch_threads: int = 1,
@@ -191,7 +206,7 @@ def pretrain_mlm(
     for _ in bar:
         batch = collator([{"input_ids": encoded[i]} for i in next(batches)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.bf16 is True):
-            loss = model(**batch).loss
+            loss = masked_lm_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
