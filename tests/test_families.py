@@ -153,6 +153,9 @@ def test_first_token_shortcut_gives_the_full_models_logits(attention):
     config, inputs = _tiny_xlmr(attn_implementation=attention)
     with torch.inference_mode():
         model = XLMRobertaForSequenceClassification(config).eval()
+        for name, param in model.named_parameters():  # HF initialises biases to 0; every bias must count
+            if name.endswith("bias"):
+                param.copy_(torch.randn_like(param))
         full = model(**inputs).logits
         torch.testing.assert_close(classification_logits(model, **inputs), full, rtol=1e-5, atol=1e-6)
         choice_model = XLMRobertaForMultipleChoice(config).eval()
