@@ -26,7 +26,7 @@ class Scale:
         return self.micro is not None
 
 
-MICRO_STEPS = 2800
+MICRO_STEPS = 1900
 
 SCALES: dict[str, Scale] = {
     s.name: s

@@ -139,10 +139,10 @@ def build_micro(
         if not ray.is_initialized():  # only a cold build pays for starting Ray
             ray.init(include_dashboard=False, logging_level="ERROR")
         remote = ray.remote(num_cpus=1)(_pretrain_into)
-        (largest, first), *rest = missing.items()
+        (largest, largest_spec), *rest = missing.items()
         # The largest scale is the build's critical path: it starts as soon as the tokenizer exists, and this
         # process writes the task files (one process) on the other core meanwhile; the smaller scales follow.
-        refs = [remote.remote(tok, corpus, first, model_dirs[largest], progress)]
+        refs = [remote.remote(tok, corpus, largest_spec, model_dirs[largest], progress)]
         try:
             _build_tasks(spec, root, workers=1)
         except BaseException:
