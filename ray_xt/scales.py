@@ -33,11 +33,11 @@ SCALES: dict[str, Scale] = {
     for s in (
         # A ladder of ~3.5x steps in parameters (0.17 M, 0.54 M, 2.0 M), every scale pretrained for the same
         # number of updates on the same corpus (as XLM-R base and large were), so a scale differs from the next
-        # in capacity alone. The steps fit `make micro` (micro-l on one core from the moment the tokenizer
-        # exists; task files, then micro-m, then micro-s on the other) in the 15-minute budget on an AVX2 CPU
-        # without bf16; micro-l's steps are the critical path. A step is 64 sentences' worth of tokens in
-        # length-grouped batches. Cross-lingual transfer needs optimizer steps: fewer (even with more tokens per
-        # step) left it at chance beyond the cognate language (docs/micro_world.md).
+        # in capacity alone. `make micro` takes ~9 minutes on an AVX2 CPU without bf16 (micro-l on one core from
+        # the moment the tokenizer exists; task files, then micro-m, then micro-s on the other). More updates
+        # would fit the 15-minute budget but cost transfer: at 2,800 each, micro-l modelled every language
+        # better and transferred less (docs/micro_world.md). A step is 64 sentences' worth of tokens in
+        # length-grouped batches; far fewer, larger steps left transfer at chance beyond the cognate language.
         Scale("micro-s", micro=PretrainSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256,
                                             steps=MICRO_STEPS, learning_rate=2e-3), examples_per_second=1200.0),
         Scale("micro-m", micro=PretrainSpec(hidden_size=96, num_layers=4, num_heads=4, intermediate_size=384,
