@@ -19,7 +19,7 @@ install:
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/python -m ray_xt.warmup
 
-# Unit and integration tests on real Ray, DeepSpeed and MLflow (under 10 minutes on 2 cores).
+# Unit and integration tests on real Ray, DeepSpeed and MLflow (7-11 minutes on 2 cores).
 test:
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
