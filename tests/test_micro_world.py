@@ -198,8 +198,6 @@ def test_cached_build_is_reused(tmp_path):
 def test_parallel_build_writes_task_files_while_the_largest_scale_pretrains(tmp_path, ray_local):
     """With Ray, the largest scale pretrains while this process writes the task files: the same world files
     as a build without Ray, and every scale complete."""
-    from ray_xt.micro.build import build_world
-
     small = PretrainSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, steps=5, batch_size=8)
     large = PretrainSpec(hidden_size=48, num_layers=2, num_heads=2, intermediate_size=96, steps=5, batch_size=8)
     world = build_micro(SMALL, 500, {"s": small, "l": large}, tmp_path / "ray", use_ray=True, progress=False)

@@ -80,7 +80,7 @@ def build_world(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Path
     set never retrains the tokenizer or the models.
     """
     root, tok = _build_corpus(spec, vocab_size, cache_dir)
-    _build_tasks(spec, root, workers=min(2, os.cpu_count() or 1))
+    _build_tasks(spec, root)
     return root, tok
 
 
@@ -101,11 +101,12 @@ def _build_corpus(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Pa
     return root, tok
 
 
-def _build_tasks(spec: WorldSpec, root: Path, workers: int) -> None:
+def _build_tasks(spec: WorldSpec, root: Path, workers: int | None = None) -> None:
+    """The task files, unless complete; by up to 2 processes unless ``workers`` says otherwise."""
     if not _complete(root):
         tmp = root.with_name(f"{root.name}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        write_tasks(spec, tmp, workers=workers)
+        write_tasks(spec, tmp, workers=workers or min(2, os.cpu_count() or 1))
         write_profiles(spec, tmp)
         (tmp / "world.json").write_text(spec.to_json() + "\n")
         _finish(tmp, root)
@@ -151,7 +152,7 @@ def build_micro(
         refs += [remote.remote(tok, corpus, p, model_dirs[n], progress) for n, p in rest]
         ray.get(refs)
     else:
-        _build_tasks(spec, root, workers=min(2, os.cpu_count() or 1))
+        _build_tasks(spec, root)
         for name, p in missing.items():
             _pretrain_into(tok, corpus, p, model_dirs[name], progress)
     return MicroWorld(root=root, tokenizer_dir=tok, model_dirs=model_dirs)
