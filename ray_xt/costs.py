@@ -19,14 +19,17 @@ from ray_xt.tasks.registry import TASKS, TRAIN_SIZES
 
 
 class ThroughputTable:
-    """Measured examples/s per scale (a running mean over trials), stored as JSON on the study storage."""
+    """Measured examples/s per scale (a running mean over trials), stored as JSON on the study storage.
+
+    Entries are filed under ``Scale.throughput_key`` (a micro scale's name and shape), so redefining a micro
+    scale starts its estimate afresh instead of mixing the old model's trials into the mean."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.data: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def examples_per_second(self, scale: str) -> tuple[float, str]:
-        entry = self.data.get(scale)
+        entry = self.data.get(SCALES[scale].throughput_key)
         if entry and entry.get("trials"):
             return entry["examples_per_second"], f"measured over {entry['trials']} trials"
         return SCALES[scale].examples_per_second, "table default"
@@ -35,11 +38,12 @@ class ThroughputTable:
         values = [v for v in values if v and v > 0]
         if not values:
             return
-        entry = self.data.get(scale, {"examples_per_second": 0.0, "trials": 0})
+        key = SCALES[scale].throughput_key
+        entry = self.data.get(key, {"examples_per_second": 0.0, "trials": 0})
         n = entry["trials"] + len(values)
         entry["examples_per_second"] = (entry["examples_per_second"] * entry["trials"] + sum(values)) / n
         entry["trials"] = n
-        self.data[scale] = entry
+        self.data[key] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")

@@ -25,6 +25,15 @@ class Scale:
     def is_micro(self) -> bool:
         return self.micro is not None
 
+    @property
+    def throughput_key(self) -> str:
+        """What measured throughput is filed under (``ray_xt.costs.ThroughputTable``): a micro scale's shape is
+        part of it, so a scale whose definition changed does not inherit the old model's measurements."""
+        if self.micro is None:
+            return self.name
+        m = self.micro
+        return f"{self.name}:h{m.hidden_size}x{m.num_layers}i{m.intermediate_size}"
+
 
 MICRO_STEPS = 1900
 

@@ -153,3 +153,28 @@ def test_an_xl_trial_is_a_four_gpu_worker_group_and_costs_four_gpus(tmp_path):
     from ray_xt.scales import SCALES
 
     assert SCALES["xlmr-xl"].workers_per_trial == 4 and SCALES["xlmr-xl"].zero_stage == 3
+
+
+def test_measured_throughput_is_filed_under_the_scales_shape(tmp_path, monkeypatch):
+    """A redefined micro scale starts its cost estimate afresh; hub scales keep their name as the key."""
+    from dataclasses import replace
+
+    from ray_xt import scales
+    from ray_xt.costs import ThroughputTable
+
+    table = ThroughputTable(tmp_path / "throughput.json")
+    assert table.examples_per_second("micro-m") == (scales.SCALES["micro-m"].examples_per_second, "table default")
+    table.add("micro-m", [100.0, 300.0])
+    table.add("xlmr-base", [50.0])
+    reread = ThroughputTable(tmp_path / "throughput.json")
+    assert reread.examples_per_second("micro-m") == (200.0, "measured over 2 trials")
+    assert "xlmr-base" in reread.data and reread.examples_per_second("xlmr-base")[0] == 50.0
+
+    old = scales.SCALES["micro-m"]
+    wider = replace(old, micro=replace(old.micro, hidden_size=old.micro.hidden_size * 2))
+    monkeypatch.setitem(scales.SCALES, "micro-m", wider)
+    assert reread.examples_per_second("micro-m") == (wider.examples_per_second, "table default")
+    reread.add("micro-m", [40.0])
+    assert reread.examples_per_second("micro-m") == (40.0, "measured over 1 trials")
+    monkeypatch.setitem(scales.SCALES, "micro-m", old)
+    assert reread.examples_per_second("micro-m") == (200.0, "measured over 2 trials")
