@@ -26,6 +26,26 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture
+def ray_never_started(monkeypatch):
+    """Fails the test if it starts or connects to Ray. It records calls to the real ``ray.init`` (and lets them
+    through), so it holds whether or not a session Ray from another test file is already up in this process."""
+    import ray
+
+    calls = []
+    real_init = ray.init
+
+    def recording_init(*args, **kwargs):
+        calls.append(kwargs.get("address", args[0] if args else None))
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "init", recording_init)
+    was_up = ray.is_initialized()
+    yield calls
+    assert calls == [], f"ray.init was called (address {calls})"
+    assert ray.is_initialized() == was_up
+
+
 @pytest.fixture(scope="session")
 def micro_cache(tmp_path_factory):
     """Micro worlds built by tests are cached for the session only."""

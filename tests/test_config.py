@@ -102,7 +102,7 @@ def test_every_shipped_experiment_validates(path):
     assert cfg.name == yaml.safe_load(path.read_text())["name"]
 
 
-def test_cli_reports_config_error_before_ray(tmp_path):
+def test_cli_reports_config_error_before_ray(tmp_path, ray_never_started):
     """`ray-xt run` on a bad file exits 2 with the message and never starts Ray."""
     from typer.testing import CliRunner
 
@@ -113,12 +113,9 @@ def test_cli_reports_config_error_before_ray(tmp_path):
     result = CliRunner().invoke(app, ["run", str(bad)])
     assert result.exit_code == 2
     assert "max_seq_lenght" in result.output and "max_seq_length" in result.output
-    import ray
-
-    assert not ray.is_initialized()
 
 
-def test_missing_data_files_are_listed_before_ray(tmp_path):
+def test_missing_data_files_are_listed_before_ray(tmp_path, ray_never_started):
     """An xtreme_dir study whose folder lacks files fails with every missing path, before Ray starts."""
     from typer.testing import CliRunner
 
@@ -136,12 +133,9 @@ def test_missing_data_files_are_listed_before_ray(tmp_path):
     assert "missing data files" in result.output
     assert "dev-de.tsv" in result.output and "dev-en.tsv" in result.output
     assert "train-en.tsv" not in result.output
-    import ray
-
-    assert not ray.is_initialized()
 
 
-def test_unreachable_mlflow_server_fails_fast_before_ray(tmp_path):
+def test_unreachable_mlflow_server_fails_fast_before_ray(tmp_path, ray_never_started):
     """Policy: no training without a reachable tracking server (records are never silently lost)."""
     import socket
 
@@ -158,9 +152,6 @@ def test_unreachable_mlflow_server_fails_fast_before_ray(tmp_path):
     assert result.exit_code == 2
     assert f"MLflow tracking server http://127.0.0.1:{port} is unreachable" in result.output
     assert "Nothing was started" in result.output
-    import ray
-
-    assert not ray.is_initialized()
 
 
 def test_reachable_mlflow_server_passes_the_check(tmp_path):
