@@ -18,7 +18,9 @@ class Scale:
     # > 1: each trial trains as this many data-parallel Ray Train workers (one DeepSpeed rank each)
     workers_per_trial: int = 1
     zero_stage: int = 2
-    # rough training throughput (examples/s per trial) used by `ray-xt plan` for cost estimates
+    # rough training throughput (examples/s per trial) used by `ray-xt plan` for cost estimates until trials have
+    # measured it; the micro values are what one-core trials measured on a 2-core AVX2 CPU (2026-12-01: the demo's
+    # 240 trials for micro-s and micro-m, the validity check's for micro-l)
     examples_per_second: float = 200.0
 
     @property
@@ -48,11 +50,11 @@ SCALES: dict[str, Scale] = {
         # better and transferred less (docs/micro_world.md). A step is 64 sentences' worth of tokens in
         # length-grouped batches; far fewer, larger steps left transfer at chance beyond the cognate language.
         Scale("micro-s", micro=PretrainSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256,
-                                            steps=MICRO_STEPS, learning_rate=2e-3), examples_per_second=1200.0),
+                                            steps=MICRO_STEPS, learning_rate=2e-3), examples_per_second=840.0),
         Scale("micro-m", micro=PretrainSpec(hidden_size=96, num_layers=4, num_heads=4, intermediate_size=384,
-                                            steps=MICRO_STEPS, learning_rate=1.5e-3), examples_per_second=500.0),
+                                            steps=MICRO_STEPS, learning_rate=1.5e-3), examples_per_second=280.0),
         Scale("micro-l", micro=PretrainSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768,
-                                            steps=MICRO_STEPS, learning_rate=1e-3), examples_per_second=150.0),
+                                            steps=MICRO_STEPS, learning_rate=1e-3), examples_per_second=90.0),
         Scale("xlmr-base", hub_id="FacebookAI/xlm-roberta-base", train_batch_size=32, cpus_per_trial=4,
               gpus_per_trial=1, examples_per_second=250.0),
         Scale("xlmr-large", hub_id="FacebookAI/xlm-roberta-large", train_batch_size=32, cpus_per_trial=8,
