@@ -56,10 +56,23 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
 PRELOAD_MODULES: tuple[str, ...] = ()
 
 
+# Ray kills a task worker idle for 1 s once a node has more workers than CPUs, and a study always has more
+# (trainer hosts, trial actors, stage drivers): every stage driver and every zero-shot evaluation then started a
+# new process that imported Tune or torch again, ~a quarter of the demo's CPU time (docs/benchmarks.md, "Demo
+# study"). Idle task workers now live a minute, long enough for the next stage to reuse them.
+IDLE_WORKER_SECONDS = 60
+
+
+def ray_system_config() -> dict:
+    """Ray system settings for an instance ray_xt starts (``ray.init``; clusters pass them to ``ray start``)."""
+    return {"preload_python_modules": list(PRELOAD_MODULES),
+            "idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
+
+
 def local_ray_options(**extra) -> dict:
     """``ray.init`` options for a Ray instance ray_xt starts itself (tests and benchmarks use them too)."""
     return {"include_dashboard": False, "runtime_env": {"env_vars": WORKER_ENV},
-            "_system_config": {"preload_python_modules": list(PRELOAD_MODULES)}, **extra}
+            "_system_config": ray_system_config(), **extra}
 
 
 def _init_ray(address: Optional[str]) -> None:

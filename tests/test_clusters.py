@@ -8,7 +8,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from ray_xt.cli import PRELOAD_MODULES
+from ray_xt.cli import IDLE_WORKER_SECONDS, PRELOAD_MODULES
 
 CLUSTERS = sorted((Path(__file__).resolve().parents[1] / "clusters").glob("*.yaml"))
 
@@ -36,6 +36,9 @@ def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
     preloaded = json.loads(head_start.split("--system-config=")[1].strip().strip("'")).get(
         "preload_python_modules", []) if "--system-config=" in head_start else []
     assert preloaded == list(PRELOAD_MODULES)
+    # and keep idle task workers as long (stage drivers and evaluations reuse them instead of new processes)
+    keep = f"RAY_idle_worker_killing_time_threshold_ms={IDLE_WORKER_SECONDS * 1000} "
+    assert all(keep in c for c in starts if "ray start" in c)
     assert "mlflow server --host 127.0.0.1" in head and "--artifacts-destination /mnt/shared" in head
     assert "sqlite:///" in head and "MLFLOW_BACKEND" in head  # SQLite by default, PostgreSQL configurable
     assert "/mnt/shared" in setup or "/mnt/shared" in " ".join(raw.get("head_setup_commands", []))

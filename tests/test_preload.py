@@ -42,3 +42,30 @@ def test_deepspeed_ops_are_built_inside_this_environment_not_the_user_wide_cache
     assert _extension_build_dir(env).startswith(os.path.join(sys.prefix, "torch_extensions"))
     own = str(tmp_path / "mine")
     assert _extension_build_dir({**env, "TORCH_EXTENSIONS_DIR": own}).startswith(own)
+
+
+def test_an_idle_task_worker_outlives_a_busy_spell_of_the_nodes_cpus(ray_local):
+    """While trials hold every CPU, Ray's default kills a task worker idle for 1 s, so each stage driver and
+    zero-shot evaluation used to start a process that imported Tune or torch again. ray_xt's Ray keeps idle
+    workers for a minute: a worker that ran a task is still there after a few busy seconds, for the next one."""
+    import os
+    import time
+
+    @ray_local.remote(num_cpus=1)
+    def worker_pid():
+        return os.getpid()
+
+    @ray_local.remote(num_cpus=1)
+    class Trial:  # holds a CPU, as a running trial does
+        def ready(self):
+            return True
+
+    pid = ray_local.get(worker_pid.remote())
+    trials = [Trial.remote() for _ in range(2)]
+    ray_local.get([t.ready.remote() for t in trials])
+    time.sleep(4)  # every CPU busy, well past Ray's default 1 s idle threshold and its 0.2 s culling interval
+    try:
+        os.kill(pid, 0)  # raises if the idle worker's process is gone
+    finally:
+        for t in trials:
+            ray_local.kill(t)
