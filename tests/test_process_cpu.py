@@ -1,0 +1,17 @@
+"""bench/process_cpu.py charges a command's CPU time to its processes by kind and keeps the command's exit code."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_a_busy_child_is_charged_and_its_exit_code_kept():
+    busy = "import sys; sum(range(4 * 10**7)); sys.exit(3)"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "process_cpu.py"), "--", sys.executable, "-c", busy],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith(("| process", "| ---"))}
+    assert rows.get("-c", 0.0) >= 0.5  # the child's own CPU seconds, under its argv[1]
+    assert "exit 3" in result.stdout
