@@ -56,15 +56,15 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
 PRELOAD_MODULES: tuple[str, ...] = ()
 
 
-# Ray kills a task worker idle for 1 s once a node has more workers than CPUs, and a study always has more
-# (trainer hosts, trial actors, stage drivers): every stage driver and every zero-shot evaluation then started a
-# new process that imported Tune or torch again, ~a quarter of the demo's CPU time (docs/benchmarks.md, "Demo
-# study"). Idle task workers now live a minute, long enough for the next stage to reuse them.
+# Ray kills a task worker idle for 1 s whenever the node's idle workers outnumber its free CPUs, and while trials
+# hold every CPU that is any idle worker: every stage driver and zero-shot evaluation (Ray tasks) then started a
+# new process that imported Tune or torch again (a one-seed demo's stages took 1.37x as long; docs/benchmarks.md,
+# "Demo study"). Idle task workers now live a minute, long enough for the next stage to reuse them.
 IDLE_WORKER_SECONDS = 60
 
 
 def ray_system_config() -> dict:
-    """Ray system settings for an instance ray_xt starts (``ray.init``; clusters pass them to ``ray start``)."""
+    """Ray system settings for an instance ray_xt starts (``ray.init``); the cluster YAMLs set the same on ``ray start``."""
     return {"preload_python_modules": list(PRELOAD_MODULES),
             "idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
 
