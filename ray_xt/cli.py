@@ -64,7 +64,7 @@ IDLE_WORKER_SECONDS = 60
 
 
 def ray_system_config() -> dict:
-    """Ray system settings for an instance ray_xt starts (``ray.init``); the cluster YAMLs set the same on ``ray start``."""
+    """Ray system settings for an instance ray_xt starts (``ray.init``); cluster YAMLs set them on ``ray start``."""
     return {"preload_python_modules": list(PRELOAD_MODULES),
             "idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
 
