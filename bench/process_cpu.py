@@ -5,7 +5,8 @@
 Ray names its worker processes by what they run (``ray::TrainerHost``, ``ray::evaluate_languages``,
 ``ray::ImplicitFunc`` for Tune's trial actors, ``ray::IDLE`` for a worker not yet given work); other processes
 are named by their executable or script. A process's CPU seconds are charged to the name it has when sampled,
-and a process that starts and ends between two samples is missed, so the table is a close lower bound. Every
+and a process that starts and ends between two samples is missed, so the table is a close lower bound — except
+for the command itself, whose CPU seconds since the last sample (and its reaped children's) come from wait4. Every
 process on the machine is charged (run it on an otherwise quiet machine). Linux only.
 """
 
@@ -31,10 +32,13 @@ def process_kind(pid: str) -> str | None:
         return None
     if not cmd:
         return None
-    ray_worker = re.match(r"ray::(\S+)", cmd)
+    return argv_kind(cmd.split())
+
+
+def argv_kind(argv: list[str]) -> str:
+    ray_worker = re.match(r"ray::(\S+)", argv[0])
     if ray_worker:
         return "ray::" + ray_worker.group(1).split(".")[0]
-    argv = cmd.split()
     exe = argv[0].rsplit("/", 1)[-1]
     if exe in ("raylet", "gcs_server") or len(argv) == 1:
         return exe
@@ -67,8 +71,11 @@ def main() -> None:
     previous = cpu_seconds()  # what ran before the command is not charged
     started = time.perf_counter()
     child = subprocess.Popen(command)
+    child_sampled = 0.0
     while True:
-        finished = child.poll() is not None
+        # wait4, not Popen.poll: it also returns the CPU time the command used after the last sample
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        finished = pid != 0
         now = cpu_seconds()
         for pid, total in now.items():
             used = total - previous.get(pid, 0.0)
@@ -76,10 +83,16 @@ def main() -> None:
             if kind:
                 charged[kind] += used
                 processes[kind].add(pid)
+                child_sampled += used if pid == str(child.pid) else 0.0
         previous = now
         if finished:
             break
         time.sleep(1)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    unsampled = usage.ru_utime + usage.ru_stime - child_sampled
+    if unsampled > 0:
+        charged[argv_kind(command)] += unsampled
+        processes[argv_kind(command)].add(str(child.pid))
     wall = time.perf_counter() - started
     total = sum(charged.values())
     print(f"\n{' '.join(command)}: exit {child.returncode}, {wall:.0f} s wall, {total:.0f} CPU s "
