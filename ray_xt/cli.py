@@ -189,9 +189,10 @@ def micro_check(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
 ) -> None:
     """Fine-tune each micro scale on English data and print zero-shot accuracy vs chance per language."""
-    from ray_xt.report import constant_predictor_score, validity_table
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
+    from ray_xt.validity import (AVERAGE_ROW, constant_predictor_score, eval_example_counts, validity_table,
+                                 validity_verdict)
 
     cfg = _load(experiment)
     if cfg.intermediate.tasks:
@@ -204,10 +205,13 @@ def micro_check(
     table = validity_table(records, chance, cfg.scales)
     typer.echo("\nZero-shot scores (accuracy or F1, %) after English fine-tuning, beside chance (the best "
                "constant prediction on English dev):\n")
-    typer.echo(table.to_markdown())
+    languages = [lang for lang in table.index if lang != AVERAGE_ROW]
+    counts = eval_example_counts(runner.resolved.data_root, {t: TASKS[t] for t in cfg.target.tasks}, languages)
+    verdict = validity_verdict(table, cfg.scales, counts)
+    typer.echo(table.to_markdown() + "\n\n" + verdict)
     out = runner.paths.report / "validity.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table.to_markdown() + "\n")
+    out.write_text(table.to_markdown() + "\n\n" + verdict + "\n")
     typer.echo(f"\n[ray-xt] written to {out}")
 
 

@@ -27,7 +27,7 @@ def test_micro_check_prints_accuracy_beside_chance(tmp_path):
     proc = subprocess.run([str(Path(sys.executable).parent / "ray-xt"), "micro", "check", str(path)],
                           capture_output=True, text=True, timeout=1500, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = proc.stdout.split("the best constant prediction on English dev):")[1]
+    table, verdict = proc.stdout.split("the best constant prediction on English dev):")[1].split("Verdict at micro-s")
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in table.splitlines() if line.startswith("|") and not line.startswith("|:")}
     header = rows.pop("language")
@@ -37,4 +37,10 @@ def test_micro_check_prints_accuracy_beside_chance(tmp_path):
     assert 30 <= xnli_chance <= 40 and 45 <= pawsx_chance <= 55  # majority-class rates of balanced dev sets
     # English NLI is learnable by the smallest scale: clearly above chance after one epoch
     assert en_xnli > xnli_chance + 5
-    assert (tmp_path / "results" / "check" / "report" / "validity.md").exists()
+    # the verdict judges each zero-shot language of each accuracy task against the binomial at chance
+    judged = [line.split("|")[1:3] for line in verdict.splitlines() if line.startswith("| xnli") or line.startswith("| pawsx")]
+    assert sorted((t.strip(), lang.strip()) for t, lang in judged) == [
+        ("pawsx", "qca"), ("pawsx", "qso"), ("xnli", "qca"), ("xnli", "qso")]
+    assert "Larger scales transfer better on average: not tested (one scale" in verdict
+    written = (tmp_path / "results" / "check" / "report" / "validity.md").read_text()
+    assert "Verdict at micro-s" in written
