@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+TUNE_OUTPUT_ENV = "RAY_XT_TUNE_OUTPUT"  # "1": keep Tune's, Train's and Optuna's console output
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,29 @@ def result_loggers() -> list:
     return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
+def quiet_tune_console(driver: bool = False) -> None:
+    """Keep Tune's, Train's and Optuna's console output out of a study's log, in the process that calls it (a
+    stage driver, a trial actor). ray-xt prints one line per stage; every trial's results are in MLflow and in
+    the sweep's experiment folder. Without this a one-seed demo's log was two-thirds Tune: under its new output
+    engine Tune prints a configuration table and a results path per experiment even at ``verbose=0``, and its
+    loggers report every checkpoint and state snapshot at INFO. Warnings and errors still print.
+    ``RAY_XT_TUNE_OUTPUT=1`` (in the environment Ray's workers start from) keeps all of it."""
+    if os.environ.get(TUNE_OUTPUT_ENV) == "1":
+        return
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # read per Tuner.fit; Tune's legacy reporter honours verbose=0
+    for name in ("ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if driver:  # the stage driver builds the Optuna searcher; a trial actor need not import optuna
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" per sweep
+
+
 def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings, callbacks: list) -> SweepOutcome:
     """Run (or resume, if this stage's experiment folder exists) the sweep and pick its best checkpoint."""
     from ray import tune
+
+    quiet_tune_console(driver=True)
 
     if settings.workers > 1:
         # The trial is only the Train driver: its workers hold the CPUs/GPUs. A driver holding a CPU of its

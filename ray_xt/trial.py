@@ -430,7 +430,10 @@ class TrainWorkerSession:
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
+    from ray_xt.sweep import quiet_tune_console
+
     clock = PhaseClock()
+    quiet_tune_console()  # this trial actor's checkpoint INFO lines
     marker = _divergence_marker()
     _stop_if_diverged(marker)
     if spec.workers > 1:

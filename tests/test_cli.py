@@ -45,6 +45,9 @@ def test_run_cli_end_to_end(tmp_path):
     out = proc.stdout
     assert "stage 5/5" in out and "pawsx on micro-s" in out
     assert "mnli:translate-train" in out and "avg (zero-shot)" in out
+    # the console is ray-xt's: no Tune banner per sweep, no INFO line per checkpoint (RAY_XT_TUNE_OUTPUT=1 keeps them)
+    assert "Configuration for experiment" not in out + proc.stderr
+    assert "Checkpoint successfully created" not in out + proc.stderr
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(study["tracking"]["uri"])
