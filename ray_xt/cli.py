@@ -35,6 +35,20 @@ def _load(path: Path) -> StudyConfig:
         raise typer.Exit(2) from None
 
 
+def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
+    """The study narrowed to some of its own seeds (``--seeds 0``): the same stages, keys and storage, so a later
+    run of the whole study skips what this one finished."""
+    try:
+        chosen = [int(seed) for seed in seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"{source}: --seeds {seeds} must be comma-separated integers, e.g. 0 or 0,1") from None
+    unknown = [seed for seed in chosen if seed not in cfg.seeds]
+    if unknown:
+        raise ConfigError(f"{source}: --seeds {seeds}: seed(s) {unknown} are not in the study's seeds {cfg.seeds}; "
+                          "add them to seeds: in the YAML to run them")
+    return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index)})
+
+
 def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested."""
     from ray_xt.data import DataError
@@ -135,11 +149,19 @@ def run(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray instance)"),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
     storage: Optional[str] = typer.Option(None, help="study storage (overrides storage:)"),
+    seeds: Optional[str] = typer.Option(None, help="run only these of the study's seeds, e.g. 0 (a first look); "
+                                                   "a later run without it runs only the other seeds' stages"),
 ) -> None:
     """Run (or continue) a study; finished stages are skipped."""
     from ray_xt.study import StudyRunner
 
     cfg = _load(experiment)
+    if seeds:
+        try:
+            cfg = only_seeds(cfg, seeds, str(experiment))
+        except ConfigError as err:
+            typer.secho(str(err), fg="red", err=True)
+            raise typer.Exit(2) from None
     if storage:
         cfg = cfg.model_copy(update={"storage": storage})
     _preflight(cfg, tracking_uri)

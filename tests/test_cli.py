@@ -30,6 +30,24 @@ def test_plan_prints_stages_without_ray(ray_never_started):
     assert "| micro-m | 81 | 120 |" in result.output  # the cost table: stages and trials per scale
 
 
+def test_one_seed_of_a_study_is_a_subset_of_its_stages():
+    from ray_xt.cli import only_seeds
+    from ray_xt.config import load_study
+    from ray_xt.stages import expand
+
+    demo = load_study(ROOT / "experiments" / "demo.yaml")
+    first = expand(only_seeds(demo, "0", "demo.yaml"))
+    assert len(first) == 54 and {s.key for s in first} < {s.key for s in expand(demo)}  # `make demo` skips them later
+
+
+@pytest.mark.parametrize("seeds, complaint", [("5", "seed(s) [5] are not in the study's seeds [0, 1, 2]"),
+                                              ("zero", "must be comma-separated integers")])
+def test_run_refuses_seeds_outside_the_study_before_ray(seeds, complaint, ray_never_started):
+    result = CliRunner().invoke(app, ["run", str(ROOT / "experiments" / "demo.yaml"), "--seeds", seeds])
+    assert result.exit_code == 2
+    assert f"--seeds {seeds}" in result.output and complaint in result.output
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1300)
 def test_run_cli_end_to_end(tmp_path):
