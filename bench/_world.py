@@ -106,13 +106,9 @@ def bench_world(work: Path, smoke: bool, scale: str = "micro-s", languages: list
 
 def start_local_ray(num_cpus: int = 2) -> None:
     """The local Ray instance ``ray-xt run`` would start (its worker env), quiet."""
-    import ray
+    from ray_xt.local_ray import start_ray
 
-    from ray_xt.cli import WORKER_ENV, local_ray_options
-
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    ray.init(**local_ray_options(num_cpus=num_cpus, logging_level="ERROR"))
+    start_ray(num_cpus=num_cpus, logging_level="ERROR")
 
 
 def study_in(folder: Path, **overrides):

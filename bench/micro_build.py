@@ -63,6 +63,7 @@ def main() -> None:
 
     import ray
 
+    from ray_xt.local_ray import start_ray
     from ray_xt.micro.build import build_micro
     from ray_xt.micro.world import WorldSpec
     from ray_xt.scales import SCALES
@@ -73,7 +74,7 @@ def main() -> None:
         for s in opts.scales.split(",")
     }
     with PeakMemory() as memory:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+        start_ray(num_cpus=os.cpu_count(), logging_level="ERROR")
         started = time.perf_counter()
         build_micro(WorldSpec(), 2000, scales, cache, use_ray=True, progress=False)
         cold = time.perf_counter() - started

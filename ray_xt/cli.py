@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,17 +14,6 @@ app = typer.Typer(help="Distributed sweeps for multilingual intermediate-task tr
 micro_app = typer.Typer(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
                         no_args_is_help=True)
 app.add_typer(micro_app, name="micro")
-
-# Quiet, offline-friendly defaults for every process Ray starts (trials inherit them).
-WORKER_ENV = {
-    "TOKENIZERS_PARALLELISM": "false",
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TRANSFORMERS_VERBOSITY": "error",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "PYTHONWARNINGS": "ignore",
-}
-
 
 def _load(path: Path) -> StudyConfig:
     try:
@@ -63,43 +51,10 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
         raise typer.Exit(2) from None
 
 
-# What every worker of a local Ray instance imports before accepting work. Nothing heavy: Ray starts a new
-# worker process for every Tune trial actor in every sweep, and those only drive warm trainer hosts
-# (ray_xt.trainer_hosts), which import torch, transformers and DeepSpeed once per study themselves.
-# Preloading them here cost every trial actor ~6 s per sweep (docs/benchmarks.md, "Orchestration overhead").
-PRELOAD_MODULES: tuple[str, ...] = ()
-
-
-# Ray kills a task worker idle for 1 s whenever the node's idle workers outnumber its free CPUs, and while trials
-# hold every CPU that is any idle worker: every stage driver and zero-shot evaluation (Ray tasks) then started a
-# new process that imported Tune or torch again (a one-seed demo's stages took 1.37x as long; docs/benchmarks.md,
-# "Demo study"). Idle task workers now live a minute, long enough for the next stage to reuse them.
-IDLE_WORKER_SECONDS = 60
-
-
-def ray_system_config() -> dict:
-    """Ray system settings for an instance ray_xt starts (``ray.init``); cluster YAMLs set them on ``ray start``."""
-    return {"preload_python_modules": list(PRELOAD_MODULES),
-            "idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
-
-
-def local_ray_options(**extra) -> dict:
-    """``ray.init`` options for a Ray instance ray_xt starts itself (tests and benchmarks use them too)."""
-    return {"include_dashboard": False, "runtime_env": {"env_vars": WORKER_ENV},
-            "_system_config": ray_system_config(), **extra}
-
-
 def _init_ray(address: Optional[str]) -> None:
-    import ray
+    from ray_xt.local_ray import start_ray
 
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    if ray.is_initialized():
-        return
-    options = local_ray_options(logging_level="WARNING", configure_logging=True)
-    if address is not None:
-        options.pop("_system_config")  # a running cluster keeps its own system config
-    ray.init(address=address, **options)
+    start_ray(address, logging_level="WARNING", configure_logging=True)
 
 
 def _publish_report(runner, records: list[dict]) -> None:

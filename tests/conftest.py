@@ -17,11 +17,9 @@ def ray_local():
     """A real local Ray instance for the whole session (2 CPUs, like the target machine)."""
     import ray
 
-    from ray_xt.cli import WORKER_ENV, local_ray_options
+    from ray_xt.local_ray import start_ray
 
-    for k, v in WORKER_ENV.items():
-        os.environ.setdefault(k, v)
-    ray.init(**local_ray_options(num_cpus=2, logging_level="WARNING"))
+    start_ray(num_cpus=2, logging_level="WARNING")
     yield ray
     ray.shutdown()
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from ray_xt.cli import IDLE_WORKER_SECONDS, PRELOAD_MODULES
+from ray_xt.local_ray import IDLE_WORKER_SECONDS, PRELOAD_MODULES
 
 CLUSTERS = sorted((Path(__file__).resolve().parents[1] / "clusters").glob("*.yaml"))
 

@@ -137,8 +137,9 @@ def build_micro(
     if missing and use_ray and len(missing) > 1:
         import ray
 
-        if not ray.is_initialized():  # only a cold build pays for starting Ray
-            ray.init(include_dashboard=False, logging_level="ERROR")
+        from ray_xt.local_ray import start_ray
+
+        start_ray(logging_level="ERROR")  # only a cold build pays for starting Ray (a no-op when connected)
         remote = ray.remote(num_cpus=1)(_pretrain_into)
         (largest, largest_spec), *rest = missing.items()
         # The largest scale is the build's critical path: it starts as soon as the tokenizer exists, and this
