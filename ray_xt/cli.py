@@ -166,6 +166,7 @@ def micro_check(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
 ) -> None:
     """Fine-tune each micro scale on English data and print zero-shot accuracy vs chance per language."""
+    from ray_xt.report import log_report
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
     from ray_xt.validity import (AVERAGE_ROW, constant_predictor_score, eval_example_counts, validity_table,
@@ -189,7 +190,8 @@ def micro_check(
     out = runner.paths.report / "validity.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table.to_markdown() + "\n\n" + verdict + "\n")
-    typer.echo(f"\n[ray-xt] written to {out}")
+    run_id = log_report(runner.tracker, cfg.name, [out], out.read_text())  # the check's summary run in MLflow
+    typer.echo(f"\n[ray-xt] written to {out} (MLflow run {run_id} in {runner.tracker.uri})")
 
 
 @app.command()

@@ -44,3 +44,12 @@ def test_micro_check_prints_accuracy_beside_chance(tmp_path):
     assert "Larger scales transfer better on average: not tested (one scale" in verdict
     written = (tmp_path / "results" / "check" / "report" / "validity.md").read_text()
     assert "Verdict at micro-s" in written
+    # and in the check's MLflow summary run, for review beside its stages
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(study["tracking"]["uri"])
+    runs = client.search_runs([client.get_experiment_by_name("ray_xt/check").experiment_id], max_results=100)
+    summary = [r for r in runs if r.data.tags.get("stage") == "summary"]
+    assert len(summary) == 1
+    assert "validity.md" in {a.path for a in client.list_artifacts(summary[0].info.run_id)}
+    assert "Verdict at micro-s" in summary[0].data.tags["mlflow.note.content"]
