@@ -185,12 +185,12 @@ def micro_check(
                "constant prediction on English dev):\n")
     languages = [lang for lang in table.index if lang != AVERAGE_ROW]
     counts = eval_example_counts(runner.resolved.data_root, {t: TASKS[t] for t in cfg.target.tasks}, languages)
-    verdict = validity_verdict(table, cfg.scales, counts)
-    typer.echo(table.to_markdown() + "\n\n" + verdict)
+    validity = table.to_markdown() + "\n\n" + validity_verdict(table, cfg.scales, counts) + "\n"
+    typer.echo(validity)
     out = runner.paths.report / "validity.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table.to_markdown() + "\n\n" + verdict + "\n")
-    run_id = log_report(runner.tracker, cfg.name, [out], out.read_text())  # the check's summary run in MLflow
+    out.write_text(validity)
+    run_id = log_report(runner.tracker, cfg.name, [out], validity)  # the check's summary run in MLflow
     typer.echo(f"\n[ray-xt] written to {out} (MLflow run {run_id} in {runner.tracker.uri})")
 
 

@@ -117,10 +117,10 @@ def scale_averages(table: pd.DataFrame, scales: list[str]) -> dict[str, float]:
 
 
 def validity_verdict(table: pd.DataFrame, scales: list[str], examples: dict[tuple[str, str], int | None]) -> str:
-    """Markdown: per language at the largest scale (the last of ``scales``, which the check lists smallest first), score, chance, margin, z and level; then whether each of the
-    issue's two targets is met ("well above chance on every synthetic language at the largest scale" on every
-    accuracy task; "larger scales transfer better on average": the tasks' mean zero-shot average rises at each
-    step up the scale ladder)."""
+    """Markdown: per language at the largest scale (the last of ``scales``, which the check lists smallest
+    first), score, chance, margin, z and level; then whether each of the issue's two targets is met ("well
+    above chance on every synthetic language at the largest scale" on every accuracy task; "larger scales
+    transfer better on average": the tasks' mean zero-shot average rises at each step up the scale ladder)."""
     largest = scales[-1]
     verdicts = language_verdicts(table, largest, examples)
     rows = ["| task | language | score | chance | margin | z | verdict |", "| --- | --- | --- | --- | --- | --- | --- |"]
