@@ -91,8 +91,9 @@ def main() -> None:
     child.returncode = os.waitstatus_to_exitcode(status)
     unsampled = usage.ru_utime + usage.ru_stime - child_sampled
     if unsampled > 0:
-        charged[argv_kind(command)] += unsampled
-        processes[argv_kind(command)].add(str(child.pid))
+        kind = argv_kind(command)
+        charged[kind] += unsampled
+        processes[kind].add(str(child.pid))
     wall = time.perf_counter() - started
     total = sum(charged.values())
     print(f"\n{' '.join(command)}: exit {child.returncode}, {wall:.0f} s wall, {total:.0f} CPU s "
