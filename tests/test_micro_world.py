@@ -207,6 +207,22 @@ def test_parallel_build_writes_task_files_while_the_largest_scale_pretrains(tmp_
     _assert_same_bytes(world.root, root)
 
 
+def test_every_language_s_most_frequent_words_are_single_pieces(tmp_path):
+    """Words that never take an affix ("the", function words in other scripts) are whole pieces: SentencePiece's own
+    seeds (suffix-array nodes) never hold them in a closed lexicon, which split them into arbitrary pieces."""
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    root, tok_dir = build_world(SMALL, 2000, tmp_path)
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    for lang in SMALL.languages:
+        words = Counter((root.parent / "corpus" / f"{lang}.txt").read_text(encoding="utf-8").split())
+        for word, _ in words.most_common(5):
+            assert tok.tokenize(word) == ["\u2581" + word], (lang, word)
+    assert tok.tokenize("the") == ["\u2581the"]
+
+
 def test_feature_cache_tokenises_once(tmp_path):
     root, tok_dir = build_world(SMALL, 500, tmp_path)
     cache = FeatureCache(tmp_path / "features")

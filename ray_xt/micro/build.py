@@ -18,10 +18,11 @@ from ray_xt.micro.pretrain import PretrainSpec, pretrain_mlm, train_tokenizer
 from ray_xt.micro.world import WorldSpec, write_corpus, write_profiles, write_tasks
 
 # Bump when the generator's output changes for the same spec, so caches are not reused wrongly:
-# CORPUS_VERSION for corpus/tokenizer/models, TASKS_VERSION for task files only.
+# CORPUS_VERSION for corpus/tokenizer/models, TASKS_VERSION for task files only (CORPUS_VERSION 9: the tokenizer's
+# seed pieces include whole words, see pretrain.seed_pieces).
 # PRETRAIN_VERSION for the models alone: bumped when the training loop's arithmetic changes (2: the vocabulary
 # head on masked positions only, the same loss to float rounding but not the same bytes).
-CORPUS_VERSION = 8
+CORPUS_VERSION = 9
 TASKS_VERSION = 8
 PRETRAIN_VERSION = 2
 MARKER = ".complete"
