@@ -42,10 +42,11 @@ MICRO_STEPS = 1900
 SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
-        # A ladder of ~3.5x steps in parameters (0.17 M, 0.54 M, 2.0 M), every scale pretrained for the same
-        # number of updates on the same corpus (as XLM-R base and large were), so a scale differs from the next
-        # in capacity alone. `make micro` takes ~9 minutes on an AVX2 CPU without bf16 (micro-l on one core from
-        # the moment the tokenizer exists; task files, then micro-m, then micro-s on the other). More updates
+        # A ladder of ~3x steps in parameters (0.22 M, 0.63 M, 2.15 M with the default world's word-level
+        # vocabulary), every scale pretrained for the same number of updates on the same corpus (as XLM-R base
+        # and large were), so a scale differs from the next in capacity alone. `make micro` takes ~7 minutes on an
+        # AVX2 CPU without bf16 (micro-l on one core from the moment the tokenizer exists; task files, then
+        # micro-m, then micro-s on the other). More updates
         # would fit the 15-minute budget but cost transfer: at 2,800 each, micro-l modelled every language
         # better and transferred less (docs/micro_world.md). A step is 64 sentences' worth of tokens in
         # length-grouped batches; far fewer, larger steps left transfer at chance beyond the cognate language.
