@@ -44,11 +44,11 @@ SCALES: dict[str, Scale] = {
     for s in (
         # A ladder of ~3x steps in parameters (0.22 M, 0.63 M, 2.15 M with the default world's word-level
         # vocabulary), every scale pretrained for the same number of updates on the same corpus (as XLM-R base
-        # and large were), so a scale differs from the next in capacity alone. `make micro` takes ~7 minutes on an
+        # and large were), so a scale differs from the next in capacity alone. `make micro` takes ~8 minutes on an
         # AVX2 CPU without bf16 (micro-l on one core from the moment the tokenizer exists; task files, then
-        # micro-m, then micro-s on the other). More updates
-        # would fit the 15-minute budget but cost transfer: at 2,800 each, micro-l modelled every language
-        # better and transferred less (docs/micro_world.md). A step is 64 sentences' worth of tokens in
+        # micro-m, then micro-s on the other). More updates would fit the 15-minute budget; on the subword world
+        # (v8) 2,800 each made micro-l transfer less, on the word-level world (v9) 2,800 for micro-l alone traded
+        # XNLI-like gains for UD-POS-like losses (docs/micro_world.md). A step is 64 sentences' worth of tokens in
         # length-grouped batches; far fewer, larger steps left transfer at chance beyond the cognate language.
         Scale("micro-s", micro=PretrainSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256,
                                             steps=MICRO_STEPS, learning_rate=2e-3), examples_per_second=840.0),
