@@ -95,6 +95,7 @@ bench:
 	$(BIN)/python bench/compute_to_answer.py
 	$(BIN)/python bench/study_scaling.py
 	$(BIN)/python bench/micro_build.py
+	$(BIN)/python bench/actor_worker_reuse.py
 
 bench-smoke:
 	$(BIN)/python bench/orchestration_overhead.py --smoke --sweeps 2
@@ -104,6 +105,7 @@ bench-smoke:
 	$(BIN)/python bench/train_throughput.py --smoke --group-by-length
 	$(BIN)/python bench/compute_to_answer.py --smoke --samples 2
 	$(BIN)/python bench/study_scaling.py --smoke
+	$(BIN)/python bench/actor_worker_reuse.py
 
 clean:
 	rm -rf results mlruns.db mlartifacts .pytest_cache
