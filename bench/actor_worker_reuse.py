@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/actor_worker_reuse.py
 
-Each case starts its own local Ray (2 CPUs, idle workers kept 60 s as ray_xt keeps them), lets Ray prestart its
+Each case starts its own local Ray (2 CPUs, ray_xt's system settings: idle workers kept a minute), lets Ray prestart its
 workers, optionally runs two no-op tasks with the actor's runtime environment (leaving two idle workers with exactly
 that environment), then creates one actor and reports whether it landed in a process that was already idle and how
 long it took to answer. The last case is a real Tune sweep (two trials, two slots), whose trial actors Tune always
@@ -42,9 +42,11 @@ def run_case(actor_env: dict | None, warm: bool, placement_group: bool = False, 
     from ray.util.placement_group import placement_group as make_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+    from ray_xt.local_ray import ray_system_config
+
     other_rays_workers = idle_worker_pids()  # another Ray on this machine: not ours to count
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _system_config={"idle_worker_killing_time_threshold_ms": 60_000})
+    # ray_xt's worker settings (idle workers kept a minute), but no job runtime env: the cases set their own
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=ray_system_config())
 
     @ray.remote(num_cpus=0)
     def no_op() -> int:
