@@ -76,7 +76,8 @@ def main() -> None:
                         search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False},
                         seeds=list(range(opts.sweeps)), parallel_stages=1)
     start_local_ray()
-    records = StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
+    started = time.perf_counter()
+    records = StudyRunner(world.cfg, log=lambda m: print(f"{time.perf_counter() - started:6.2f}s {m}")).run(progress=False)
     ray.shutdown()
 
     rows, trial_labels = [], []

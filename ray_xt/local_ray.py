@@ -39,9 +39,17 @@ def ray_system_config() -> dict:
             "idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
 
 
+def job_runtime_env() -> dict:
+    """The runtime environment of every Ray job ray_xt starts: the quiet defaults above, and the setup hook that
+    has workers started for Tune's trial actors import Tune before one is asked for (ray_xt.trial_workers)."""
+    from ray_xt.trial_workers import SETUP_HOOK
+
+    return {"env_vars": dict(WORKER_ENV), "worker_process_setup_hook": SETUP_HOOK}
+
+
 def local_ray_options(**extra) -> dict:
     """``ray.init`` options for a Ray instance ray_xt starts itself (tests and benchmarks use them too)."""
-    return {"include_dashboard": False, "runtime_env": {"env_vars": WORKER_ENV},
+    return {"include_dashboard": False, "runtime_env": job_runtime_env(),
             "_system_config": ray_system_config(), **extra}
 
 

@@ -431,8 +431,10 @@ class TrainWorkerSession:
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
     from ray_xt.sweep import quiet_tune_console
+    from ray_xt.trial_workers import replace_this_worker
 
     clock = PhaseClock()
+    replace_this_worker()  # a warm process on this node for the trial actor after this one (the next sweep's)
     quiet_tune_console()  # this trial actor's checkpoint INFO lines
     marker = _divergence_marker()
     _stop_if_diverged(marker)
