@@ -36,7 +36,9 @@ def _tune_worker_pids() -> set[int]:
     pids = set()
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "default_worker.py" in " ".join(proc.info["cmdline"] or []) and proc.environ().get(name) == value:
+            cmdline = " ".join(proc.info["cmdline"] or [])  # a worker retitles itself ray::IDLE once it is up
+            is_worker = "default_worker.py" in cmdline or cmdline.startswith("ray::")
+            if is_worker and proc.environ().get(name) == value:
                 pids.add(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
@@ -78,20 +80,22 @@ def test_a_sweeps_trial_actor_takes_the_worker_prestarted_for_it_and_leaves_one_
     from ray_xt.trial_workers import prestart_for_tune
 
     node = ray_local.get_runtime_context().get_node_id()
-    before = _tune_worker_pids()
+    before = _tune_worker_pids()  # warm ones earlier tests' trial actors left, if any
     assert prestart_for_tune(node, 1)
-    prestarted = _wait_for_new(before)
+    _wait_for_new(before)
     time.sleep(5)  # let it import Tune (setup_worker) before the sweep asks for an actor
 
+    warm = _tune_worker_pids()
     first = _sweep(tmp_path, "first")
-    assert first["pid"] in prestarted  # not a process started for the actor
+    assert first["pid"] in warm  # a process that was waiting, not one started for the actor
     assert 0 < first["warmed_at"] < first["started"]  # Tune was imported before the sweep began
     assert first["replaced"] is True
 
-    replacement = _wait_for_new(before | prestarted)
+    _wait_for_new(warm)  # the first trial's replacement
     time.sleep(5)
+    warm = _tune_worker_pids()
     second = _sweep(tmp_path, "second")
-    assert second["pid"] in replacement
+    assert second["pid"] in warm
     assert 0 < second["warmed_at"] < second["started"]
 
 
