@@ -5,8 +5,9 @@
 Each case starts its own local Ray (2 CPUs, ray_xt's system settings: idle workers kept a minute), lets Ray prestart its
 workers, optionally runs two no-op tasks with the actor's runtime environment (leaving two idle workers with exactly
 that environment), then creates one actor and reports whether it landed in a process that was already idle and how
-long it took to answer. The last case is a real Tune sweep (two trials, two slots), whose trial actors Tune always
-gives ``{"env_vars": {"PL_DISABLE_FORK": "1"}}``. Results: docs/benchmarks.md, "Orchestration overhead".
+long it took to answer. The last two cases are a real Tune sweep (two trials, two slots), whose trial actors Tune
+always gives ``{"env_vars": {"PL_DISABLE_FORK": "1"}}``; in the last, two workers were prestarted for them as ray_xt
+does (``ray_xt.trial_workers``). Results: docs/benchmarks.md, "Orchestration overhead".
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ CASES = {
     "actor with Tune's runtime env, after 2 no-op tasks with it, 1 CPU in a placement group": dict(
         actor_env=TUNE_ENV, warm=True, placement_group=True),
     "Tune sweep, after 2 no-op tasks with Tune's runtime env": dict(actor_env=TUNE_ENV, warm=True, tune=True),
+    # what ray_xt does since 2026-12-02: ray_xt's job runtime env (its setup hook imports Tune into workers
+    # started in Tune's environment) and 2 workers prestarted for the sweep's trial actors
+    "Tune sweep, 2 workers prestarted for its trial actors (ray_xt.trial_workers)": dict(
+        actor_env=None, warm=False, tune=True, prestarted=2),
 }
 
 
@@ -37,16 +42,20 @@ def idle_worker_pids() -> set[int]:
     return {int(p) for p in out}
 
 
-def run_case(actor_env: dict | None, warm: bool, placement_group: bool = False, tune: bool = False) -> dict:
+def run_case(actor_env: dict | None, warm: bool, placement_group: bool = False, tune: bool = False,
+             prestarted: int = 0) -> dict:
     import ray
     from ray.util.placement_group import placement_group as make_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from ray_xt.local_ray import ray_system_config
+    from ray_xt.local_ray import job_runtime_env, ray_system_config
+    from ray_xt.trial_workers import prestart_for_tune
 
     other_rays_workers = idle_worker_pids()  # another Ray on this machine: not ours to count
-    # ray_xt's worker settings (idle workers kept a minute), but no job runtime env: the cases set their own
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=ray_system_config())
+    # ray_xt's worker settings (idle workers kept a minute), but no job runtime env unless workers are prestarted
+    # the way ray_xt does it: the other cases set their own
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=ray_system_config(),
+             **({"runtime_env": job_runtime_env()} if prestarted else {}))
 
     @ray.remote(num_cpus=0)
     def no_op() -> int:
@@ -58,6 +67,9 @@ def run_case(actor_env: dict | None, warm: bool, placement_group: bool = False, 
             return os.getpid()
 
     time.sleep(4)  # Ray prestarts its workers when the driver connects
+    if prestarted:
+        prestart_for_tune(ray.get_runtime_context().get_node_id(), prestarted)
+        time.sleep(6)  # they start and import Tune
     if warm:
         ray.get([no_op.options(runtime_env=actor_env or {}).remote() for _ in range(2)])
         time.sleep(1)
