@@ -431,21 +431,23 @@ class TrainWorkerSession:
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
     from ray_xt.sweep import quiet_tune_console
-    from ray_xt.trial_workers import replace_this_worker
+    from ray_xt.trial_workers import replace_this_worker_soon
 
     clock = PhaseClock()
-    replace_this_worker()  # a warm process on this node for the trial actor after this one (the next sweep's)
     quiet_tune_console()  # this trial actor's checkpoint INFO lines
     marker = _divergence_marker()
     _stop_if_diverged(marker)
-    if spec.workers > 1:
-        run_worker_group(config, spec, marker)
-        return
     if spec.trainer_pool is not None:  # the study set it only for CPU trials (StudyRunner._hosted)
         from ray_xt.trainer_hosts import run_on_host
 
+        # it asks for this actor's replacement once its host runs: a new host's imports come first
         if run_on_host(config, spec, marker, clock.entry_time):
             return
+    # a warm process on this node for the trial actor after this one (the next sweep's)
+    replace_this_worker_soon()
+    if spec.workers > 1:
+        run_worker_group(config, spec, marker)
+        return
     prepare_process(spec.cpus)
     train(config, spec, TuneSession(marker), clock)
 

@@ -46,6 +46,8 @@ def setup_worker() -> None:
     if os.environ.get(name) == value:
         import time
 
+        import ray._private.grpc_utils  # noqa: F401 - for this actor's own replace_this_worker
+        import ray.core.generated.node_manager_pb2_grpc  # noqa: F401
         import ray.tune  # noqa: F401
 
         import ray_xt.trial  # noqa: F401
@@ -124,6 +126,13 @@ def prestart_for_tune(node_id: str, count: int) -> bool:
         print(f"[ray-xt] could not prestart trial-actor workers ({type(err).__name__}: {err}); "
               "each sweep's trial actors start new processes")
         return False
+
+
+def replace_this_worker_soon() -> None:
+    """``replace_this_worker`` in a thread: the trial does not wait for the raylet's answer (~0.1 s)."""
+    import threading
+
+    threading.Thread(target=replace_this_worker, name="ray_xt-replace-worker", daemon=True).start()
 
 
 def replace_this_worker() -> bool:
