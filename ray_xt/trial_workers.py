@@ -84,21 +84,19 @@ def tune_actor_runtime_env(job_runtime_env: dict, environ=None) -> dict:
     return merged_runtime_env(job_runtime_env, {"env_vars": env_vars})
 
 
-def _raylet_stub(node_id: str):
+def _raylet_channel(node_id: str):
     import ray
     from ray._private.grpc_utils import init_grpc_channel  # adds Ray's token authentication when it is on
-    from ray.core.generated import node_manager_pb2_grpc
 
     node = next(n for n in ray.nodes() if n["NodeID"] == node_id and n["Alive"])
-    channel = init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
-    return node_manager_pb2_grpc.NodeManagerServiceStub(channel)
+    return init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
 
 
 def prestart(node_id: str, runtime_env: dict, count: int, keep_alive_s: int = KEEP_ALIVE_S) -> None:
     """Ask ``node_id``'s raylet to start ``count`` workers of this job in ``runtime_env`` now."""
     import ray
     from ray._private.utils import ProtoRuntimeEnvInfo
-    from ray.core.generated import common_pb2, node_manager_pb2
+    from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
     from ray.runtime_env import RuntimeEnvConfig
 
     if count <= 0:
@@ -109,7 +107,11 @@ def prestart(node_id: str, runtime_env: dict, count: int, keep_alive_s: int = KE
         language=common_pb2.PYTHON, job_id=bytes.fromhex(ray.get_runtime_context().get_job_id()),
         runtime_env_info=info, keep_alive_duration_secs=keep_alive_s, num_workers=count,
     )
-    _raylet_stub(node_id).PrestartWorkers(request, timeout=10)
+    channel = _raylet_channel(node_id)
+    try:
+        node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=10)
+    finally:
+        channel.close()
 
 
 def prestart_for_tune(node_id: str, count: int) -> bool:
