@@ -478,7 +478,7 @@ class StudyRunner:
         Without hosts, a warm process per slot for the first sweeps' Tune trial actors (ray_xt.trial_workers;
         later sweeps find the ones their predecessors' actors asked for). With hosts, the first trials wait for
         a host's imports (~9 s of CPU) anyway, and processes prestarted now only slowed those down (measured:
-        a study's first trial 3.4 s -> 5.4 s in bench/trial_fixed_cost.py)."""
+        a study's first trial 3.4 s -> 5.4-5.8 s in bench/trial_fixed_cost.py)."""
         from ray_xt.trainer_hosts import pool_name, start_pool
         from ray_xt.trial_workers import prestart_for_tune
 

@@ -9,11 +9,12 @@ sweep's first trial waited 2.7-3.1 s for a new process to start and import ``ray
 The raylet starts workers for a given job and runtime environment ahead of time when asked (its
 ``PrestartWorkers`` RPC, which Ray's C++ core worker uses and its Python API does not expose). ray_xt asks:
 
-- when a study starts, for one worker per trial slot on the driver's node, in the environment Tune will give
-  its actors (``prestart_for_tune``: Tune's variables merged onto the job's environment as Ray's core worker
-  merges a child's);
-- when a trial actor starts its first trial, for one worker to replace it, on its node, in its own environment
-  (``replace_this_worker``), so the next sweep finds one ready.
+- when a trial actor's first trial is under way (a hosted trial: once its trainer host runs), for one worker to
+  replace it, on its node, in its own environment (``replace_this_worker``), so the next sweep finds one ready;
+- when a study without trainer hosts (GPU trials) starts, for one worker per trial slot on the driver's node, in
+  the environment Tune will give its actors (``prestart_for_tune``: Tune's variables merged onto the job's
+  environment as Ray's core worker merges a child's). With hosts, the first trials wait for a new host's imports
+  anyway, and a process starting beside them only made that wait longer.
 
 A worker started for Tune's environment imports ``ray.tune`` and the trainable's module when it starts
 (``setup_worker``, the job's ``worker_process_setup_hook``), so creating a trial actor only unpickles the
