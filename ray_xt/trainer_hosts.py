@@ -34,7 +34,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ray_xt.trial import OneProcessSession, final_report  # light: torch is imported inside functions
-from ray_xt.trial_workers import replace_this_worker_soon
+import ray_xt.trial_workers as trial_workers
 
 ACK_TIMEOUT_S = 900.0  # a report nobody takes for this long: the driving trial is gone, the run stops
 CANCEL_WAIT_S = 1.0  # well below Tune's 2 s wait for a reused trial actor's thread (TUNE_FUNCTION_THREAD_TIMEOUT_S)
@@ -288,9 +288,10 @@ def run_on_host(config: dict, spec, marker: Path | None, entry_time: float) -> b
         # a checkpoint from the trial's storage, as a local folder for as long as the run may read it
         with resumed.as_directory() if resumed is not None else nullcontext() as resume_dir:
             ray.get(host.start.remote(run_id, config, spec, str(marker) if marker else None, resume_dir, entry_time))
-            # a warm process for the trial actor after this one, asked for now: while a new host was still
-            # importing, a process starting beside it made this trial wait ~1 s longer for it
-            replace_this_worker_soon()
+            # a warm process for the trial actor after this one, asked for now that the host trains (this process
+            # only forwards reports): asked for while a new host was still importing, the process starting beside
+            # it made this trial wait ~1 s longer for the host
+            trial_workers.replace_this_worker()
             while True:
                 kind, payload, directory = ray.get(host.next.remote(run_id))
                 if kind == "wait":
@@ -299,7 +300,9 @@ def run_on_host(config: dict, spec, marker: Path | None, entry_time: float) -> b
                     return True
                 if kind == "error":
                     raise payload
-                tune.report(payload, checkpoint=tune.Checkpoint.from_directory(directory))
+                # actor_replacement: 1 once this trial's actor has had a worker prestarted for the next one
+                tune.report({**payload, "actor_replacement": float(trial_workers.replacement_asked)},
+                            checkpoint=tune.Checkpoint.from_directory(directory))
                 host.ack.remote(run_id)
     finally:
         # Tune stopping the trial (SystemExit from tune.report) or any error here: the run must not go on

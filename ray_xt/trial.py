@@ -431,7 +431,7 @@ class TrainWorkerSession:
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
     from ray_xt.sweep import quiet_tune_console
-    from ray_xt.trial_workers import replace_this_worker_soon
+    from ray_xt.trial_workers import replace_this_worker
 
     clock = PhaseClock()
     quiet_tune_console()  # this trial actor's checkpoint INFO lines
@@ -444,7 +444,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
         if run_on_host(config, spec, marker, clock.entry_time):
             return
     # a warm process on this node for the trial actor after this one (the next sweep's)
-    replace_this_worker_soon()
+    replace_this_worker()
     if spec.workers > 1:
         run_worker_group(config, spec, marker)
         return

@@ -35,6 +35,7 @@ KEEP_ALIVE_S = 600
 SETUP_HOOK = f"{__name__}.setup_worker"
 
 _replaced_this_worker = False
+replacement_asked = False  # this process's replace_this_worker reached its raylet (reported by hosted trials)
 warmed_at: float | None = None  # when setup_worker imported Tune into this process (wall clock), if it did
 
 
@@ -47,7 +48,7 @@ def setup_worker() -> None:
     if os.environ.get(name) == value:
         import time
 
-        import ray._private.grpc_utils  # noqa: F401 - for this actor's own replace_this_worker
+        import ray._private.grpc_utils  # noqa: F401 - for this actor's own replace_this_worker (~0.1 s otherwise)
         import ray.core.generated.node_manager_pb2_grpc  # noqa: F401
         import ray.tune  # noqa: F401
 
@@ -131,17 +132,10 @@ def prestart_for_tune(node_id: str, count: int) -> bool:
         return False
 
 
-def replace_this_worker_soon() -> None:
-    """``replace_this_worker`` in a thread: the trial does not wait for the raylet's answer (~0.1 s)."""
-    import threading
-
-    threading.Thread(target=replace_this_worker, name="ray_xt-replace-worker", daemon=True).start()
-
-
 def replace_this_worker() -> bool:
     """In a Tune trial actor, once per process: a worker in this actor's own environment on its node, for the
     trial actor that comes after it (the next sweep's). False when it was done before or could not be done."""
-    global _replaced_this_worker
+    global _replaced_this_worker, replacement_asked
     import ray
 
     if _replaced_this_worker:
@@ -150,6 +144,7 @@ def replace_this_worker() -> bool:
     context = ray.get_runtime_context()
     try:
         prestart(context.get_node_id(), json.loads(context.get_runtime_env_string()), 1)
+        replacement_asked = True
         return True
     except Exception as err:  # noqa: BLE001 - an optimisation only
         print(f"[ray-xt] could not prestart a worker for the next trial actor ({type(err).__name__}: {err})")

@@ -44,6 +44,27 @@ def ray_never_started(monkeypatch):
     assert ray.is_initialized() == was_up
 
 
+def tune_env_workers(idle_only: bool = False, created_after: float = 0.0) -> set[int]:
+    """This machine's Ray worker processes started in a Tune trial actor's runtime environment (ray_xt.trial_workers);
+    ``idle_only``: those still waiting for an actor (titled ``ray::IDLE``)."""
+    import psutil
+
+    from ray_xt.trial_workers import TUNE_ACTOR_MARK
+
+    name, value = TUNE_ACTOR_MARK
+    pids = set()
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])  # a worker retitles itself ray::IDLE once it is up
+            is_worker = "default_worker.py" in cmdline or cmdline.startswith("ray::")
+            if (is_worker and (not idle_only or cmdline.startswith("ray::IDLE"))
+                    and proc.info["create_time"] > created_after and proc.environ().get(name) == value):
+                pids.add(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return pids
+
+
 @pytest.fixture(scope="session")
 def micro_cache(tmp_path_factory):
     """Micro worlds built by tests are cached for the session only."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_study
+from conftest import tiny_study, tune_env_workers
 from ray_xt.config import parse_study
 from ray_xt.study import StudyRunner
 from ray_xt.trainer_hosts import pool_name, start_pool
@@ -22,7 +22,9 @@ def two_sweeps(tmp_path_factory, micro_cache, ray_local):
     """Two stages (seeds 0 and 1) run one after another, 2 trials each, 2 at a time."""
     tmp = tmp_path_factory.mktemp("hosts")
     cfg = parse_study(tiny_study(tmp, micro_cache, seeds=[0, 1], parallel_stages=1))
-    return tmp, StudyRunner(cfg, log=lambda m: None).run(progress=False)
+    started = time.time()
+    records = StudyRunner(cfg, log=lambda m: None).run(progress=False)
+    return tmp, records, started
 
 
 def _first_reports(tmp: Path, record: dict) -> list[dict]:
@@ -32,7 +34,7 @@ def _first_reports(tmp: Path, record: dict) -> list[dict]:
 
 
 def test_a_study_s_sweeps_train_in_the_same_warm_hosts(two_sweeps):
-    tmp, records = two_sweeps
+    tmp, records, _ = two_sweeps
     reports = [_first_reports(tmp, r) for r in records]
     assert [len(r) for r in reports] == [2, 2]
     hosts = [{r["host_pid"] for r in stage} for stage in reports]
@@ -42,6 +44,19 @@ def test_a_study_s_sweeps_train_in_the_same_warm_hosts(two_sweeps):
     assert not actors[0] & actors[1]  # although Tune started new trial actors for it
     assert not (hosts[0] | hosts[1]) & (actors[0] | actors[1])  # trial actors only drove the hosts
     assert all("setup.host" in r for stage in reports for r in stage)
+
+
+def test_each_trial_actor_has_a_worker_prestarted_for_the_next_sweeps(two_sweeps):
+    """ray_xt.trial.run_trial's side of ray_xt.trial_workers: once its host runs, a trial actor asks its raylet
+    for a worker in its own (Tune's) environment; the study itself prestarts none when its trials are hosted."""
+    tmp, records, started = two_sweeps
+    last_reports = [json.loads(f.read_text().splitlines()[-1]) for record in records
+                    for f in (tmp / "results" / "tiny" / "tune").glob(f"*-{record['stage']['stage_key'][:8]}/*/result.json")]
+    assert len(last_reports) == 4 and all(r["actor_replacement"] == 1.0 for r in last_reports)
+    deadline = time.time() + 60  # and the last sweep's replacements are there, waiting
+    while not tune_env_workers(idle_only=True, created_after=started) and time.time() < deadline:
+        time.sleep(0.5)
+    assert tune_env_workers(idle_only=True, created_after=started)
 
 
 def _spec(record: dict, pool: str, **changes) -> TrialSpec:
@@ -61,7 +76,7 @@ def _wait_idle(pool, index: int) -> bool:
 
 def test_a_cancelled_run_frees_its_host_and_an_error_reaches_the_trial(two_sweeps, ray_local):
     ray = ray_local
-    _, records = two_sweeps
+    _, records, _ = two_sweeps
     name = pool_name()
     pool = start_pool(name)
     try:
@@ -98,7 +113,7 @@ def test_a_trial_whose_pool_is_gone_trains_in_its_own_process(two_sweeps, ray_lo
 
     from ray_xt.trial import run_trial
 
-    _, records = two_sweeps
+    _, records, _ = two_sweeps
     spec = _spec(records[0], pool_name())  # a pool name no actor has
     tuner = tune.Tuner(tune.with_parameters(run_trial, spec=spec), param_space={"learning_rate": 3e-4},
                        run_config=tune.RunConfig(storage_path=str(tmp_path), name="no_pool", verbose=0))

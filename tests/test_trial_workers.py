@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from conftest import tune_env_workers
 from ray_xt.trial_workers import TUNE_ACTOR_MARK, merged_runtime_env, serialized, tune_actor_runtime_env
 
 
@@ -28,27 +29,10 @@ def test_the_mark_the_setup_hook_looks_for_is_what_tune_gives_its_actors():
     assert env == {"env_vars": {"X": "1", TUNE_ACTOR_MARK[0]: TUNE_ACTOR_MARK[1], "RAY_CHDIR_TO_TRIAL_DIR": "0"}}
 
 
-def _tune_worker_pids() -> set[int]:
-    """This machine's Ray worker processes started in a Tune trial actor's environment."""
-    import psutil
-
-    name, value = TUNE_ACTOR_MARK
-    pids = set()
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or [])  # a worker retitles itself ray::IDLE once it is up
-            is_worker = "default_worker.py" in cmdline or cmdline.startswith("ray::")
-            if is_worker and proc.environ().get(name) == value:
-                pids.add(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return pids
-
-
 def _wait_for_new(before: set[int], timeout: float = 60.0) -> set[int]:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        new = _tune_worker_pids() - before
+        new = tune_env_workers() - before
         if new:
             return new
         time.sleep(0.2)
@@ -80,12 +64,12 @@ def test_a_sweeps_trial_actor_takes_the_worker_prestarted_for_it_and_leaves_one_
     from ray_xt.trial_workers import prestart_for_tune
 
     node = ray_local.get_runtime_context().get_node_id()
-    before = _tune_worker_pids()  # warm ones earlier tests' trial actors left, if any
+    before = tune_env_workers()  # warm ones earlier tests' trial actors left, if any
     assert prestart_for_tune(node, 1)
     _wait_for_new(before)
     time.sleep(5)  # let it import Tune (setup_worker) before the sweep asks for an actor
 
-    warm = _tune_worker_pids()
+    warm = tune_env_workers()
     first = _sweep(tmp_path, "first")
     assert first["pid"] in warm  # a process that was waiting, not one started for the actor
     assert 0 < first["warmed_at"] < first["started"]  # Tune was imported before the sweep began
@@ -93,7 +77,7 @@ def test_a_sweeps_trial_actor_takes_the_worker_prestarted_for_it_and_leaves_one_
 
     _wait_for_new(warm)  # the first trial's replacement
     time.sleep(5)
-    warm = _tune_worker_pids()
+    warm = tune_env_workers()
     second = _sweep(tmp_path, "second")
     assert second["pid"] in warm
     assert 0 < second["warmed_at"] < second["started"]
