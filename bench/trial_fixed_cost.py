@@ -76,8 +76,7 @@ def main() -> None:
                         search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False},
                         seeds=list(range(opts.sweeps)), parallel_stages=1)
     start_local_ray()
-    started = time.perf_counter()
-    records = StudyRunner(world.cfg, log=lambda m: print(f"{time.perf_counter() - started:6.2f}s {m}")).run(progress=False)
+    records = StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
     ray.shutdown()
 
     rows, trial_labels = [], []

@@ -41,7 +41,7 @@ def _wait_for_new(before: set[int], timeout: float = 60.0) -> set[int]:
 
 def _sweep(storage, name: str) -> dict:
     """A one-trial Tune experiment whose trial reports its process, when that process imported Tune, and
-    whether it asked for its replacement (what ray_xt.trial.run_trial does first)."""
+    whether it asked for its replacement (as ray_xt.trial.run_trial does once its trial is under way)."""
     from ray import tune
 
     def trainable(config):
