@@ -23,11 +23,13 @@ def test_help_everywhere(args):
 def test_plan_prints_stages_without_ray(ray_never_started):
     result = CliRunner().invoke(app, ["plan", str(ROOT / "experiments" / "demo.yaml")])
     assert result.exit_code == 0, result.output
-    # 2 scales x 3 seeds x (6 intermediates + 2 trained targets x 7 sources + tatoeba from 7 sources)
-    assert "162 stages, 240 trials" in result.output
-    assert "target pawsx <- mnli[translate-train] micro-m seed2" in result.output
+    # 2 scales x 3 seeds x (6 intermediates + udpos from 7 sources + tatoeba and bucc2018 from 7 sources);
+    # 2 trials per sweep (6 intermediate + 7 target sweeps per scale and seed)
+    assert "162 stages, 156 trials" in result.output
+    assert "target udpos <- mnli[translate-train] micro-m seed2" in result.output
     assert "retrieval tatoeba <- ccg[en] micro-s seed0" in result.output
-    assert "| micro-m | 81 | 120 |" in result.output  # the cost table: stages and trials per scale
+    assert "retrieval bucc2018 <- pretrained micro-m seed1" in result.output
+    assert "| micro-m | 81 | 78 |" in result.output  # the cost table: stages and trials per scale
 
 
 def test_one_seed_of_a_study_is_a_subset_of_its_stages():
