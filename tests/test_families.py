@@ -128,6 +128,35 @@ def test_retrieval_finds_identical_sentences_and_margin_threshold(world, tmp_pat
     assert best_threshold([(1.0, 0, 0), (0.5, 1, 1)], src, en, {("a", "x")}) == 1.0
 
 
+@pytest.mark.parametrize("kind", ["xlm-r", "xlm-r-xl"])
+def test_retrieval_embeds_the_layers_hidden_states_running_only_the_layers_below_it(world, kind):
+    import torch
+    from transformers import AutoModel, XLMRobertaXLConfig, XLMRobertaXLModel
+
+    if kind == "xlm-r":  # 2 layers, pooled at layer 1: the layer above need not run
+        model, truncated = AutoModel.from_pretrained(world["model"]), True
+    else:  # XL's encoder ends in a LayerNorm that layer 1's states never see: it runs whole
+        model, truncated = XLMRobertaXLModel(XLMRobertaXLConfig(
+            vocab_size=len(world["tok"]), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=130, pad_token_id=1)).eval(), False
+    ids = world["tok"](["a dog sees the cat", "the cat"])["input_ids"]
+    ran = []
+    hooks = [block.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, block in enumerate(model.encoder.layer)]
+    embedded = Retrieval(layer=1).embed(model, ids, world["tok"].pad_token_id)
+    assert set(ran) == ({0} if truncated else {0, 1})
+    assert len(model.encoder.layer) == 2  # the encoder is whole again afterwards
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad():  # the whole encoder's layer-1 states, pooled by hand
+        pad_id = world["tok"].pad_token_id
+        batch = torch.tensor([ids[0], ids[1] + [pad_id] * (len(ids[0]) - len(ids[1]))])
+        mask = (batch != pad_id).long()
+        hidden = model(input_ids=batch, attention_mask=mask, output_hidden_states=True).hidden_states[1]
+        pooled = ((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).numpy()
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedded, pooled, atol=1e-5)
+
+
 def _tiny_xlmr(**overrides):
     """A 3-layer random XLM-R config and a padded batch of four rows of different lengths."""
     import torch

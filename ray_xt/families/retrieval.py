@@ -10,6 +10,7 @@ F1 (as XTREME's BUCC evaluation does) and applied unchanged to test.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,18 +65,22 @@ class Retrieval(Family):
             raise ValueError(f"retrieval layer {layer} outside 1..{encoder.config.num_hidden_layers}")
         device = next(encoder.parameters()).device
         out = np.zeros((len(input_ids), encoder.config.hidden_size), dtype=np.float32)
-        with eval_mode(encoder):
+        with eval_mode(encoder), first_layers_only(encoder, layer) as truncated:
             for idx in length_sorted_batches([len(x) for x in input_ids], batch_size):
                 ids = pad([input_ids[i] for i in idx], pad_id).to(device)
                 mask = (ids != pad_id).unsqueeze(-1).float()
-                hidden = encoder(input_ids=ids, attention_mask=mask.squeeze(-1).long(),
-                                 output_hidden_states=True).hidden_states[layer]
+                output = encoder(input_ids=ids, attention_mask=mask.squeeze(-1).long(),
+                                 output_hidden_states=not truncated)
+                hidden = output.last_hidden_state if truncated else output.hidden_states[layer]
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
                 out[idx] = pooled.float().cpu().numpy()
         return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
 
     def evaluate(self, model, features, examples, pad_id, task, lang, batch_size=128):
-        emb = self.embed(model, features["input_ids"], pad_id, batch_size)
+        return self.score(self.embed(model, features["input_ids"], pad_id, batch_size), features, examples, task)
+
+    def score(self, emb: np.ndarray, features, examples, task) -> Evaluation:
+        """The task's metrics from the embeddings of ``features``' sentences (rows in the same order)."""
         side = np.asarray(features["side"])
         src_i, en_i = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
         sims = emb[src_i] @ emb[en_i].T
@@ -97,6 +102,31 @@ class Retrieval(Family):
         metrics = pair_f1(set(pairs), gold)
         metrics["threshold"] = threshold
         return Evaluation(metrics["f1"] / 100, metrics, [f"{a}\t{b}" for a, b in pairs])
+
+
+@contextmanager
+def first_layers_only(encoder, layer: int):
+    """Yields True while the encoder runs only its first ``layer`` layers, so that its last hidden state is
+    ``hidden_states[layer]`` of the whole encoder: the layers above never change that state, and retrieval
+    skips computing them (half of a micro-m's layers, 10 of XLM-R large's 24).
+
+    Only for a BERT-style ``encoder.layer`` list with nothing after it (XLM-R XL's encoder ends in a LayerNorm,
+    which the last hidden state would include): else yields False and the encoder runs whole. The full states
+    are then read from ``hidden_states`` — never both on one model, because transformers hooks the layers that
+    record ``hidden_states`` on the first forward that asks for them."""
+    import torch
+
+    stack = getattr(getattr(encoder, "encoder", None), "layer", None)
+    only_layers = isinstance(stack, torch.nn.ModuleList) and all(
+        name.startswith("layer.") for name, _ in encoder.encoder.named_parameters())
+    if not only_layers or not 0 < layer <= len(stack):
+        yield False
+        return
+    encoder.encoder.layer = stack[:layer]
+    try:
+        yield True
+    finally:
+        encoder.encoder.layer = stack
 
 
 def ratio_margin(sims: np.ndarray, k: int) -> np.ndarray:
