@@ -5,6 +5,7 @@ Benchmarks import this (``from _world import ...``) so each measures only its ow
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import platform
@@ -36,6 +37,32 @@ def machine() -> str:
     vector = next((name for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
                    if flag in flags), "")
     return ", ".join(x for x in (platform.machine(), f"{os.cpu_count()} cores", model, vector) if x)
+
+
+def evaluation_parser(doc: str, batch_size: int) -> argparse.ArgumentParser:
+    """The options every evaluation benchmark takes: scale, batch size, torch threads, repeats, smoke."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="micro-m")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5, help="best of N timings per side")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
+    return parser
+
+
+def best_of_turns(repeats: int, *sides):
+    """Each side's best time over the repeats and its last result, the sides taking turns (this shared
+    machine's speed drifts by tens of percent within minutes; turns keep a slow spell from landing on one side
+    only)."""
+    import time
+
+    times, results = [[] for _ in sides], [None] * len(sides)
+    for _ in range(repeats):
+        for k, fn in enumerate(sides):
+            started = time.perf_counter()
+            results[k] = fn()
+            times[k].append(time.perf_counter() - started)
+    return [(min(t), r) for t, r in zip(times, results)]
 
 
 def work_folder(prefix: str) -> Path:

@@ -15,21 +15,15 @@ alone give. Prints a markdown row for docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
-from _world import bench_world, machine, today, work_folder
+from _world import bench_world, best_of_turns, evaluation_parser, machine, today, work_folder
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = evaluation_parser(__doc__, batch_size=64)
     parser.add_argument("--task", default="pawsx", choices=["pawsx", "xnli"])
-    parser.add_argument("--scale", default="micro-m")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5, help="best of N timings per side")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
     opts = parser.parse_args()
 
     import numpy as np
@@ -83,18 +77,8 @@ def main() -> None:
             out[lang] = [str(model.config.id2label[int(p)]) for p in np.argmax(logits, -1)]
         return out
 
-    def best_of(*sides):
-        """Each side's best time over the repeats, the sides taking turns (this shared machine's speed drifts
-        by tens of percent within minutes; turns keep a slow spell from landing on one side only)."""
-        times, results = [[] for _ in sides], [None] * len(sides)
-        for _ in range(opts.repeats):
-            for k, fn in enumerate(sides):
-                started = time.perf_counter()
-                results[k] = fn()
-                times[k].append(time.perf_counter() - started)
-        return [(min(t), r) for t, r in zip(times, results)]
-
-    (ray_s, ray_preds), (hf_s, hf_preds), (batches_s, _) = best_of(ray_xt_side, hf_side, batches_only_side)
+    (ray_s, ray_preds), (hf_s, hf_preds), (batches_s, _) = best_of_turns(
+        opts.repeats, ray_xt_side, hf_side, batches_only_side)
     # How close each side is to the machine: the model FLOPs it ran (torch's FLOP counter over one pass) per
     # second, beside the same thread count's rate on one dense matmul of the model's FFN shape.
     from torch.utils.flop_counter import FlopCounterMode

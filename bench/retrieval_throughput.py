@@ -14,23 +14,15 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 
-from _world import bench_world, machine, today, work_folder
+from _world import bench_world, best_of_turns, evaluation_parser, machine, today, work_folder
 
 SETS = (("bucc2018", "dev"), ("bucc2018", "test"), ("tatoeba", "test"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", default="micro-m")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5, help="best of N timings per side")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep the script alive in CI")
-    opts = parser.parse_args()
+    opts = evaluation_parser(__doc__, batch_size=128).parse_args()
 
     import numpy as np
     import torch
@@ -75,12 +67,8 @@ def main() -> None:
     def whole_side():
         return {key: whole_encoder_embed(f["input_ids"]) for key, (f, _, _) in data.items()}
 
-    times, results = {"ray_xt": [], "whole": []}, {}
-    for _ in range(opts.repeats):  # turns: this shared machine's speed drifts by tens of percent within minutes
-        for name, side in (("ray_xt", ray_xt_side), ("whole", whole_side)):
-            started = time.perf_counter()
-            results[name] = side()
-            times[name].append(time.perf_counter() - started)
+    (ray_s, ray_embeddings), (whole_s, whole_embeddings) = best_of_turns(opts.repeats, ray_xt_side, whole_side)
+    results = {"ray_xt": ray_embeddings, "whole": whole_embeddings}
     largest_gap = max(float(np.abs(results["ray_xt"][k] - results["whole"][k]).max()) for k in data)
 
     def scores(embeddings):  # the stage's metrics from given embeddings (BUCC's threshold chosen on dev)
@@ -94,7 +82,6 @@ def main() -> None:
         return out
 
     same_scores = scores(results["ray_xt"]) == scores(results["whole"])
-    ray_s, whole_s = min(times["ray_xt"]), min(times["whole"])
     result = {"date": today(), "machine": machine(), "scale": opts.scale, "layers": ray_model.config.num_hidden_layers,
               "pooled_layer": layer, "sentences": n, "ray_xt_sentences_per_s": round(n / ray_s, 1),
               "whole_sentences_per_s": round(n / whole_s, 1), "ratio": round(whole_s / ray_s, 2),
