@@ -68,8 +68,7 @@ def main() -> None:
         return {key: whole_encoder_embed(f["input_ids"]) for key, (f, _, _) in data.items()}
 
     (ray_s, ray_embeddings), (whole_s, whole_embeddings) = best_of_turns(opts.repeats, ray_xt_side, whole_side)
-    results = {"ray_xt": ray_embeddings, "whole": whole_embeddings}
-    largest_gap = max(float(np.abs(results["ray_xt"][k] - results["whole"][k]).max()) for k in data)
+    largest_gap = max(float(np.abs(ray_embeddings[k] - whole_embeddings[k]).max()) for k in data)
 
     def scores(embeddings):  # the stage's metrics from given embeddings (BUCC's threshold chosen on dev)
         out, thresholds = {}, {}
@@ -81,7 +80,7 @@ def main() -> None:
                 thresholds[lang] = evaluation.metrics["threshold"]
         return out
 
-    same_scores = scores(results["ray_xt"]) == scores(results["whole"])
+    same_scores = scores(ray_embeddings) == scores(whole_embeddings)
     result = {"date": today(), "machine": machine(), "scale": opts.scale, "layers": ray_model.config.num_hidden_layers,
               "pooled_layer": layer, "sentences": n, "ray_xt_sentences_per_s": round(n / ray_s, 1),
               "whole_sentences_per_s": round(n / whole_s, 1), "ratio": round(whole_s / ray_s, 2),
