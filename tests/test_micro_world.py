@@ -387,12 +387,35 @@ def test_selectional_preferences_are_stated_in_a_random_lexicon_corpus(tmp_path)
         encoding="utf-8").splitlines()
     for verb in ("eat", "paint", "follow"):
         word = renderer.word(verb)
-        clauses = [line for line in lines if " ka " not in line and word in line.split()]  # one clause only
-        seen = collections.Counter(object_of[w] for line in clauses for w in line.split() if w in object_of)
+        clauses = [c for line in lines for c in line.split(" ka ") if word in c.split()]  # ka: the conjunction
+        seen = collections.Counter(object_of[w] for clause in clauses for w in clause.split() if w in object_of)
         usual = set(preferences(verb, vocab.nouns, OBJECTS_PER_VERB, "object"))
         top = {n for n, _ in seen.most_common(OBJECTS_PER_VERB)}
         # by chance two sets of 8 of 40 nouns share 1.6 on average
         assert len(top & usual) >= OBJECTS_PER_VERB - 2, (verb, seen.most_common(12), usual)
+
+
+def test_web_text_second_clauses_mostly_continue_with_a_participant_of_the_first(tmp_path):
+    """Coherent text: a line's second clause is usually about someone its first clause mentioned, so MLM is
+    rewarded for finding the same word elsewhere in a sequence. Independent clauses share a participant only by
+    chance, far less often."""
+    from dataclasses import replace
+
+    from ray_xt.micro.latent import Vocabulary
+    from ray_xt.micro.world import write_corpus
+
+    vocab = Vocabulary()
+    participants = set(vocab.nouns) | set(vocab.names)
+    lines = write_corpus(replace(SMALL, corpus_sentences=2000, languages=("en",)), tmp_path)["en"].read_text(
+        encoding="utf-8").splitlines()
+    pairs = [line.removesuffix(" .").split(" and ") for line in lines if " and " in line]
+    assert 0.4 < len(pairs) / len(lines) < 0.6  # TWO_CLAUSE_RATE of the lines have a second clause
+
+    def mentioned(words: str) -> set[str]:
+        return {w.removesuffix("s") for w in words.split()} & participants  # plural -s off
+
+    shared = sum(bool(mentioned(first) & mentioned(second)) for first, second in pairs) / len(pairs)
+    assert shared > 0.75, shared  # CONTINUATION_RATE 0.8, plus chance
 
 
 def test_web_text_code_switches_to_english_loans_but_task_data_never_does(tmp_path):

@@ -29,6 +29,11 @@ HOME_PLACE_RATE = 0.8
 # a fingerprint that is the same in every language.
 SELECTION_RATE = 0.75
 VERBS_PER_NOUN, OBJECTS_PER_VERB, ADJECTIVES_PER_NOUN = 4, 8, 3
+# Coherent text: how often a sentence's second clause is about a participant of its first ("the dog sees the cat
+# and the cat eats the apple"). Real text keeps mentioning the same entities; with independent clauses nothing in
+# a monolingual corpus rewarded finding the same word elsewhere in a sequence, the skill that pair tasks (is every
+# word of the second sentence in the first?) need, and one that works the same in every language.
+CONTINUATION_RATE = 0.8
 
 
 @functools.lru_cache(maxsize=None)  # a pure function of its arguments, asked millions of times per world
@@ -115,9 +120,9 @@ class LatentSampler:
         return self.noun_phrase(exclude=exclude, usual=preferences(verb, self.vocabulary.nouns, OBJECTS_PER_VERB,
                                                                    "object"))
 
-    def clause(self, exclude_subjects: set[str] = frozenset()) -> Clause:
+    def clause(self, exclude_subjects: set[str] = frozenset(), subject: NounPhrase | None = None) -> Clause:
         rng = self.rng
-        subject = self.noun_phrase(exclude=set(exclude_subjects))
+        subject = subject or self.noun_phrase(exclude=set(exclude_subjects))
         verb = self.verb_for(subject)
         obj = self.object_for(verb, exclude={subject.noun})
         return Clause(
@@ -129,6 +134,15 @@ class LatentSampler:
             place=self._place(subject) if rng.random() < 0.3 else None,
             place_first=rng.random() < 0.3,
         )
+
+    def continuation(self, previous: Clause) -> Clause:
+        """A clause about one of ``previous``'s participants (at CONTINUATION_RATE), else an independent one."""
+        if self.rng.random() >= CONTINUATION_RATE:
+            return self.clause()
+        topic = self.rng.choice((previous.subject, previous.object))
+        if self.rng.random() < 0.5:  # a repeated mention often drops its adjectives ("a big dog ... the dog")
+            topic = replace(topic, adjectives=())
+        return self.clause(subject=topic)
 
     def _place(self, subject: NounPhrase) -> str:
         place = self.rng.choice(self.vocabulary.places)

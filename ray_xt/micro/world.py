@@ -33,6 +33,9 @@ class WorldSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+TWO_CLAUSE_RATE = 0.5  # web-text lines with a second clause (see latent.CONTINUATION_RATE)
+
+
 def _write_tsv(path: Path, rows: list[list[str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -49,8 +52,9 @@ def write_corpus(spec: WorldSpec, out: Path) -> dict[str, Path]:
         renderer = Renderer(LANGUAGES[code], vocab, spec.seed).web_text(random.Random(f"{spec.seed}-web-{code}"))
         lines = []
         for _ in range(spec.corpus_sentences):
-            n = sampler.rng.choice((1, 1, 2))
-            clauses = [sampler.clause() for _ in range(n)]
+            clauses = [sampler.clause()]
+            if sampler.rng.random() < TWO_CLAUSE_RATE:
+                clauses.append(sampler.continuation(clauses[0]))
             lines.append(renderer.render(clauses))
         path = out / f"{code}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
