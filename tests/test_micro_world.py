@@ -412,10 +412,10 @@ def test_web_text_second_clauses_mostly_continue_with_a_participant_of_the_first
     assert 0.4 < len(pairs) / len(lines) < 0.6  # TWO_CLAUSE_RATE of the lines have a second clause
 
     def mentioned(words: str) -> set[str]:
-        return {w.removesuffix("s") for w in words.split()} & participants  # plural -s off
+        return {form for w in words.split() for form in (w, w.removesuffix("s"))} & participants  # plural -s
 
     shared = sum(bool(mentioned(first) & mentioned(second)) for first, second in pairs) / len(pairs)
-    assert shared > 0.75, shared  # CONTINUATION_RATE 0.8, plus chance
+    assert shared > 0.7, shared  # CONTINUATION_RATE 0.8 plus chance; independent clauses: 0.05
 
 
 def test_web_text_code_switches_to_english_loans_but_task_data_never_does(tmp_path):
