@@ -387,7 +387,7 @@ def test_selectional_preferences_are_stated_in_a_random_lexicon_corpus(tmp_path)
         encoding="utf-8").splitlines()
     for verb in ("eat", "paint", "follow"):
         word = renderer.word(verb)
-        clauses = [c for line in lines for c in line.split(" ka ") if word in c.split()]  # ka: the conjunction
+        clauses = [c for line in lines for c in line.split(f" {profile.conjunction} ") if word in c.split()]
         seen = collections.Counter(object_of[w] for clause in clauses for w in clause.split() if w in object_of)
         usual = set(preferences(verb, vocab.nouns, OBJECTS_PER_VERB, "object"))
         top = {n for n, _ in seen.most_common(OBJECTS_PER_VERB)}
@@ -408,7 +408,8 @@ def test_web_text_second_clauses_mostly_continue_with_a_participant_of_the_first
     participants = set(vocab.nouns) | set(vocab.names)
     lines = write_corpus(replace(SMALL, corpus_sentences=2000, languages=("en",)), tmp_path)["en"].read_text(
         encoding="utf-8").splitlines()
-    pairs = [line.removesuffix(" .").split(" and ") for line in lines if " and " in line]
+    conjunction = f" {LANGUAGES['en'].conjunction} "
+    pairs = [line.removesuffix(" .").split(conjunction) for line in lines if conjunction in line]
     assert 0.4 < len(pairs) / len(lines) < 0.6  # TWO_CLAUSE_RATE of the lines have a second clause
 
     def mentioned(words: str) -> set[str]:
