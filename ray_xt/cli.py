@@ -14,6 +14,9 @@ app = typer.Typer(help="Distributed sweeps for multilingual intermediate-task tr
 micro_app = typer.Typer(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
                         no_args_is_help=True)
 app.add_typer(micro_app, name="micro")
+data_app = typer.Typer(help="The study's data: fetch, translate-in and check it before anything trains.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 def _load(path: Path) -> StudyConfig:
     try:
@@ -40,12 +43,13 @@ def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
 def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested."""
     from ray_xt.data import DataError
-    from ray_xt.study import check_data_files
+    from ray_xt.prepare import prepare_data
     from ray_xt.tracking import TrackingUnavailable, check_tracking_server
 
     try:
         check_tracking_server(tracking_uri or cfg.tracking.uri)
-        check_data_files(cfg)
+        if cfg.data.source != "micro":  # the micro world is built (and checked) after Ray starts
+            prepare_data(cfg, log=typer.echo)
     except (DataError, TrackingUnavailable) as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
@@ -86,6 +90,12 @@ def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiment
     for s in stages:
         counts[s.kind] = counts.get(s.kind, 0) + 1
     typer.echo("  by kind: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if cfg.data.source != "micro":
+        from ray_xt.prepare import data_status
+
+        typer.echo(f"\ndata ({cfg.data.source}, {cfg.data.data_root()}; `ray-xt data prepare` fetches and checks it):")
+        for task, status in data_status(cfg).items():
+            typer.echo(f"  {task}: {status}")
 
     from ray_xt.costs import ThroughputTable, estimate
 
@@ -137,6 +147,26 @@ def report(
     cfg = _load(experiment)
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     _publish_report(runner, [r for r in (runner.store.get(s) for s in expand(cfg)) if r is not None])
+
+
+@data_app.command("prepare")
+def data_prepare(experiment: Path = typer.Argument(..., help="study YAML (see experiments/)")) -> None:
+    """Fetch (hub or mirror), translate-in (XTREME's translations) and check everything the study reads, without
+    training; writes <data root>/manifest.json and prints what came from where."""
+    from ray_xt.data import DataError
+    from ray_xt.prepare import prepare_data
+    from ray_xt.study import resolve_inputs
+
+    cfg = _load(experiment)
+    try:
+        if cfg.data.source == "micro":  # the micro world's files and models are built, then checked
+            resolved = resolve_inputs(cfg, use_ray=False)
+            typer.echo(f"[ray-xt] micro world ready: {resolved.data_root} ({len(resolved.datasets)} data sets)")
+        else:
+            prepare_data(cfg, log=typer.echo)
+    except DataError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 @micro_app.command("build")

@@ -71,9 +71,19 @@ class DataConfig(Strict):
     )
     root: Path | None = Field(None, description="xtreme_dir: folder laid out as xtreme's download_data.sh leaves it; "
                               "hub: where fetched files are written (default ~/.cache/ray_xt/xtreme)")
+    hub_mirror: Path | None = Field(None, description="hub: load hub id org/name from <hub_mirror>/org/name, a snapshot "
+                                    "of the dataset repo (`huggingface-cli download --repo-type dataset org/name "
+                                    "--local-dir <hub_mirror>/org/name`), instead of the hub (default: "
+                                    "$RAY_XT_HUB_MIRROR, else the hub)")
+    translations: Path | None = Field(None, description="a copy of XTREME's translations bucket (XNLI/translate-train/, "
+                                      "SQuAD/translate-train/, SQuAD/translate-dev/): target-language intermediate data")
 
     @model_validator(mode="after")
     def _root_exists(self):
+        for name in ("hub_mirror", "translations"):
+            folder = getattr(self, name)
+            if folder is not None and not Path(folder).expanduser().is_dir():
+                raise ValueError(f"{name}: folder {str(folder)!r} does not exist")
         if self.source == "xtreme_dir":
             if self.root is None:
                 raise ValueError("root: required when source is 'xtreme_dir'")
@@ -99,6 +109,10 @@ class IntermediateConfig(Strict):
     )
     multi_task: bool = Field(False, description="also train one encoder on all intermediate tasks at once (English, "
                              "one head per task, examples-proportional sampling) as a further upstream")
+    languages: list[str] | None = Field(
+        None, description="languages of the target-language conditions' intermediate data (translate-train, "
+        "translate-train-each); default: every zero-shot language of the study's target tasks. Real data: XTREME "
+        "translated MNLI into the 14 XNLI languages and SQuAD into 10 XQuAD ones (see README, Tasks and data)")
 
     @field_validator("tasks")
     @classmethod
@@ -230,6 +244,10 @@ class StudyConfig(Strict):
                                 "whole study (ray_xt.trainer_hosts) instead of new ones every sweep")
     task_overrides: dict[str, TaskOverride] = Field(
         default_factory=dict, description="per-task changes to trial: settings, e.g. {udpos: {epochs: 10}}")
+    model_paths: dict[str, str] = Field(
+        default_factory=dict, description="scale -> local model folder (save_pretrained layout, tokenizer beside it) "
+        "used instead of the scale's hub id, e.g. {xlmr-large: /mnt/models/xlm-roberta-large}; without it a hub scale "
+        "loads from $RAY_XT_MODEL_MIRROR/<hub id> when that is set, else from the hub")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: str = Field("results", description="Ray Tune storage and study state (local path or URI)")
 
@@ -247,6 +265,12 @@ class StudyConfig(Strict):
             hub = [s for s in self.scales if not SCALES[s].is_micro]
             if hub:
                 raise ValueError(f"scales: {hub} need the model hub; with data.source 'micro' use micro-* scales")
+        stray = sorted(set(self.model_paths) - set(self.scales))
+        if stray:
+            raise ValueError(f"model_paths: {stray} are not scales of this study; valid: {sorted(self.scales)}")
+        micro_paths = sorted(s for s in self.model_paths if SCALES[s].is_micro)
+        if micro_paths:
+            raise ValueError(f"model_paths: {micro_paths} are micro scales, built by ray-xt itself")
         if self.intermediate.tasks and not self.intermediate.conditions:
             raise ValueError("intermediate.conditions: empty, but intermediate.tasks are given")
         study_tasks = set(self.intermediate.tasks) | set(self.target.tasks)
@@ -262,6 +286,12 @@ class StudyConfig(Strict):
                         f"trial.batch_size: {batch} (task {task}, scale {scale}) does not split evenly over "
                         f"{workers} workers per trial; use a multiple of {workers} or change trial.workers")
         available = self.available_languages
+        if self.intermediate.languages is not None:
+            zero_shot = {lang for t in self.target.tasks for lang in self.languages_for(t)} - {"en"}
+            bad = [lang for lang in self.intermediate.languages if lang not in zero_shot]
+            if bad:
+                raise ValueError(f"intermediate.languages: {bad} are not zero-shot languages of the study's target "
+                                 f"tasks; valid: {sorted(zero_shot)}")
         if self.target.languages is not None:
             bad = [lang for lang in self.target.languages if lang not in available]
             if bad:

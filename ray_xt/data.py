@@ -32,12 +32,14 @@ def task_file(root: Path, task: TaskSpec, split: str, lang: str) -> Path:
 
 
 def source_files(root: Path, task: TaskSpec, split: str, lang: str) -> list[Path]:
-    """Every file a (task, split, language) is read from (retrieval tasks have several)."""
+    """Every file a (task, split, language) is read from (retrieval tasks have several; BUCC's test gold only where
+    it exists: xtreme's download_data.sh deletes it, and the test split is predicted, not scored)."""
     main = Path(root) / task.path(split, lang)
     if task.name == "tatoeba":
         return [main, main.with_suffix(".eng")]
     if task.name == "bucc2018":
-        return [main, main.with_suffix(".en"), main.with_suffix(".gold")]
+        gold = main.with_suffix(".gold")
+        return [main, main.with_suffix(".en")] + ([gold] if split != "test" or gold.is_file() else [])
     return [main]
 
 

@@ -45,10 +45,19 @@ def read_conll(path: Path) -> TaggedSentences:
     return TaggedSentences(tokens, tags if labeled else None)
 
 
-def read_tatoeba(directory: Path, lang: str) -> tuple[list[str], list[str]]:
-    """LASER naming: tatoeba.<lang>-eng.<lang> and tatoeba.<lang>-eng.eng, aligned by line."""
+def read_tatoeba(directory: Path, lang: str, iso2: str | None = None) -> tuple[list[str], list[str]]:
+    """LASER naming: tatoeba.<lang>-eng.<lang> and tatoeba.<lang>-eng.eng, aligned by line.
+
+    xtreme's download_data.sh leaves <xx>-en.<xx> and <xx>-en.en instead, with the English side sorted
+    (utils_preprocess.py, tatoeba_preprocess): the alignment, which is the gold, is gone; such a folder is
+    named in the error rather than scored as if aligned."""
     src_path = Path(directory) / f"tatoeba.{lang}-eng.{lang}"
     eng_path = Path(directory) / f"tatoeba.{lang}-eng.eng"
+    xtreme_side = Path(directory) / f"{iso2}-en.{iso2}" if iso2 else None
+    if not src_path.is_file() and xtreme_side is not None and xtreme_side.is_file():
+        raise FormatError(f"tatoeba {iso2!r}: {xtreme_side} is xtreme's preprocessed layout, whose English side is "
+                          "sorted (the gold alignment removed), so it cannot be scored; put LASER's "
+                          f"{src_path.name} and {eng_path.name} there, or use data.source: hub")
     for p in (src_path, eng_path):
         if not p.is_file():
             raise FormatError(f"tatoeba {lang!r}: expected file {p}")
@@ -80,11 +89,13 @@ def read_bucc(directory: Path, lang: str, split: str) -> BuccSplit:
     """BUCC 2018: <lang>-en.<split>.<lang>, .en (id<TAB>sentence) and .gold (id<TAB>id)."""
     base = Path(directory) / f"{lang}-en.{split}"
     paths = [base.with_name(base.name + f".{ext}") for ext in (lang, "en", "gold")]
+    optional = paths[2] if split == "test" else None  # xtreme's download_data.sh deletes the test gold
     for p in paths:
-        if not p.is_file():
+        if not p.is_file() and p != optional:
             raise FormatError(f"bucc2018 {lang!r} {split!r}: expected file {p}")
     src, en = _id_sentences(paths[0]), _id_sentences(paths[1])
-    gold = {tuple(line.split("\t")[:2]) for line in paths[2].read_text(encoding="utf-8").splitlines() if line}
+    gold_lines = paths[2].read_text(encoding="utf-8").splitlines() if paths[2].is_file() else []
+    gold = {tuple(line.split("\t")[:2]) for line in gold_lines if line}
     unknown = [g for g in gold if g[0] not in src or g[1] not in en]
     if unknown:
         raise FormatError(f"{paths[2]}: gold pairs name unknown ids, e.g. {unknown[0]}")

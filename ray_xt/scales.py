@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ray_xt.micro.pretrain import PretrainSpec
 
@@ -72,3 +74,16 @@ def get_scale(name: str) -> Scale:
         return SCALES[name]
     except KeyError:
         raise KeyError(f"unknown scale {name!r}; known scales: {', '.join(SCALES)}") from None
+
+
+MODEL_MIRROR_ENV = "RAY_XT_MODEL_MIRROR"
+
+
+def model_location(scale: str, model_path: str | None = None) -> str:
+    """Where a hub scale's model loads from: the study's model_paths entry, else $RAY_XT_MODEL_MIRROR/<hub id>
+    (a folder per hub id, as `huggingface-cli download <hub id> --local-dir` leaves it), else the hub id."""
+    if model_path:
+        return str(Path(model_path).expanduser())
+    hub_id = SCALES[scale].hub_id
+    mirror = os.environ.get(MODEL_MIRROR_ENV)
+    return str(Path(mirror).expanduser() / hub_id) if mirror else hub_id

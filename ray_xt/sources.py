@@ -1,15 +1,19 @@
-"""The real data from the HF hub, written into the same XTREME layout the local loaders read.
+"""The real data from the HF hub (or a local mirror of its dataset repos), written into the XTREME layout the
+local loaders read.
 
-``materialize(tasks, languages, root)`` downloads each (task, split, language) with
-``datasets.load_dataset`` (hub ids and configs in the task registry), converts the
-rows to the family's file format and writes them where xtreme's
-``download_data.sh`` would have put them. Files already there are kept, so a
-machine with a local download never touches the hub, and an offline machine gets
-one error that names every missing task, its hub id and the local path to fill.
+``materialize(needs, root)`` loads each (task, split, language) with ``datasets.load_dataset`` (hub ids and
+configs in the task registry; with a mirror, ``<mirror>/<org>/<name>``, a snapshot of the same repo as
+``huggingface-cli download --repo-type dataset`` leaves it), converts the rows to the family's file format and
+writes them where xtreme's ``download_data.sh`` would have put them; target-language intermediate data come from
+XTREME's translations (``ray_xt.translations``), never from the hub's English rows. Files already there are
+kept, so a machine with a local download never touches the hub, and an offline machine gets one error that
+names every missing task, its hub id and the local path to fill.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -24,6 +28,15 @@ class HubUnavailable(DataError):
     pass
 
 
+MIRROR_ENV = "RAY_XT_HUB_MIRROR"
+
+
+def mirror_dir(configured: Path | str | None = None) -> Path | None:
+    """The local dataset mirror: data.hub_mirror, else $RAY_XT_HUB_MIRROR, else none (the hub itself)."""
+    value = configured or os.environ.get(MIRROR_ENV)
+    return Path(value).expanduser() if value else None
+
+
 def hub_config(task: TaskSpec, lang: str) -> str | None:
     hub = task.hub
     if hub is None or hub.config is None:
@@ -36,23 +49,51 @@ def hub_config(task: TaskSpec, lang: str) -> str | None:
     return hub.config.format(lang=name)
 
 
-def load_hub_rows(task: TaskSpec, split: str, lang: str) -> list[dict]:
-    """Rows of one (task, split, language) from the hub, in the hub's own schema."""
+def hub_origin(task: TaskSpec, split: str, lang: str, mirror: Path | None) -> dict:
+    """Where a (task, split, language) is loaded from: what the manifest and MLflow record."""
+    hub = task.hub
+    assert hub is not None
+    origin = {"kind": "hub", "dataset": hub.dataset, "config": hub_config(task, lang), "split": hub.splits[split],
+              "revision": hub.revision or "main"}
+    if mirror is not None:
+        origin.update(kind="hub_mirror", path=str(mirror / hub.dataset))
+    return origin
+
+
+def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = None):
+    """One (task, split, language) from the hub, or from the mirror's snapshot of the same repo, through the same
+    ``datasets.load_dataset`` call; a ``datasets.Dataset`` in the hub's own schema."""
     from datasets import load_dataset
 
     if task.hub is None:
         raise HubUnavailable(f"task {task.name!r} is not on the HF hub (licence or missing gold data): "
                              f"put its files under data.root at {task.path(split, lang)}")
+    if not task.has_split(split, lang):
+        raise HubUnavailable(f"task {task.name!r} has no {split!r} split in language {lang!r} (upstream has "
+                             f"{[s for s in ('train', 'dev', 'test') if task.has_split(s, lang)]} only)")
     hub_split = task.hub.splits.get(split)
     if hub_split is None:
         raise HubUnavailable(f"task {task.name!r} has no {split!r} split on the hub ({task.hub.dataset})")
-    rows = load_dataset(task.hub.dataset, hub_config(task, lang), split=hub_split)
+    path, revision = task.hub.dataset, task.hub.revision
+    if mirror is not None:
+        path, revision = str(mirror / task.hub.dataset), None  # a snapshot is one revision
+        if not Path(path).is_dir():
+            raise HubUnavailable(f"hub mirror: no folder {path} (make it with `huggingface-cli download --repo-type "
+                                 f"dataset {task.hub.dataset}{' --revision ' + task.hub.revision if task.hub.revision else ''}"
+                                 f" --local-dir {path}`)")
+    rows = load_dataset(path, hub_config(task, lang), split=hub_split, revision=revision)
     if task.name == "tydiqa":  # one config for all languages; the id starts with the language name
         from ray_xt.tasks.registry import UD_NAMES
 
-        prefix = {"bn": "bengali", "sw": "swahili"}.get(lang, UD_NAMES.get(lang, lang).lower())
+        prefix = {"bn": "bengali", "sw": "swahili"}.get(lang, UD_NAMES.get(lang, lang).lower()) + "-"
         rows = rows.filter(lambda r: r["id"].startswith(prefix))
-    return [dict(r) for r in rows]
+    return rows
+
+
+def tag_names(rows) -> list[str] | None:
+    """The tag names of a tagging dataset's ClassLabel column (None: the tags are strings already)."""
+    column = rows.features.get("pos_tags") or rows.features.get("ner_tags")
+    return list(getattr(getattr(column, "feature", None), "names", []) or []) or None
 
 
 # ---------------------------------------------------------------- hub schema -> ray_xt file format
@@ -124,7 +165,9 @@ def write_task_files(root: Path, task: TaskSpec, split: str, lang: str, rows: li
         "span_qa": lambda: to_qa_examples(rows),
     }
     if task.family in convert:
-        write_examples(path, task, convert[task.family]())
+        tmp = path.with_name(path.name + ".partial")  # a file is whole or absent: present files are never refetched
+        write_examples(tmp, task, convert[task.family]())
+        tmp.replace(path)
     elif task.name == "tatoeba":
         path.write_text("".join(r["source_sentence"].strip() + "\n" for r in rows), encoding="utf-8")
         path.with_suffix(".eng").write_text("".join(r["target_sentence"].strip() + "\n" for r in rows),
@@ -135,36 +178,75 @@ def write_task_files(root: Path, task: TaskSpec, split: str, lang: str, rows: li
     return [path]
 
 
-def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path) -> list[Path]:
-    """Fetch every missing (task, split, languages) from the hub into ``root``; one error lists all failures."""
+def write_labels(root: Path, task: TaskSpec, lang: str) -> Path | None:
+    """Gold labels of a target task's submission split in XTREME's labels layout (what ``ray-xt score`` reads),
+    from the file the loaders read; None where that file has no gold."""
+    from ray_xt.families import family_of
+
+    split = task.submission_split
+    examples = family_of(task).read(root, task, split, lang)
+    out = Path(root) / "labels" / task.name / f"test-{lang}.{task.submission_suffix}"
+    if task.family == "pair_classification" and all(e["label"] is not None for e in examples):
+        text = "".join(f"{e['label']}\n" for e in examples)
+    elif task.family == "tagging" and all(e["tags"] is not None for e in examples):
+        text = "".join("".join(f"{t}\n" for t in e["tags"]) + "\n" for e in examples)
+    elif task.family == "span_qa" and any(a.get("text") for e in examples for a in e["answers"]):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(root) / task.path(split, lang), out)
+        return out
+    elif task.name == "tatoeba":
+        text = "".join(f"{e['gold']}\n" for e in examples if e["side"] == "src")
+    else:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror: Path | None = None,
+                translations: Path | None = None, hub: bool = True) -> list[dict]:
+    """Fetch every missing (task, split, languages) into ``root``: English and target-task data from the hub (or
+    its mirror) when ``hub``, target-language intermediate data from XTREME's translations; one error lists every
+    failure. Files already there are kept. Returns what was written, with its origin, for the manifest."""
+    from ray_xt.translations import available, materialize_translation, missing_message
+
     written, problems = [], []
+    untranslated: dict[str, list[str]] = {}
     for task_name, split, langs in needs:
         task = TASKS[task_name]
         for lang in langs:
             if (Path(root) / task.path(split, lang)).is_file():
                 continue
+            if task.role == "intermediate" and lang != "en":
+                # never the hub: its intermediate datasets are English, and English rows must not stand under
+                # another language's name
+                if available(translations, task_name, lang):
+                    for t in materialize_translation(root, translations, task_name, lang):
+                        written.append({"task": t.task, "split": t.split, "lang": t.lang, "files": [str(t.path)],
+                                        "source": t.source})
+                elif lang not in untranslated.setdefault(task_name, []):
+                    untranslated[task_name].append(lang)
+                continue
+            if not hub:
+                continue  # a local folder: the presence check names what is missing
             try:
-                rows = load_hub_rows(task, split, lang)
-                tag_names = None
-                if task.family == "tagging":
-                    tag_names = _tag_names(task, lang)
-                written += write_task_files(root, task, split, lang, rows, tag_names)
+                rows = load_hub_rows(task, split, lang, mirror)
+                names = tag_names(rows) if task.family == "tagging" else None
+                files = write_task_files(root, task, split, lang, [dict(r) for r in rows], names)
+                if task.role == "target" and split == task.submission_split:
+                    label_file = write_labels(root, task, lang)
+                    files += [label_file] if label_file else []
+                written.append({"task": task_name, "split": split, "lang": lang, "files": [str(f) for f in files],
+                                "source": hub_origin(task, split, lang, mirror)})
             except HubUnavailable as err:
                 problems.append(str(err))
             except Exception as err:  # offline, unknown config, ...: say which task and what to do
-                hub = task.hub
                 problems.append(
-                    f"task {task_name!r} {split} {lang}: could not load {hub.dataset if hub else '?'} "
-                    f"config {hub_config(task, lang)!r} from the HF hub ({type(err).__name__}: {str(err)[:160]}); "
-                    f"either make the hub reachable or put the file at {Path(root) / task.path(split, lang)}")
+                    f"task {task_name!r} {split} {lang}: could not load {task.hub.dataset if task.hub else '?'} "
+                    f"config {hub_config(task, lang)!r}{' from the mirror ' + str(mirror) if mirror else ' from the HF hub'}"
+                    f" ({type(err).__name__}: {str(err)[:200]}); either make it reachable (data.hub_mirror, "
+                    f"${MIRROR_ENV}) or put the file at {Path(root) / task.path(split, lang)}")
+    problems += [missing_message(root, translations, task, langs) for task, langs in untranslated.items()]
     if problems:
         raise HubUnavailable("data not available:\n  - " + "\n  - ".join(problems))
     return written
-
-
-def _tag_names(task: TaskSpec, lang: str) -> list[str] | None:
-    from datasets import load_dataset_builder
-
-    features = load_dataset_builder(task.hub.dataset, hub_config(task, lang)).info.features
-    column = features.get("pos_tags") or features.get("ner_tags")
-    return list(getattr(getattr(column, "feature", None), "names", []) or []) or None

@@ -82,7 +82,8 @@ def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
     from ray_xt.micro.build import CORPUS_VERSION, TASKS_VERSION
 
     payload = {
-        "data": cfg.data.model_dump(mode="json"),
+        # where the mirror and the translations sit is not what they hold: moving them keeps every stage
+        "data": cfg.data.model_dump(mode="json", exclude={"hub_mirror", "translations"}),
         "micro": cfg.micro.model_dump(mode="json", exclude={"cache_dir"}),
         # a micro study's results depend on the generator too: a new world version must not reuse old stages
         **({"micro_world_version": [CORPUS_VERSION, TASKS_VERSION], "micro_scales": _micro_scale_specs(cfg)}
@@ -93,6 +94,9 @@ def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
         "search": cfg.search.model_dump(mode="json"),
         "scheduler": cfg.scheduler.model_dump(mode="json"),
         "target_languages": cfg.target.languages,
+        **({"intermediate_languages": sorted(set(cfg.intermediate.languages))}
+           if cfg.intermediate.languages is not None else {}),
+        **({"model_paths": dict(cfg.model_paths)} if cfg.model_paths else {}),
         **(extra or {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -102,7 +106,10 @@ MULTI_TASK = "multi-task"  # the task (and condition) of a stage trained on all 
 
 
 def translate_languages(cfg: StudyConfig) -> list[str]:
-    """The target languages of the study's target tasks (what translate-train renders the data into)."""
+    """The languages of target-language intermediate data: intermediate.languages, else every zero-shot language
+    of the study's target tasks."""
+    if cfg.intermediate.languages is not None:
+        return sorted(set(cfg.intermediate.languages))
     return sorted({lang for t in cfg.target.tasks for lang in cfg.languages_for(t)} - {"en"})
 
 

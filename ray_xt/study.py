@@ -6,13 +6,14 @@ import json
 import math
 import subprocess
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from ray_xt.config import StudyConfig
 from ray_xt.data import FeatureCache
-from ray_xt.scales import SCALES
+from ray_xt.prepare import data_needs, prepare_data, training_source
+from ray_xt.scales import SCALES, model_location
 from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
 from ray_xt.sweep import SweepSettings, run_sweep
 from ray_xt.tasks.registry import TASKS
@@ -83,10 +84,11 @@ class StageStore:
 
 @dataclass
 class Resolved:
-    """What the config names, made concrete: data root, model paths, tokenizer."""
+    """What the config names, made concrete: data root, model paths, tokenizer, and the data's manifest."""
 
     data_root: Path
     model_paths: dict[str, str]  # pretrained model per scale; its folder (or hub id) also holds the tokenizer
+    datasets: dict[str, dict] = field(default_factory=dict)  # "task/split/lang" -> {source, digest, rows}
 
 
 def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Resolved:
@@ -106,51 +108,15 @@ def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Re
             for s in cfg.scales
         }
         world = build_micro(spec, m.vocab_size, pretrain, m.cache_dir, use_ray=use_ray, progress=progress)
-        return Resolved(world.root, {s: str(world.model_dirs[s]) for s in cfg.scales})
-    check_data_files(cfg)  # hub: fetches what is missing (a no-op when the CLI's preflight already did)
-    return Resolved(cfg.data.data_root(), {s: SCALES[s].hub_id for s in cfg.scales})
+        return Resolved(world.root, {s: str(world.model_dirs[s]) for s in cfg.scales},
+                        manifest_datasets(prepare_data(cfg, root=world.root)))
+    entries = prepare_data(cfg)  # fetches what is missing (files the CLI's preflight fetched are kept)
+    return Resolved(cfg.data.data_root(), {s: model_location(s, cfg.model_paths.get(s)) for s in cfg.scales},
+                    manifest_datasets(entries))
 
 
-def training_source(task_name: str) -> str:
-    """The task whose English data trains ``task_name`` (XQuAD and MLQA train on SQuAD)."""
-    return TASKS[task_name].train_task or task_name
-
-
-def data_needs(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
-    """(task, split, languages) of every file a study reads."""
-    needs = []
-    for t in cfg.intermediate.tasks:
-        needs += [(t, "train", ["en"]), (t, "dev", ["en"])]
-        if {"translate-train", "translate-train-each"} & set(cfg.intermediate.conditions):
-            needs += [(t, split, translate_languages(cfg)) for split in ("train", "dev")]
-    for t in cfg.target.tasks:
-        task = TASKS[t]
-        if task.family != "retrieval":
-            needs += [(training_source(t), "train", ["en"]), (training_source(t), "dev", ["en"])]
-        needs.append((t, task.eval_split, cfg.languages_for(t)))
-    return needs
-
-
-def check_data_files(cfg: StudyConfig) -> None:
-    """For an existing data folder, every file the study will read must exist — checked before Ray starts."""
-    if cfg.data.source == "micro":
-        return  # the micro world writes its own files
-    from ray_xt.data import DataError, source_files
-
-    if cfg.data.source == "hub":  # fetch what is missing now, before any cluster resource is requested
-        from ray_xt.sources import materialize
-
-        materialize(data_needs(cfg), cfg.data.data_root())
-
-    problems = []
-    for task, split, langs in data_needs(cfg):
-        for lang in langs:
-            for path in source_files(cfg.data.data_root(), TASKS[task], split, lang):
-                if not path.is_file():
-                    problems.append(f"task {task!r}, split {split!r}, language {lang!r}: expected file {path}")
-    if problems:
-        raise DataError("missing data files (run google-research/xtreme's scripts/download_data.sh into data.root, "
-                        "and put intermediate tasks under intermediate/<task>/):\n  - " + "\n  - ".join(problems))
+def manifest_datasets(entries) -> dict[str, dict]:
+    return {f"{e.task}/{e.split}/{e.lang}": {"source": e.source, "digest": e.digest, "rows": e.rows} for e in entries}
 
 
 def absolute_uri(uri: str) -> str:
@@ -277,6 +243,7 @@ class StudyRunner:
             trainer_pool=self.trainer_pool if self._hosted(stage.scale) else None,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
+        self._log_datasets(parent, stage)
         self.tracker.log_params(parent, {
             **{f"trial.{k}": v for k, v in t.model_dump().items()},
             "search.lr_low": settings.lr_low, "search.lr_high": settings.lr_high,
@@ -308,6 +275,7 @@ class StudyRunner:
     def run_retrieval(self, stage: Stage) -> dict:
         """Retrieval straight from the upstream checkpoint (or the pretrained model): no sweep."""
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": self.cfg.name})
+        self._log_datasets(parent, stage)
         model_dir = self._model_path(stage)
         self.tracker.log_params(parent, {"model_path": model_dir, "git_revision": self.git_revision,
                                          "retrieval_layer": self.cfg.trial_for(stage.task).retrieval_layer or "default"})
@@ -320,13 +288,31 @@ class StudyRunner:
         self.tracker.finish(parent)
         return record
 
+    def _log_datasets(self, parent: str, stage: Stage) -> None:
+        """The manifest entries a stage trains, selects and is scored on, as its MLflow run's dataset inputs."""
+        assert self.resolved is not None
+        known, inputs = self.resolved.datasets, []
+        if stage.kind != "retrieval":
+            names = self.cfg.intermediate.tasks if stage.task == MULTI_TASK else [training_source(stage.task)]
+            for name in names:
+                for lang in self._train_languages(stage):
+                    inputs += [(f"{name}/{split}/{lang}", known.get(f"{name}/{split}/{lang}"), context)
+                               for split, context in (("train", "training"), ("dev", "validation"))]
+        if stage.kind != "intermediate":
+            task = TASKS[stage.task]
+            inputs += [(f"{stage.task}/{task.eval_split_for(lang)}/{lang}",
+                        known.get(f"{stage.task}/{task.eval_split_for(lang)}/{lang}"), "evaluation")
+                       for lang in self.cfg.languages_for(stage.task)]
+        self.tracker.log_datasets(parent, [x for x in inputs if x[1] is not None])
+
     def _log_zero_shot(self, parent: str, record: dict) -> None:
         self.tracker.log_metrics(parent, {f"zero_shot.{lang}": v for lang, v in record["zero_shot"].items()}, 0)
         if record.get("predictions_dir"):
             self.tracker.log_artifacts(parent, record["predictions_dir"], "predictions")
 
     def _eval_features(self, stage: Stage, labels: list[str]) -> dict[str, dict[str, str]]:
-        """Features of every evaluated language's eval and submission splits: {lang: {split: path}}."""
+        """Per evaluated language, the features of its scored split (dev, or test where XTREME has no dev set for
+        it) and of its submission split: {lang: {"eval": path, "submission": path}}."""
         assert self.resolved is not None
         task = TASKS[stage.task]
         tok = self.resolved.model_paths[stage.scale]
@@ -335,16 +321,18 @@ class StudyRunner:
         if only:  # a model trained on one language's translation is evaluated on that language (and English)
             langs = [lang for lang in langs if lang in ("en", only)]
         root = self.resolved.data_root
-        splits = [task.eval_split] + ([task.submission_split] if task.submission_split != task.eval_split else [])
+        max_eval = self.cfg.trial_for(stage.task).max_eval_examples
         feature_dirs: dict[str, dict[str, str]] = {}
         for lang in langs:
-            for split in splits:
-                if (root / task.path(split, lang)).is_file():
-                    feature_dirs.setdefault(lang, {})[split] = str(self.features.features(
-                        root, task, split, [lang], tok, labels=labels,
-                        max_examples=self.cfg.trial_for(stage.task).max_eval_examples
-                        if split == task.eval_split else None, **self._feature_args(stage)))
-        return feature_dirs
+            scored = task.eval_split_for(lang)
+            for role, split in (("eval", scored), ("submission", task.submission_split)):
+                if role == "submission" and split == scored:
+                    feature_dirs.setdefault(lang, {})[role] = feature_dirs.get(lang, {}).get("eval", "")
+                elif (root / task.path(split, lang)).is_file():
+                    feature_dirs.setdefault(lang, {})[role] = str(self.features.features(
+                        root, task, split, [lang], tok, labels=labels, max_examples=max_eval if role == "eval" else None,
+                        **self._feature_args(stage)))
+        return {lang: {k: v for k, v in d.items() if v} for lang, d in feature_dirs.items()}
 
     def prepare(self, stage: Stage) -> None:
         """Tokenise everything a stage reads, in the driver, once: stage drivers and trials only load it."""
@@ -373,6 +361,7 @@ class StudyRunner:
         return {
             "zero_shot": {lang: r["score"] for lang, r in results.items()},
             "zero_shot_metrics": {lang: r["metrics"] for lang, r in results.items()},
+            "zero_shot_splits": {lang: r["split"] for lang, r in results.items()},
             "predictions_dir": str(out_dir) if out_dir.exists() else None,
         }
 
@@ -519,7 +508,7 @@ def execute_stage(config: dict, tracking_uri: str, resolved: Resolved, stage: St
 
 def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, dict[str, str]], cpus: float,
                        retrieval_layer: int | None = None) -> dict[str, dict]:
-    """Per language: the eval split's score and metrics, and predictions of the submission split.
+    """Per language: the scored split's score and metrics, and predictions of the submission split.
 
     BUCC's threshold is chosen on the eval (dev) split and applied unchanged to test.
     """
@@ -539,23 +528,22 @@ def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, d
     if torch.cuda.is_available():
         model = model.cuda()
     results: dict[str, dict] = {}
-    for lang, splits in feature_dirs.items():
-        result: dict = {}
+    for lang, roles in feature_dirs.items():
+        if "eval" not in roles:
+            continue
         if task.family == "retrieval":
             family.threshold = None
-        if task.eval_split in splits:
-            features, examples, _ = load_features(splits[task.eval_split])
-            evaluation = family.evaluate(model, features, examples, pad_id, task, lang)
-            result.update(score=evaluation.score, metrics=evaluation.metrics)
-            if task.submission_split == task.eval_split:
-                result["submission"] = evaluation.submission
-            if task.family == "retrieval" and "threshold" in evaluation.metrics:
-                family.threshold = evaluation.metrics["threshold"]
-        if task.submission_split != task.eval_split and task.submission_split in splits:
-            features, examples, _ = load_features(splits[task.submission_split])
+        features, examples, _ = load_features(roles["eval"])
+        evaluation = family.evaluate(model, features, examples, pad_id, task, lang)
+        result = {"score": evaluation.score, "metrics": evaluation.metrics, "split": task.eval_split_for(lang)}
+        if task.family == "retrieval" and "threshold" in evaluation.metrics:
+            family.threshold = evaluation.metrics["threshold"]  # chosen on dev, applied unchanged to test
+        if roles.get("submission") == roles["eval"]:
+            result["submission"] = evaluation.submission
+        elif "submission" in roles:
+            features, examples, _ = load_features(roles["submission"])
             result["submission"] = family.evaluate(model, features, examples, pad_id, task, lang).submission
-        if "score" in result:
-            results[lang] = result
+        results[lang] = result
     return results
 
 

@@ -120,6 +120,30 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    def log_datasets(self, run_id: str, inputs: list[tuple[str, dict, str]]) -> None:
+        """MLflow dataset inputs (the runs table's Dataset column): (name, manifest entry, context) each, the entry's
+        digest and source as ``ray_xt.prepare`` recorded them."""
+        import json
+
+        from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        logged = []
+        for name, info, context in inputs:
+            source = info["source"]
+            if source.get("kind") in ("hub", "hub_mirror"):
+                source_type, text = "hugging_face", HuggingFaceDatasetSource(
+                    path=source.get("path", source["dataset"]), config_name=source.get("config"),
+                    split=source.get("split"), revision=source.get("revision")).to_json()
+            else:
+                source_type, text = "local", json.dumps({"uri": source.get("file") or source.get("root", ""),
+                                                         **{k: v for k, v in source.items() if k != "file"}})
+            dataset = Dataset(name=name, digest=info["digest"], source_type=source_type, source=text,
+                              profile=json.dumps({"num_rows": info["rows"]}))
+            logged.append(DatasetInput(dataset, [InputTag("mlflow.data.context", context)]))
+        if logged:
+            self.client.log_inputs(run_id, datasets=logged)
+
     def log_artifacts(self, run_id: str, directory: str, artifact_path: str) -> None:
         self.client.log_artifacts(run_id, directory, artifact_path)
 

@@ -38,7 +38,7 @@ class Retrieval(Family):
         directory = Path(root) / Path(task.path(split, lang)).parent
         try:
             if task.name == "tatoeba":
-                src, eng = read_tatoeba(directory, TATOEBA_ISO3.get(lang, lang))
+                src, eng = read_tatoeba(directory, TATOEBA_ISO3.get(lang, lang), lang)
                 return ([{"side": "src", "id": str(i), "text": s, "gold": str(i)} for i, s in enumerate(src)]
                         + [{"side": "en", "id": str(i), "text": s, "gold": ""} for i, s in enumerate(eng)])
             bucc = read_bucc(directory, lang, split)

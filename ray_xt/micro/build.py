@@ -65,7 +65,13 @@ def corpus_key(spec: WorldSpec, vocab_size: int) -> str:
 
 
 def tasks_key(spec: WorldSpec) -> str:
-    return _digest({"version": TASKS_VERSION, "world": asdict(spec)})
+    """What the task files depend on, where they are written included: a layout that follows upstream anew (as
+    TyDiQA-GoldP's file names did) rebuilds the files in the new place without changing their content, so
+    finished stages (keyed by TASKS_VERSION) stay valid."""
+    from ray_xt.tasks.registry import TASKS
+
+    layout = sorted(TASKS[t].path(s, "en") for t in spec.tasks if t in TASKS for s in ("train", "dev", "test"))
+    return _digest({"version": TASKS_VERSION, "world": asdict(spec), "layout": layout})
 
 
 def model_key(spec: PretrainSpec) -> str:

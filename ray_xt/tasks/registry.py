@@ -2,8 +2,8 @@
 
 Target-task languages are XTREME's lists, exactly as the official ``evaluate.py``
 (google-research/xtreme) scores them; intermediate tasks are English (their
-"translate-train" versions come from XTREME's translate-train sets where those
-exist, else from a translation source: see ``ray_xt/translate.py``).  On the
+target-language versions come from XTREME's translations where those exist,
+``ray_xt/translations.py``, else from ``ray-xt translate``, ``ray_xt/translate.py``).  On the
 micro world every task exists in every world language.
 
 File layouts are those ``scripts/download_data.sh`` of google-research/xtreme
@@ -27,6 +27,8 @@ class HubSource:
     config: str | None = None
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"})
     language_names: dict[str, str] | None = None  # for configs named by language name (udpos.English)
+    # a branch or tag other than main: script-only repos load from the hub's parquet export, "refs/convert/parquet"
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,20 @@ class TaskSpec:
     layout: Callable[[str, str], str]  # (split, lang) -> file path relative to the data root
     labels: tuple[str, ...] = ()  # classification labels (pair) or the tag set (tagging; read from data if empty)
     hub: HubSource | None = None
-    translate_train: str | None = None  # where a target-language training set comes from: "xtreme" | None
     train_task: str | None = None  # trains on another task's English data (XQuAD/MLQA on SQuAD)
     eval_split: str = "dev"  # split scored zero-shot in every language (XQuAD ships only test)
     submission_split: str = "test"  # split predicted for the XTREME submission (TyDiQA-GoldP: its dev set)
     num_choices: int = 0  # multiple choice
+    # splits a language does not have at all (upstream), e.g. UD-POS Thai has a test set only
+    missing_splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def has_split(self, split: str, lang: str) -> bool:
+        return split not in self.missing_splits.get(lang, ())
+
+    def eval_split_for(self, lang: str) -> str:
+        """The split scored zero-shot in ``lang``: ``eval_split``, or test where the language has no such split
+        (XTREME scores every language on test)."""
+        return self.eval_split if self.has_split(self.eval_split, lang) else "test"
 
     @property
     def num_labels(self) -> int:
@@ -78,8 +89,9 @@ def _mlqa(split: str, lang: str) -> str:
 
 
 def _tydiqa(split: str, lang: str) -> str:
+    # xtreme's utils_preprocess.py (tydiqa_preprocess) splits the train file per language and renames the dev files
     folder = "tydiqa-goldp-v1.1-train" if split == "train" else "tydiqa-goldp-v1.1-dev"
-    return f"download/tydiqa/{folder}/tydiqa.{lang}.{split}.json"
+    return f"download/tydiqa/{folder}/tydiqa.goldp.{lang}.{split}.json"
 
 
 def _tatoeba(split: str, lang: str) -> str:
@@ -122,6 +134,13 @@ TATOEBA_ISO3 = dict(
 )
 
 
+# UD 2.5 has no dev set for Kazakh and only a test set for Tagalog, Thai and Yoruba (google/xtreme's udpos
+# configs; xtreme's download_data.sh writes no such files either): XTREME evaluates them on test.
+UDPOS_MISSING_SPLITS: dict[str, tuple[str, ...]] = {
+    "kk": ("dev",), "tl": ("train", "dev"), "th": ("train", "dev"), "yo": ("train", "dev"),
+}
+
+
 def _langs(task: str) -> tuple[str, ...]:
     return tuple(XTREME_LANGUAGES[task].split(","))
 
@@ -136,18 +155,21 @@ TASKS: dict[str, TaskSpec] = {
     for t in (
         # ---- XTREME target tasks
         TaskSpec("xnli", "pair_classification", "target", "accuracy", _langs("xnli"), _tsv("download/xnli"), _NLI,
-                 HubSource("facebook/xnli", "{lang}"), translate_train="xtreme"),
+                 HubSource("facebook/xnli", "{lang}")),
         TaskSpec("pawsx", "pair_classification", "target", "accuracy", _langs("pawsx"), _tsv("download/pawsx"), _PARA,
-                 HubSource("google-research-datasets/paws-x", "{lang}"), translate_train="xtreme"),
+                 HubSource("google-research-datasets/paws-x", "{lang}")),
         TaskSpec("udpos", "tagging", "target", "f1", _langs("udpos"), _tsv("download/udpos"),
-                 hub=HubSource("google/xtreme", "udpos.{lang}", language_names=UD_NAMES)),
+                 hub=HubSource("google/xtreme", "udpos.{lang}", language_names=UD_NAMES),
+                 missing_splits=UDPOS_MISSING_SPLITS),
         TaskSpec("panx", "tagging", "target", "f1", _langs("panx"), _tsv("download/panx"),
                  hub=HubSource("google/xtreme", "PAN-X.{lang}")),
         TaskSpec("xquad", "span_qa", "target", "em_f1", _langs("xquad"), _xquad,
                  hub=HubSource("google/xquad", "xquad.{lang}", {"test": "validation"}), train_task="squad",
                  eval_split="test"),
         TaskSpec("mlqa", "span_qa", "target", "em_f1", _langs("mlqa"), _mlqa,
-                 hub=HubSource("facebook/mlqa", "mlqa.{lang}.{lang}", {"dev": "validation", "test": "test"}),
+                 # facebook/mlqa is a loading script on main (refused by datasets >= 4); google/xtreme's
+                 # MLQA.<l>.<l> configs are parquet with the same columns
+                 hub=HubSource("google/xtreme", "MLQA.{lang}.{lang}", {"dev": "validation", "test": "test"}),
                  train_task="squad"),
         TaskSpec("tydiqa", "span_qa", "target", "em_f1", _langs("tydiqa"), _tydiqa,
                  hub=HubSource("google/xtreme", "tydiqa", {"train": "train", "dev": "validation"}),
@@ -159,24 +181,28 @@ TASKS: dict[str, TaskSpec] = {
         # ---- the paper's English intermediate tasks
         TaskSpec("mnli", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/mnli"), _NLI,
                  HubSource("nyu-mll/glue", "mnli", {"train": "train", "dev": "validation_matched"}),
-                 translate_train="xtreme"),  # XNLI's translate-train is MNLI translated
+                 ),  # target-language versions: ray_xt.translations (XTREME's XNLI translate-train)
         TaskSpec("anli", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/anli"), _NLI,
                  HubSource("facebook/anli", None, {"train": "train_r3", "dev": "dev_r3"})),
         TaskSpec("qqp", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/qqp"), _PARA,
                  HubSource("nyu-mll/glue", "qqp", {"train": "train", "dev": "validation"}),
-                 translate_train="xtreme"),  # PAWS-X's translate-train stands in for translated paraphrase data
+                 ),  # no translation of QQP exists (PAWS-X translate-train is PAWS-X): ray-xt translate
         TaskSpec("squad", "span_qa", "intermediate", "em_f1", _EN, _squad,
                  hub=HubSource("rajpurkar/squad", None, {"train": "train", "dev": "validation"}),
-                 translate_train="xtreme"),  # XTREME ships SQuAD translate-train
+                 ),  # target-language versions: ray_xt.translations (XTREME's SQuAD translate-train/dev)
         TaskSpec("hellaswag", "multiple_choice", "intermediate", "accuracy", _EN, _jsonl("intermediate/hellaswag"),
                  hub=HubSource("Rowan/hellaswag", None, {"train": "train", "dev": "validation"}), num_choices=4),
         TaskSpec("cosmosqa", "multiple_choice", "intermediate", "accuracy", _EN, _jsonl("intermediate/cosmosqa"),
-                 hub=HubSource("allenai/cosmos_qa", None, {"train": "train", "dev": "validation"}), num_choices=4),
+                 # a loading script on main: the hub's parquet export (unverified for this repo, see README)
+                 hub=HubSource("allenai/cosmos_qa", None, {"train": "train", "dev": "validation"},
+                               revision="refs/convert/parquet"), num_choices=4),
         TaskSpec("commonsenseqa", "multiple_choice", "intermediate", "accuracy", _EN,
                  _jsonl("intermediate/commonsenseqa"),
                  hub=HubSource("tau/commonsense_qa", None, {"train": "train", "dev": "validation"}), num_choices=5),
         TaskSpec("socialiqa", "multiple_choice", "intermediate", "accuracy", _EN, _jsonl("intermediate/socialiqa"),
-                 hub=HubSource("allenai/social_i_qa", None, {"train": "train", "dev": "validation"}), num_choices=3),
+                 # a loading script on main; its parquet export loads
+                 hub=HubSource("allenai/social_i_qa", None, {"train": "train", "dev": "validation"},
+                               revision="refs/convert/parquet"), num_choices=3),
         TaskSpec("ccg", "tagging", "intermediate", "f1", _EN, _tsv("intermediate/ccg"),
                  hub=None),  # CCGbank is LDC-licensed: a local copy converted to token<TAB>supertag TSV
     )
