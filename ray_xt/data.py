@@ -98,6 +98,7 @@ class FeatureCache:
             "task": task.name, "family": family.name, "split": split, "langs": langs,
             "tokenizer": tokenizer_fingerprint(tokenizer_dir), "max_len": max_len, "stride": stride,
             "max_examples": max_examples, "labels": labels,
+            **({"cap": "per side"} if family.name == "retrieval" and max_examples is not None else {}),
             "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
         }
         key = hashlib.sha256(json.dumps(key_payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -110,7 +111,7 @@ class FeatureCache:
 
         examples = read_examples(root, task, split, langs)
         if max_examples is not None:
-            examples = examples[:max_examples]
+            examples = cap_examples(examples, max_examples)
         columns = family.featurize(examples, self._tokenizer(tokenizer_dir), max_len, stride, labels)
         data = DatasetDict({
             "features": Dataset.from_dict(columns),
@@ -123,6 +124,17 @@ class FeatureCache:
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         return out
+
+
+def cap_examples(examples: list[dict], n: int) -> list[dict]:
+    """The first n examples; retrieval data keep n sentences of each side (a source sentence whose English
+    partner falls outside loses its gold pair, so the cap cannot count it as missed)."""
+    if not examples or "side" not in examples[0]:
+        return examples[:n]
+    src = [e for e in examples if e["side"] == "src"][:n]
+    en = [e for e in examples if e["side"] == "en"][:n]
+    kept = {e["id"] for e in en}
+    return [{**e, "gold": e["gold"] if e["gold"] in kept else ""} for e in src] + en
 
 
 def write_examples(path: Path, task: TaskSpec, examples: list[dict]) -> None:

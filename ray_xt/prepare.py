@@ -168,18 +168,27 @@ def check_models(cfg: StudyConfig) -> list[str]:
 
 def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str], None] | None = None) -> list[Entry]:
     """Materialise and check everything the study reads; write the manifest; one DataError lists every problem."""
-    from ray_xt.sources import materialize, mirror_dir
+    from ray_xt.sources import HubUnavailable, materialize, mirror_dir
 
     root = Path(root) if root is not None else cfg.data.data_root()
     needs = data_needs(cfg)
     origins: dict[str, dict] = {}
+
+    def record(w: dict) -> None:  # each fetched piece's origin is in the manifest as soon as it lands
+        origins[f"{w['task']}/{w['split']}/{w['lang']}"] = w["source"]
+        write_manifest(root, [describe(root, w["task"], w["split"], w["lang"], w["source"], {})])
+
+    fetch_problems: list[str] = []
     if cfg.data.source != "micro":
         root.mkdir(parents=True, exist_ok=True)
         translations = Path(cfg.data.translations).expanduser() if cfg.data.translations else None
-        for w in materialize(needs, root, mirror_dir(cfg.data.hub_mirror), translations, hub=cfg.data.source == "hub"):
-            origins[f"{w['task']}/{w['split']}/{w['lang']}"] = w["source"]
-    problems = check_models(cfg)
-    for task_name, split, langs in needs:
+        try:
+            materialize(needs, root, mirror_dir(cfg.data.hub_mirror), translations, hub=cfg.data.source == "hub",
+                        on_written=record)
+        except HubUnavailable as err:  # listed with every other problem below
+            fetch_problems = err.problems
+    problems = fetch_problems + check_models(cfg)
+    for task_name, split, langs in needs if not fetch_problems else []:  # (what could not be fetched is named)
         for lang in langs:
             missing = [p for p in source_files(root, task_name, split, lang) if not p.is_file()]
             problems += [f"task {task_name!r}, split {split!r}, language {lang!r}: expected file {p}" for p in missing]
@@ -201,10 +210,29 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
             entries.append(describe(root, task_name, split, lang, origins.get(key) or
                                     (None if key in known else default), known.get(key, {})))
     path = write_manifest(root, entries)
+    labels = write_missing_labels(root, needs)
     if log is not None:
         log(summary_table(entries, origins))
-        log(f"[ray-xt] data ready: {len(entries)} (task, split, language) sets, manifest {path}")
+        log(f"[ray-xt] data ready: {len(entries)} (task, split, language) sets, manifest {path}"
+            + (f"; gold labels for `ray-xt score` written for {labels} submission files under {root / 'labels'}"
+               if labels else ""))
     return entries
+
+
+def write_missing_labels(root: Path, needs: list[tuple[str, str, list[str]]]) -> int:
+    """Gold of every target task's submission split in XTREME's labels layout, where it has gold and no labels
+    file exists yet (the micro world writes its own); returns how many were written."""
+    from ray_xt.sources import write_labels
+
+    written = 0
+    for task_name, split, langs in needs:
+        task = TASKS[task_name]
+        if task.role != "target" or split != task.submission_split:
+            continue
+        for lang in langs:
+            if not (Path(root) / "labels" / task_name / f"test-{lang}.{task.submission_suffix}").is_file():
+                written += write_labels(root, task, lang) is not None
+    return written
 
 
 def summary_table(entries: list[Entry], fetched: dict[str, dict]) -> str:
@@ -214,17 +242,18 @@ def summary_table(entries: list[Entry], fetched: dict[str, dict]) -> str:
         groups.setdefault((e.task, e.split), []).append(e)
     lines = ["| task | split | languages | rows | source |", "| --- | --- | --- | --- | --- |"]
     for (task, split), group in groups.items():
-        kinds = sorted({_source_label(e.source) for e in group})
+        kinds = sorted({_source_label(e.source, e.lang) for e in group})
         new = sum(f"{e.task}/{e.split}/{e.lang}" in fetched for e in group)
         lines.append(f"| {task} | {split} | {len(group)} | {sum(e.rows for e in group):,} | {'; '.join(kinds)}"
                      f"{f' ({new} fetched now)' if new else ''} |")
     return "\n".join(lines)
 
 
-def _source_label(source: dict) -> str:
+def _source_label(source: dict, lang: str) -> str:
     kind = source.get("kind", "file")
     if kind in ("hub", "hub_mirror"):
-        return f"{kind} {source['dataset']}" + (f" {source['config'].split('.')[0]}" if source.get("config") else "")
+        config = (source.get("config") or "").split(".")[0]  # udpos.German -> udpos; a config per language: none
+        return f"{kind} {source['dataset']}" + (f" {config}" if config and config != lang else "")
     if kind == "translations":
         return source.get("origin", kind)
     return kind

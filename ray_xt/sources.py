@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ray_xt.data import write_examples
 from ray_xt.families import DataError
@@ -25,7 +25,9 @@ NLI_LABELS = ("entailment", "neutral", "contradiction")  # the id order of GLUE 
 
 
 class HubUnavailable(DataError):
-    pass
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 MIRROR_ENV = "RAY_XT_HUB_MIRROR"
@@ -196,6 +198,8 @@ def write_labels(root: Path, task: TaskSpec, lang: str) -> Path | None:
         return out
     elif task.name == "tatoeba":
         text = "".join(f"{e['gold']}\n" for e in examples if e["side"] == "src")
+    elif task.name == "bucc2018" and any(e["gold"] for e in examples):
+        text = "".join(f"{e['id']}\t{e['gold']}\n" for e in examples if e["side"] == "src" and e["gold"])
     else:
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,10 +208,12 @@ def write_labels(root: Path, task: TaskSpec, lang: str) -> Path | None:
 
 
 def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror: Path | None = None,
-                translations: Path | None = None, hub: bool = True) -> list[dict]:
+                translations: Path | None = None, hub: bool = True,
+                on_written: Callable[[dict], None] | None = None) -> list[dict]:
     """Fetch every missing (task, split, languages) into ``root``: English and target-task data from the hub (or
     its mirror) when ``hub``, target-language intermediate data from XTREME's translations; one error lists every
-    failure. Files already there are kept. Returns what was written, with its origin, for the manifest."""
+    failure. Files already there are kept. Returns what was written, with its origin, for the manifest;
+    ``on_written`` hears of each as it lands (so its origin is recorded even if a later piece fails)."""
     from ray_xt.translations import available, materialize_translation, missing_message
 
     written, problems = [], []
@@ -224,20 +230,27 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
                     for t in materialize_translation(root, translations, task_name, lang):
                         written.append({"task": t.task, "split": t.split, "lang": t.lang, "files": [str(t.path)],
                                         "source": t.source})
+                        if on_written:
+                            on_written(written[-1])
                 elif lang not in untranslated.setdefault(task_name, []):
                     untranslated[task_name].append(lang)
                 continue
             if not hub:
                 continue  # a local folder: the presence check names what is missing
+            if task.hub is None:
+                problems.append(f"task {task_name!r} is not on the HF hub (licence, or no gold data there): put its "
+                                f"{split} {lang} file at {Path(root) / task.path(split, lang)}"
+                                + (" (google-research/xtreme's scripts/download_data.sh writes it)"
+                                   if task.role == "target" else ""))
+                continue
             try:
                 rows = load_hub_rows(task, split, lang, mirror)
                 names = tag_names(rows) if task.family == "tagging" else None
                 files = write_task_files(root, task, split, lang, [dict(r) for r in rows], names)
-                if task.role == "target" and split == task.submission_split:
-                    label_file = write_labels(root, task, lang)
-                    files += [label_file] if label_file else []
                 written.append({"task": task_name, "split": split, "lang": lang, "files": [str(f) for f in files],
                                 "source": hub_origin(task, split, lang, mirror)})
+                if on_written:
+                    on_written(written[-1])
             except HubUnavailable as err:
                 problems.append(str(err))
             except Exception as err:  # offline, unknown config, ...: say which task and what to do
@@ -248,5 +261,5 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
                     f"${MIRROR_ENV}) or put the file at {Path(root) / task.path(split, lang)}")
     problems += [missing_message(root, translations, task, langs) for task, langs in untranslated.items()]
     if problems:
-        raise HubUnavailable("data not available:\n  - " + "\n  - ".join(problems))
+        raise HubUnavailable("data not available:\n  - " + "\n  - ".join(problems), problems)
     return written

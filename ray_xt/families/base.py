@@ -57,6 +57,9 @@ class Family:
     # Logits from the first token's last-layer state only (``families.first_token``), for heads that read
     # nothing else; None: training and evaluation run the whole model.
     first_token_logits = None
+    # outputs of a head whose size is not a label count (span QA: start and end logits); an upstream checkpoint's
+    # num_labels (3 after an NLI intermediate task) must not size it
+    head_outputs: int | None = None
 
     # ---- data
     def read(self, root: Path, task: TaskSpec, split: str, lang: str) -> list[dict]:
@@ -80,8 +83,8 @@ class Family:
         """
         quiet_transformers()
         kwargs = {"ignore_mismatched_sizes": True}
-        if num_labels:
-            kwargs["num_labels"] = num_labels
+        if num_labels or self.head_outputs:
+            kwargs["num_labels"] = num_labels or self.head_outputs
         if labels:
             kwargs["id2label"] = dict(enumerate(labels))
             kwargs["label2id"] = {label: i for i, label in enumerate(labels)}

@@ -23,6 +23,7 @@ MAX_ANSWER_TOKENS = 30
 
 class SpanQA(Family):
     name = "span_qa"
+    head_outputs = 2  # start and end logits
 
     def read(self, root, task, split, lang):
         try:

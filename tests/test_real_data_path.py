@@ -1,0 +1,259 @@
+"""The real data path, offline, on fixtures in the exact upstream formats (tests/real_formats.py): hub dataset
+repos in a mirror, XTREME's translations bucket, xtreme's download layouts, an XLM-R-format checkpoint."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from real_formats import (build_bucc, build_hub_mirror, build_model_mirror, build_translations, corpus_for_tokenizer,
+                          place_translated_choices)
+from ray_xt.config import parse_study
+from ray_xt.data import read_examples
+from ray_xt.families import DataError
+from ray_xt.prepare import data_needs, prepare_data
+from ray_xt.sources import HubUnavailable, materialize
+from ray_xt.tasks.registry import TASKS, XTREME_LANGUAGES
+
+SHARED = Path(os.environ["RAY_XT_SHARED_DATA"]) if os.environ.get("RAY_XT_SHARED_DATA") else None
+ROOT = Path(__file__).resolve().parents[1]
+# no network: the offline switches, and an endpoint where nothing listens, so any request fails loudly
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_ENDPOINT": "http://127.0.0.1:9"}
+TARGETS = ["xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba"]
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    return build_hub_mirror(tmp_path_factory.mktemp("hub") / "mirror", SHARED)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    build_model_mirror(root, corpus_for_tokenizer(SHARED))
+    return root
+
+
+def phang_shaped(tmp_path: Path, mirror: Path, translations: Path | None, **changes) -> dict:
+    """data.source hub, all nine XTREME targets, intermediate tasks of three families in English and translated."""
+    study = {
+        "name": "phang-offline",
+        "data": {"source": "hub", "root": str(tmp_path / "xtreme"), "hub_mirror": str(mirror),
+                 **({"translations": str(translations)} if translations else {})},
+        "scales": ["xlmr-base"],
+        "intermediate": {"tasks": ["mnli", "squad", "hellaswag"], "conditions": ["en", "translate-train"],
+                         "languages": ["ar", "de"]},
+        "target": {"tasks": TARGETS},
+        "seeds": [0],
+        "trial": {"epochs": 1, "batch_size": 8, "max_seq_length": 96, "max_train_examples": 16,
+                  "max_eval_examples": 8, "evals_per_epoch": 1, "cpus": 1, "gpus": 0},
+        "task_overrides": {t: {"max_seq_length": 256, "doc_stride": 64} for t in ("squad", "xquad", "mlqa", "tydiqa")},
+        "search": {"num_samples": 1, "max_concurrent": 1, "learning_rate": {"low": 1e-4, "high": 1e-3}},
+        "scheduler": {"enabled": False},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlruns.db'}"},
+        "storage": str(tmp_path / "results"),
+    }
+    study.update(changes)
+    tasks = set(study["target"]["tasks"]) | set(study["intermediate"].get("tasks", []))
+    study["task_overrides"] = {t: v for t, v in study["task_overrides"].items() if t in tasks}
+    return study
+
+
+def test_translations_hold_the_translated_columns_and_a_held_out_dev(tmp_path):
+    translations = build_translations(tmp_path / "translations", ["de", "ar"])
+    root = tmp_path / "xtreme"
+    written = materialize([("mnli", "train", ["de", "ar"]), ("mnli", "dev", ["de", "ar"])], root,
+                          translations=translations, hub=False)
+    assert {(w["split"], w["lang"]) for w in written} == {("train", "de"), ("dev", "de"), ("train", "ar"), ("dev", "ar")}
+    for lang in ("de", "ar"):
+        rows = [line.split("\t") for line in
+                (translations / f"XNLI/translate-train/en-{lang}-translated.tsv").read_text().splitlines()]
+        english = {r[0] for r in rows} | {r[1] for r in rows}
+        translated = {r[2] for r in rows if len(r) == 5}
+        train = read_examples(root, TASKS["mnli"], "train", [lang])
+        dev = read_examples(root, TASKS["mnli"], "dev", [lang])
+        for example in train + dev:  # columns 3-5, never XTREME readers' first three (the English pair)
+            assert example["sentence1"] in translated and example["sentence1"] not in english
+        assert all(e["label"] in TASKS["mnli"].labels for e in train + dev)  # 'contradictory' mapped
+        assert len(train) + len(dev) == 40  # the malformed row is skipped
+        assert dev and not {e["sentence1"] for e in dev} & {e["sentence1"] for e in train}
+    # the same English examples are held out in every language
+    held = {}
+    for lang in ("de", "ar"):
+        by_text = {r[2]: r[0] for r in (line.split("\t") for line in (
+            translations / f"XNLI/translate-train/en-{lang}-translated.tsv").read_text().splitlines()) if len(r) == 5}
+        held[lang] = {by_text[e["sentence1"]] for e in read_examples(root, TASKS["mnli"], "dev", [lang])}
+    assert held["de"] == held["ar"]
+
+    squad = {w["split"]: w for w in materialize([("squad", "dev", ["de"])], root, translations=translations, hub=False)}
+    assert squad["dev"]["source"]["file"].endswith("SQuAD/translate-dev/squad.translate.dev.en-de.json")
+    assert squad["train"]["source"]["file"].endswith("SQuAD/translate-train/squad.translate.train.en-de.json")
+    before = (root / TASKS["mnli"].path("train", "de")).stat().st_mtime_ns
+    assert materialize([("mnli", "train", ["de"])], root, translations=translations, hub=False) == []
+    assert (root / TASKS["mnli"].path("train", "de")).stat().st_mtime_ns == before  # never rewritten
+
+
+def test_english_rows_never_stand_under_another_languages_name(tmp_path, mirror):
+    """Without a translation, a target-language condition is refused (naming both ways to get the data), even
+    though the hub mirror has the English task: it is never written under the other language's name."""
+    root = tmp_path / "xtreme"
+    with pytest.raises(HubUnavailable) as err:
+        materialize([("mnli", "train", ["en", "de", "sw"]), ("qqp", "train", ["de"])], root, mirror=mirror,
+                    translations=None)
+    message = str(err.value)
+    assert "task 'mnli': no target-language data for de,sw" in message
+    assert f"ray-xt translate --root {root} --task mnli --languages de,sw --model <MT model>" in message
+    assert "data.translations" in message
+    assert "PAWS-X" in message and "task 'qqp'" in message  # PAWS-X translate-train is not QQP translated
+    assert (root / "intermediate/mnli/train-en.tsv").is_file()  # English came from the mirror
+    assert not list((root / "intermediate").glob("*/train-de.*"))
+
+
+def test_paws_x_translations_never_stand_in_for_qqp(tmp_path):
+    translations = build_translations(tmp_path / "translations", ["de"])
+    paws = translations / "PAWSX/translate-train/en-de-translated.tsv"
+    paws.parent.mkdir(parents=True)
+    paws.write_text("a\tb\tein\tzwei\t1\n")
+    with pytest.raises(HubUnavailable, match="not QQP"):
+        materialize([("qqp", "train", ["de"])], tmp_path / "xtreme", translations=translations, hub=False)
+
+
+def test_udpos_languages_without_a_dev_set_are_scored_on_test(mirror, tmp_path):
+    cfg = parse_study(phang_shaped(tmp_path, mirror, None, intermediate={}, target={"tasks": ["udpos"]}))
+    needs = {(t, s): langs for t, s, langs in data_needs(cfg)}
+    assert set(needs[("udpos", "test")]) == set(XTREME_LANGUAGES["udpos"].split(","))  # scored or submitted
+    assert not {"kk", "tl", "th", "yo"} & set(needs[("udpos", "dev")])
+    assert TASKS["udpos"].eval_split_for("th") == "test" and TASKS["udpos"].eval_split_for("de") == "dev"
+    from ray_xt.sources import load_hub_rows
+
+    with pytest.raises(HubUnavailable, match="no 'dev' split in language 'th'"):
+        load_hub_rows(TASKS["udpos"], "dev", "th", mirror)
+    assert len(load_hub_rows(TASKS["udpos"], "test", "th", mirror)) == 8
+
+
+def test_blank_gold_is_named_not_scored(tmp_path):
+    """xtreme's download_data.sh blanks test annotations (remove_qa_test_annotations): XQuAD, scored on test,
+    is refused with the reason, before anything runs."""
+    root = tmp_path / "xtreme"
+    for lang in ("en", "de"):
+        doc = {"version": "1.1", "data": [{"paragraphs": [{"context": "Paris is in France.", "qas": [
+            {"id": f"q-{lang}", "question": "Where?", "answers": [{"answer_start": 0, "text": ""}]}]}]}]}
+        path = root / TASKS["xquad"].path("test", lang)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+    squad = {"version": "1.1", "data": [{"paragraphs": [{"context": "Paris is in France.", "qas": [
+        {"id": "s", "question": "Where?", "answers": [{"answer_start": 12, "text": "France"}]}]}]}]}
+    for split in ("train", "dev"):
+        (root / TASKS["squad"].path(split, "en")).parent.mkdir(parents=True, exist_ok=True)
+        (root / TASKS["squad"].path(split, "en")).write_text(json.dumps(squad))
+    cfg = parse_study({"name": "x", "data": {"source": "xtreme_dir", "root": str(root)}, "scales": ["xlmr-base"],
+                       "target": {"tasks": ["xquad"], "languages": ["en", "de"]}})
+    with pytest.raises(DataError, match="has no gold labels or answers .* cannot be scored"):
+        prepare_data(cfg)
+
+
+def test_xtreme_preprocessed_tatoeba_is_named_not_scored(tmp_path):
+    directory = tmp_path / "download" / "tatoeba"
+    directory.mkdir(parents=True)
+    (directory / "de-en.de").write_text("Hallo\nDanke\n")
+    (directory / "de-en.en").write_text("Hello\nThanks\n")  # sorted, as utils_preprocess.py leaves it
+    with pytest.raises(DataError, match="English side is sorted"):
+        read_examples(tmp_path, TASKS["tatoeba"], "test", ["de"])
+
+
+def test_span_qa_head_from_a_classification_checkpoint_has_start_and_end_logits(tmp_path, models):
+    """XQuAD after an MNLI intermediate stage: the checkpoint's 3 labels must not size the QA head."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ray_xt.families import family_of
+
+    nli = AutoModelForSequenceClassification.from_pretrained(str(models / "FacebookAI/xlm-roberta-base"), num_labels=3)
+    nli.save_pretrained(tmp_path / "mnli-checkpoint")
+    qa = family_of(TASKS["xquad"]).load_model(str(tmp_path / "mnli-checkpoint"), 0, fresh_head=True)
+    assert qa.qa_outputs.out_features == 2
+
+
+def test_missing_models_are_named_before_ray(tmp_path, mirror, ray_never_started):
+    from typer.testing import CliRunner
+
+    from ray_xt.cli import app
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(phang_shaped(tmp_path, mirror, None, intermediate={},
+                                                model_paths={"xlmr-base": str(tmp_path / "nowhere")})))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert f"scale 'xlmr-base': no model at {tmp_path / 'nowhere'}" in result.output
+
+
+def _offline_cli(args: list[str], env_extra: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, **OFFLINE, **env_extra}
+    return subprocess.run([str(ROOT / ".venv/bin/ray-xt"), *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=timeout)
+
+
+@pytest.mark.integration
+def test_data_prepare_fetches_everything_from_the_mirror_with_a_manifest(tmp_path, mirror, models):
+    translations = build_translations(tmp_path / "translations", ["de", "ar"])
+    place_translated_choices(tmp_path / "xtreme", "hellaswag", ["ar", "de"])
+    build_bucc(tmp_path / "xtreme")
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(phang_shaped(tmp_path, mirror, translations)))
+
+    plan = _offline_cli(["plan", str(path)], {"RAY_XT_MODEL_MIRROR": str(models)}, tmp_path, 300)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "xnli: to fetch (" in plan.stdout and "bucc2018: present" in plan.stdout
+
+    out = _offline_cli(["data", "prepare", str(path)], {"RAY_XT_MODEL_MIRROR": str(models)}, tmp_path, 600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    manifest = {(e["task"], e["split"], e["lang"]): e
+                for e in json.loads((tmp_path / "xtreme/manifest.json").read_text())["entries"]}
+    for task in TARGETS:  # every language of every target task, with its source and checksums
+        scored = {lang for (t, _, lang) in manifest if t == task}
+        expected = set(XTREME_LANGUAGES[task].split(","))
+        assert scored == expected, (task, expected - scored)
+    xnli = manifest[("xnli", "dev", "sw")]
+    assert xnli["source"] == {"kind": "hub_mirror", "dataset": "facebook/xnli", "config": "sw", "split": "validation",
+                              "revision": "main", "path": str(mirror / "facebook/xnli")}
+    assert manifest[("mlqa", "test", "hi")]["source"]["dataset"] == "google/xtreme"
+    assert manifest[("mnli", "train", "de")]["source"]["kind"] == "translations"
+    assert "held" in manifest[("mnli", "dev", "de")]["source"]["heldout"]
+    assert manifest[("hellaswag", "train", "de")]["source"] == {"kind": "file"}
+    for entry in manifest.values():
+        assert entry["rows"] > 0 and all(len(f["sha256"]) == 64 for f in entry["files"])
+    assert "| xnli | dev | 15 |" in out.stdout and "fetched now" in out.stdout
+    assert (tmp_path / "xtreme/labels/tatoeba/test-de.tsv").is_file()
+    assert (tmp_path / "xtreme/labels/bucc2018/test-de.tsv").read_text().startswith("de-test-")
+
+    again = _offline_cli(["data", "prepare", str(path)], {"RAY_XT_MODEL_MIRROR": str(models)}, tmp_path, 600)
+    assert again.returncode == 0 and "fetched now" not in again.stdout  # nothing refetched or rewritten
+    plan = _offline_cli(["plan", str(path)], {"RAY_XT_MODEL_MIRROR": str(models)}, tmp_path, 300)
+    assert "xnli: present" in plan.stdout
+
+
+@pytest.mark.integration
+def test_every_registry_dataset_loads_from_the_mirror_offline(mirror, tmp_path):
+    """Each hub id of the registry (and each kind of config) through the same load_dataset call as the hub."""
+    code = (
+        "import sys, pathlib\n"
+        "from ray_xt.sources import load_hub_rows\n"
+        "from ray_xt.tasks.registry import TASKS\n"
+        "for name, task in TASKS.items():\n"
+        "    if task.hub is None: continue\n"
+        "    split = 'train' if 'train' in task.hub.splits else next(iter(task.hub.splits))\n"
+        "    lang = 'de' if name in ('xnli', 'pawsx', 'udpos', 'panx', 'xquad', 'mlqa', 'tatoeba') else 'en'\n"
+        "    if name in ('xquad', 'tatoeba'): split = 'test'\n"
+        "    rows = load_hub_rows(task, split, lang, pathlib.Path(sys.argv[1]))\n"
+        "    print(name, task.hub.dataset, len(rows))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(mirror)], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **OFFLINE})
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = {line.split()[0]: int(line.split()[2]) for line in out.stdout.splitlines()}
+    assert set(loaded) == {n for n, t in TASKS.items() if t.hub is not None}
+    assert all(n > 0 for n in loaded.values())
