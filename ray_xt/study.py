@@ -312,7 +312,8 @@ class StudyRunner:
 
     def _eval_features(self, stage: Stage, labels: list[str]) -> dict[str, dict[str, str]]:
         """Per evaluated language, the features of its scored split (dev, or test where XTREME has no dev set for
-        it) and of its submission split: {lang: {"eval": path, "submission": path}}."""
+        it; capped at max_eval_examples) and of its whole submission split: {lang: {"eval": path, "submission":
+        path}}, one path for both where they are the same features."""
         assert self.resolved is not None
         task = TASKS[stage.task]
         tok = self.resolved.model_paths[stage.scale]
@@ -326,9 +327,9 @@ class StudyRunner:
         for lang in langs:
             scored = task.eval_split_for(lang)
             for role, split in (("eval", scored), ("submission", task.submission_split)):
-                if role == "submission" and split == scored:
+                if role == "submission" and split == scored and max_eval is None:
                     feature_dirs.setdefault(lang, {})[role] = feature_dirs.get(lang, {}).get("eval", "")
-                elif (root / task.path(split, lang)).is_file():
+                elif (root / task.path(split, lang)).is_file():  # a submission covers the whole split: no cap
                     feature_dirs.setdefault(lang, {})[role] = str(self.features.features(
                         root, task, split, [lang], tok, labels=labels, max_examples=max_eval if role == "eval" else None,
                         **self._feature_args(stage)))

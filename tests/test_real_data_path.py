@@ -257,3 +257,66 @@ def test_every_registry_dataset_loads_from_the_mirror_offline(mirror, tmp_path):
     loaded = {line.split()[0]: int(line.split()[2]) for line in out.stdout.splitlines()}
     assert set(loaded) == {n for n, t in TASKS.items() if t.hub is not None}
     assert all(n > 0 for n in loaded.values())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_phang2020_shaped_study_runs_offline_from_mirrors_to_a_scored_submission(tmp_path, mirror, models):
+    """`ray-xt run` of a phang2020-shaped study (data.source hub, all nine XTREME targets, three intermediate
+    families in English and translated) with every hub behind a mirror and the network unusable, then
+    `ray-xt score` of its baseline submission against the gold labels ray-xt prepared."""
+    from mlflow.tracking import MlflowClient
+
+    translations = build_translations(tmp_path / "translations", ["de", "ar"])
+    place_translated_choices(tmp_path / "xtreme", "hellaswag", ["ar", "de"])
+    build_bucc(tmp_path / "xtreme")
+    study = phang_shaped(tmp_path, mirror, translations)
+    path = tmp_path / "phang.yaml"
+    path.write_text(yaml.safe_dump(study))
+    hf_home = tmp_path / "hf"
+    env = {"RAY_XT_MODEL_MIRROR": str(models), "HF_HOME": str(hf_home)}
+    run = _offline_cli(["run", str(path)], env, tmp_path, 1500)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "69 stages" in run.stdout and "FAILED" not in run.stdout
+    assert not (hf_home / "hub").exists() or not any((hf_home / "hub").iterdir())  # no model came from the hub
+
+    # the target-language intermediate data are XTREME's translated columns
+    english = set()
+    for line in (translations / "XNLI/translate-train/en-de-translated.tsv").read_text().splitlines():
+        english.update(line.split("\t")[:2])
+    trained = (tmp_path / "xtreme/intermediate/mnli/train-de.tsv").read_text().splitlines()
+    assert trained and not {line.split("\t")[0] for line in trained} & english
+
+    cfg = parse_study(study)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results/phang-offline/stages").glob("*.json")]
+    assert len(records) == 69
+    for record in records:
+        if record["stage"]["stage"] != "intermediate":
+            task = record["stage"]["task"]
+            assert set(record["zero_shot"]) == set(cfg.languages_for(task)), task  # every language scored
+    udpos = next(r for r in records if r["stage"]["task"] == "udpos")
+    assert udpos["zero_shot_splits"]["th"] == "test" and udpos["zero_shot_splits"]["de"] == "dev"
+
+    client = MlflowClient(tracking_uri=study["tracking"]["uri"])
+    experiment = client.get_experiment_by_name("ray_xt/phang-offline")
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'intermediate'", max_results=100)
+    translated = next(r for r in runs if r.data.tags["task"] == "mnli" and r.data.tags["condition"] == "translate-train"
+                      and "mlflow.parentRunId" not in r.data.tags)  # the stage's run, not its trials'
+    child = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == translated.info.run_id)
+    assert child.data.tags["task"] == "mnli"
+    names = {d.dataset.name: d.dataset for d in client.get_run(translated.info.run_id).inputs.dataset_inputs}
+    assert {"mnli/train/de", "mnli/train/ar", "mnli/dev/de"} <= set(names)
+    assert json.loads(names["mnli/train/de"].source)["origin"].startswith("XTREME's XNLI translate-train")
+
+    assert (tmp_path / "results/phang-offline/report/comparison.md").is_file()
+    submission = tmp_path / "submission"
+    for stage_dir in (tmp_path / "results/phang-offline/predictions").glob("*-none-*"):
+        for task_dir in stage_dir.iterdir():
+            (submission / task_dir.name).mkdir(parents=True, exist_ok=True)
+            for f in task_dir.iterdir():
+                (submission / task_dir.name / f.name).write_bytes(f.read_bytes())
+    scored = _offline_cli(["score", "--predictions", str(submission), "--labels", str(tmp_path / "xtreme/labels"),
+                           "--json", str(tmp_path / "scores.json")], {}, tmp_path, 300)
+    assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert set(scores["tasks"]) == set(TARGETS) and "all_task" in scores["overall"]
