@@ -132,7 +132,14 @@ def run(
     _preflight(cfg, tracking_uri)
     _init_ray(address)
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
-    _publish_report(runner, runner.run())
+    from ray_xt.data import DataError
+
+    try:
+        records = runner.run()
+    except DataError as err:  # found while tokenising (e.g. a question longer than half of max_seq_length)
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
+    _publish_report(runner, records)
 
 
 @app.command()

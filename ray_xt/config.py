@@ -80,10 +80,7 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _root_exists(self):
-        for name in ("hub_mirror", "translations"):
-            folder = getattr(self, name)
-            if folder is not None and not Path(folder).expanduser().is_dir():
-                raise ValueError(f"{name}: folder {str(folder)!r} does not exist")
+
         if self.source == "xtreme_dir":
             if self.root is None:
                 raise ValueError("root: required when source is 'xtreme_dir'")

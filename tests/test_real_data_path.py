@@ -184,7 +184,7 @@ def test_missing_models_are_named_before_ray(tmp_path, mirror, ray_never_started
     from ray_xt.cli import app
 
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(phang_shaped(tmp_path, mirror, None, intermediate={},
+    path.write_text(yaml.safe_dump(phang_shaped(tmp_path, mirror, None, intermediate={}, target={"tasks": ["pawsx"]},
                                                 model_paths={"xlmr-base": str(tmp_path / "nowhere")})))
     result = CliRunner().invoke(app, ["run", str(path)])
     assert result.exit_code == 2

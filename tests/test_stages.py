@@ -98,10 +98,10 @@ def test_shipped_experiments_expand_to_the_expected_graphs():
     phang = expand(load_study(root / "phang2020.yaml"))
     assert kinds(phang) == {"intermediate": 3 * 9, "target": 3 * 7 * 10, "retrieval": 3 * 2 * 10}
     assert len(phang) == 297
-    # scaling: 2 scales x 3 seeds x (3 tasks x (English + one model per each of 3 languages)) intermediates,
-    # 4 targets from 13 sources
+    # scaling: 2 scales x 3 seeds x (2 tasks with XTREME translations, MNLI and SQuAD, x (English + one model per
+    # each of 3 languages)) intermediates, 4 targets from 9 sources
     scaling = expand(load_study(root / "scaling_study.yaml"))
-    assert kinds(scaling) == {"intermediate": 2 * 3 * 3 * 4, "target": 2 * 3 * 4 * 13, "retrieval": 0}
+    assert kinds(scaling) == {"intermediate": 2 * 3 * 2 * 4, "target": 2 * 3 * 4 * 9, "retrieval": 0}
     langs = {s.condition for s in scaling if s.kind == "intermediate"}
     assert langs == {"en", "translate-train:de", "translate-train:es", "translate-train:zh"}
     demo = load_study(root / "demo.yaml")
