@@ -227,7 +227,12 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
                 # never the hub: its intermediate datasets are English, and English rows must not stand under
                 # another language's name
                 if available(translations, task_name, lang):
-                    for t in materialize_translation(root, translations, task_name, lang):
+                    try:
+                        landed = materialize_translation(root, translations, task_name, lang)
+                    except DataError as err:
+                        problems.append(str(err))
+                        continue
+                    for t in landed:
                         written.append({"task": t.task, "split": t.split, "lang": t.lang, "files": [str(t.path)],
                                         "source": t.source})
                         if on_written:

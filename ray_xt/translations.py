@@ -148,6 +148,13 @@ def materialize_translation(root: Path, translations: Path, task: str, lang: str
         splits = {"train": (rows, origin), "dev": (read_translated_squad(dev_file),
                                                    {**origin, "file": str(dev_file), "skipped_rows": 0})}
     else:
+        paths = {split: Path(root) / spec.path(split, lang) for split in ("train", "dev")}
+        there = [split for split, path in paths.items() if path.is_file()]
+        if len(there) == 1:  # a held-out dev must come from the very file its training data come from
+            raise DataError(f"task {task!r} {lang}: {paths[there[0]]} exists but {paths[({'train', 'dev'} - set(there)).pop()]}"
+                            f" does not; {source.origin} has no dev split, and a slice held out of it could hold the "
+                            "same examples as the training file already there: add the missing file from the same "
+                            "source, or remove the one there to use XTREME's translation for both")
         train, dev = split_heldout(rows)
         share = heldout_share(len(rows))
         splits = {"train": (train, {**origin, "heldout": f"{len(dev)} rows held out as dev"}),

@@ -98,6 +98,17 @@ def test_translations_hold_the_translated_columns_and_a_held_out_dev(tmp_path):
     assert (root / TASKS["mnli"].path("train", "de")).stat().st_mtime_ns == before  # never rewritten
 
 
+def test_a_held_out_dev_is_never_cut_beside_a_training_file_from_elsewhere(tmp_path):
+    translations = build_translations(tmp_path / "translations", ["de"])
+    root = tmp_path / "xtreme"
+    mine = root / TASKS["mnli"].path("train", "de")
+    mine.parent.mkdir(parents=True)
+    mine.write_text("ein Satz\tnoch einer\tneutral\n")  # e.g. `ray-xt translate --splits train` output
+    with pytest.raises(HubUnavailable, match="train-de.tsv exists but .*dev-de.tsv does not"):
+        materialize([("mnli", "dev", ["de"])], root, translations=translations, hub=False)
+    assert mine.read_text() == "ein Satz\tnoch einer\tneutral\n" and not (mine.parent / "dev-de.tsv").exists()
+
+
 def test_english_rows_never_stand_under_another_languages_name(tmp_path, mirror):
     """Without a translation, a target-language condition is refused (naming both ways to get the data), even
     though the hub mirror has the English task: it is never written under the other language's name."""
