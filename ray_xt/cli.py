@@ -97,6 +97,13 @@ def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiment
         for task, status in data_status(cfg).items():
             typer.echo(f"  {task}: {status}")
 
+    from ray_xt.design import power_lines
+    from ray_xt.study import StageStore, StudyPaths
+
+    store = StageStore(StudyPaths(Path(cfg.storage).expanduser().resolve() / cfg.name).stages)
+    for line in power_lines(cfg, [r for r in (store.get(s) for s in stages) if r is not None]):
+        typer.echo(line)
+
     from ray_xt.costs import ThroughputTable, estimate
 
     table = ThroughputTable(Path(cfg.storage).expanduser() / "throughput.json")

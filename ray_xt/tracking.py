@@ -80,7 +80,9 @@ class Tracker:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(self.experiment)
-            self._experiment_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment)
+            self._experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+                # model training, so MLflow 3's UI opens on the runs table instead of its (empty) GenAI overview
+                self.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
         return self._experiment_id
 
     def find_run(self, key: str):

@@ -35,7 +35,8 @@ def test_write_report_files(tmp_path):
     markdown, files = write_report(RECORDS, tmp_path)
     assert "pawsx on micro-s" in markdown and "| qso" in markdown
     assert {f.name for f in files} == {"comparison.md", "scores.csv", "comparison.png", "en_minus_translate_train.csv",
-                                       "gain_en.csv", "gain_translate-train.csv", "en_vs_target_heatmap.png"}
+                                       "gain_en.csv", "gain_translate-train.csv", "en_vs_target_heatmap.png",
+                                       "primary_contrasts.csv", "headline.png"}
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_csv(tmp_path / "scores.csv")) == 12
 
@@ -45,15 +46,25 @@ def test_no_targets_yet(tmp_path):
     assert files == [] and "no finished target stages" in markdown
 
 
-def test_bootstrap_ci_by_hand():
-    from ray_xt.stats import bootstrap_ci
+def test_the_report_opens_with_the_primary_contrasts_and_keeps_same_data_pairs_apart(tmp_path):
+    """MNLI -> XNLI is the same data twice (XNLI trains on MNLI): shown apart from the transfer pair MNLI -> PAWS-X."""
+    from ray_xt.report import headline_of, primary_contrasts, statistics
 
-    # means of 3 draws from {1, 2, 3}: the extremes each have probability 1/27 = 3.7% > 2.5%
-    assert bootstrap_ci([1.0, 2.0, 3.0]) == (1.0, 3.0)
-    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
-    low, high = bootstrap_ci([0.0, 0.0, 0.0, 0.0, 10.0])  # P(no 10 drawn) = 0.8^5 = 33%: low end is 0
-    assert low == 0.0 and 4.0 <= high <= 6.0
-    assert all(map(lambda v: v != v, bootstrap_ci([1.0])))  # one seed: no interval (NaN)
+    xnli = [{**r, "stage": {**r["stage"], "task": "xnli"}} for r in _study()]
+    markdown, files = write_report(_study() + xnli, tmp_path)
+    assert markdown.startswith("## Headline: English − target-language intermediate training")
+    transfer = markdown.index("### Transfer pairs")
+    same = markdown.index("### Same-data pairs, not transfer (mnli → xnli: XNLI's English training set is MNLI)")
+    details = markdown.index("## Details")
+    assert transfer < same < details
+    assert "pawsx" in markdown[transfer:same] and "xnli" not in markdown[transfer:same]
+    primary = primary_contrasts(statistics(scores_frame(_study() + xnli)))
+    assert set(primary.scale) == {"micro-s", "micro-m", "micro-m − micro-s"}
+    assert (primary.seeds == 3).all()
+    assert primary[primary.target == "pawsx"].same_data.eq("").all()
+    note = headline_of(markdown)
+    assert note.startswith("## Headline") and "## Details" not in note and len(note) < 8000
+    assert (tmp_path / "headline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _study(seeds=3):

@@ -222,3 +222,19 @@ TRAIN_SIZES: dict[str, int] = {
     "tydiqa": 3_696, "mnli": 392_702, "anli": 162_865, "qqp": 363_846, "squad": 87_599, "hellaswag": 39_905,
     "cosmosqa": 25_262, "commonsenseqa": 9_741, "socialiqa": 33_410, "ccg": 39_604,
 }
+
+
+# (intermediate task, target task) pairs whose intermediate data is the target task's own English training set
+# (jiant's guides/benchmarks/xtreme.md: XNLI trains on MNLI, XQuAD and MLQA on SQuAD v1.1). Such a pair is not
+# transfer from another task: "English intermediate" is the same data twice, and "target-language intermediate"
+# is translate-train before English fine-tuning. The plan and the report show them apart.
+SAME_TRAINING_DATA: dict[tuple[str, str], str] = {
+    ("mnli", "xnli"): "XNLI's English training set is MNLI",
+    ("squad", "xquad"): "XQuAD trains on SQuAD v1.1",
+    ("squad", "mlqa"): "MLQA trains on SQuAD v1.1",
+}
+
+
+def shared_training_data(intermediate: str, target: str) -> str | None:
+    """Why (intermediate, target) is not a transfer pair, or None when it is one."""
+    return SAME_TRAINING_DATA.get((intermediate, target))
