@@ -96,14 +96,29 @@ class DataConfig(Strict):
         return default_cache_dir() / "xtreme"
 
 
+class MLMCorpus(Strict):
+    """Where the `mlm` condition's target-language text comes from on real data: a hub dataset (or its mirror)
+    with a config per language."""
+
+    dataset: str = Field(description="hub id of a text corpus, e.g. wikimedia/wikipedia")
+    config: str = Field(description="its config per language, with {lang}, e.g. 20231101.{lang}")
+    split: str = Field("train", description="split to read")
+    column: str = Field("text", description="text column (split into lines)")
+
+
 class IntermediateConfig(Strict):
     tasks: list[str] = Field(default_factory=list, description="intermediate tasks (e.g. mnli, qqp)")
-    conditions: list[Literal["en", "translate-train", "translate-train-each"]] = Field(
+    conditions: list[Literal["en", "translate-train", "translate-train-each", "mlm"]] = Field(
         default_factory=lambda: ["en"],
         description="'en': English intermediate data; 'translate-train': the same data translated into all "
         "target languages (one size-matched mixture); 'translate-train-each': one intermediate model per target "
-        "language, trained on that language's translation and evaluated on it. The 'none' baseline always runs.",
+        "language, trained on that language's translation and evaluated on it; 'mlm': English intermediate data "
+        "with masked language modelling on target-language text mixed in (examples-proportional; the paper's "
+        "continued multilingual MLM). The 'none' baseline always runs.",
     )
+    mlm_corpus: MLMCorpus | None = Field(None, description="the 'mlm' condition's text on real data (the micro world "
+                                         "uses its own monolingual corpora)")
+    mlm_lines: int = Field(2000, ge=10, le=10_000_000, description="text lines per language for the 'mlm' condition")
     multi_task: bool = Field(False, description="also train one encoder on all intermediate tasks at once (English, "
                              "one head per task, examples-proportional sampling) as a further upstream")
     languages: list[str] | None = Field(
@@ -147,6 +162,10 @@ class TrialConfig(Strict):
     max_train_examples: int | None = Field(None, ge=1, description="cap on training examples (None: all)")
     max_eval_examples: int | None = Field(None, ge=1, description="cap on dev examples per language")
     evals_per_epoch: int = Field(2, ge=1, description="dev evaluations (and Tune reports) per epoch")
+    grad_accum: int = Field(1, ge=1, le=1024, description="gradient accumulation: an optimiser step sums the "
+                            "gradients of grad_accum micro-batches of batch_size / (workers x grad_accum) examples "
+                            "per rank, so batch_size stays the effective batch (jiant's XTREME runs: 4 x 8 = 32; "
+                            "QA 4 x 4 = 16) while a large model's micro-batch fits the device")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     zero_stage: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage (default: the scale's)")
@@ -175,6 +194,7 @@ class TaskOverride(Strict):
     max_eval_examples: int | None = Field(None, ge=1)
     evals_per_epoch: int | None = Field(None, ge=1)
     retrieval_layer: int | None = Field(None, ge=1)
+    grad_accum: int | None = Field(None, ge=1, le=1024)
 
 
 class LogRange(Strict):
@@ -268,6 +288,12 @@ class StudyConfig(Strict):
         micro_paths = sorted(s for s in self.model_paths if SCALES[s].is_micro)
         if micro_paths:
             raise ValueError(f"model_paths: {micro_paths} are micro scales, built by ray-xt itself")
+        if "mlm" in self.intermediate.conditions:
+            if self.data.source == "micro" and self.intermediate.mlm_corpus is not None:
+                raise ValueError("intermediate.mlm_corpus: the micro world's own corpora are used; remove it")
+            if self.data.source != "micro" and self.intermediate.mlm_corpus is None:
+                raise ValueError("intermediate.mlm_corpus: required for the 'mlm' condition on real data, e.g. "
+                                 "{dataset: wikimedia/wikipedia, config: '20231101.{lang}'}")
         if self.intermediate.tasks and not self.intermediate.conditions:
             raise ValueError("intermediate.conditions: empty, but intermediate.tasks are given")
         study_tasks = set(self.intermediate.tasks) | set(self.target.tasks)
@@ -278,10 +304,13 @@ class StudyConfig(Strict):
             workers = self.workers_for(scale)
             for task in sorted(study_tasks):
                 batch = self.trial_for(task).batch_size or SCALES[scale].train_batch_size
-                if batch % workers:
+                accum = self.trial_for(task).grad_accum
+                if batch % (workers * accum):
+                    parts = f"{workers} workers" + (f" x {accum} accumulation micro-batches" if accum > 1 else "")
                     raise ValueError(
-                        f"trial.batch_size: {batch} (task {task}, scale {scale}) does not split evenly over "
-                        f"{workers} workers per trial; use a multiple of {workers} or change trial.workers")
+                        f"trial.batch_size: {batch} (task {task}, scale {scale}) does not split evenly over {parts} "
+                        f"per trial; use a multiple of {workers * accum} or change trial.workers"
+                        + (" / grad_accum" if accum > 1 else ""))
         available = self.available_languages
         if self.intermediate.languages is not None:
             zero_shot = {lang for t in self.target.tasks for lang in self.languages_for(t)} - {"en"}

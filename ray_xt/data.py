@@ -53,6 +53,8 @@ def read_examples(root: Path, task: TaskSpec, split: str, langs: list[str]) -> l
     per_lang = [family.read(root, task, split, lang) for lang in langs]
     if len(per_lang) == 1:
         return per_lang[0]
+    if not family.parallel:  # text in several languages (the mlm corpus): all of it
+        return [row for rows in per_lang for row in rows]
     n = min(len(rows) for rows in per_lang)
     return [per_lang[i % len(langs)][i] for i in range(n)]
 

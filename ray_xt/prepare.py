@@ -19,7 +19,7 @@ from typing import Callable
 from ray_xt.config import StudyConfig
 from ray_xt.families import DataError, family_of
 from ray_xt.stages import translate_languages
-from ray_xt.tasks.registry import TASKS
+from ray_xt.tasks.registry import MLM_CORPUS, TASKS
 
 MANIFEST = "manifest.json"
 
@@ -38,6 +38,8 @@ def data_needs(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
         needs += [(t, "train", ["en"]), (t, "dev", ["en"])]
         if target_language:
             needs += [(t, split, translate_languages(cfg)) for split in ("train", "dev")]
+    if "mlm" in cfg.intermediate.conditions and cfg.intermediate.tasks:
+        needs.append((MLM_CORPUS, "train", translate_languages(cfg)))
     for t in cfg.target.tasks:
         task = TASKS[t]
         if task.family != "retrieval":
@@ -78,6 +80,53 @@ def gold_problem(root: Path, task_name: str, split: str, lang: str) -> str | Non
     return (f"task {task_name!r} {split} {lang}: {Path(root) / task.path(split, lang)} has no gold labels or answers "
             "(xtreme's download_data.sh blanks test annotations), so it cannot be scored; use data.source: hub "
             "(or its mirror), whose copy has them")
+
+
+def _example_keys(task_name: str, examples: list[dict]) -> set:
+    """What makes two examples the same example, for tasks of one family (labels left out)."""
+    family = TASKS[task_name].family
+    if family == "pair_classification":
+        return {(e["sentence1"], e["sentence2"]) for e in examples}
+    if family == "span_qa":
+        return {(e["context"], e["question"]) for e in examples}
+    if family == "multiple_choice":
+        return {(e["context"], e["question"], tuple(e["choices"])) for e in examples}
+    if family == "tagging":
+        return {tuple(e["tokens"]) for e in examples}
+    return set()
+
+
+def leakage_problems(root: Path, needs: list[tuple[str, str, list[str]]]) -> list[str]:
+    """An intermediate stage selects its model on its dev file: that file must not hold a target task's
+    evaluation examples (a target's dev set placed as intermediate/<task>/dev-<lang>.* would make model
+    selection peek at the zero-shot evaluation). Compared within a family, per language."""
+    evaluated: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (family, lang) -> [(target task, split)]
+    for task_name, split, langs in needs:
+        task = TASKS[task_name]
+        if task.role == "target" and task.family != "retrieval":
+            for lang in langs:
+                evaluated.setdefault((task.family, lang), []).append((task_name, split))
+    problems = []
+    for task_name, split, langs in needs:
+        task = TASKS[task_name]
+        if task.role != "intermediate" or split != "dev":
+            continue
+        for lang in langs:
+            targets = evaluated.get((task.family, lang), [])
+            if not targets:
+                continue
+            dev = _example_keys(task_name, family_of(task).read(root, task, "dev", lang))
+            for target, target_split in targets:
+                spec = TASKS[target]
+                shared = dev & _example_keys(target, family_of(spec).read(root, spec, target_split, lang))
+                if len(shared) > max(5, len(dev) // 100):
+                    problems.append(
+                        f"task {task_name!r} dev {lang}: {Path(root) / task.path('dev', lang)} shares {len(shared)} of "
+                        f"its {len(dev)} examples with {target!r} {target_split} {lang} "
+                        f"({Path(root) / spec.path(target_split, lang)}), a zero-shot evaluation set: selecting the "
+                        f"intermediate model on it would peek at the evaluation. Use {task_name}'s own dev data "
+                        "(translated, e.g. from data.translations or `ray-xt translate`, or a held-out slice)")
+    return problems
 
 
 @dataclass
@@ -168,6 +217,7 @@ def check_models(cfg: StudyConfig) -> list[str]:
 
 def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str], None] | None = None) -> list[Entry]:
     """Materialise and check everything the study reads; write the manifest; one DataError lists every problem."""
+    from ray_xt.corpus import materialize_corpus
     from ray_xt.sources import HubUnavailable, materialize, mirror_dir
 
     root = Path(root) if root is not None else cfg.data.data_root()
@@ -185,10 +235,13 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
         root.mkdir(parents=True, exist_ok=True)
         translations = Path(cfg.data.translations).expanduser() if cfg.data.translations else None
         try:
-            materialize(needs, root, mirror_dir(cfg.data.hub_mirror), translations, hub=cfg.data.source == "hub",
-                        on_written=record)
+            materialize([n for n in needs if n[0] != MLM_CORPUS], root, mirror_dir(cfg.data.hub_mirror), translations,
+                        hub=cfg.data.source == "hub", on_written=record)
         except HubUnavailable as err:  # listed with every other problem below
             fetch_problems = err.problems
+    for task_name, _, langs in needs if not fetch_problems else []:
+        if task_name == MLM_CORPUS:
+            fetch_problems += materialize_corpus(cfg, root, langs, mirror_dir(cfg.data.hub_mirror), record)
     problems = fetch_problems + check_models(cfg)
     for task_name, split, langs in needs if not fetch_problems else []:  # (what could not be fetched is named)
         for lang in langs:
@@ -199,6 +252,7 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
             task = TASKS[task_name]
             scored = [lang for lang in langs if task.role == "target" and task.eval_split_for(lang) == split]
             problems += [p for lang in scored if (p := gold_problem(root, task_name, split, lang))]
+        problems += leakage_problems(root, needs)
     if problems:
         raise DataError("missing data files or models (nothing was started):\n  - " + "\n  - ".join(problems)
                         + ("\n(xtreme_dir: run google-research/xtreme's scripts/download_data.sh into data.root and put "
@@ -274,8 +328,12 @@ def data_status(cfg: StudyConfig) -> dict[str, str]:
         for lang in langs:
             if all(p.is_file() for p in source_files(root, task_name, split, lang)):
                 continue
-            fetchable = (available(translations, task_name, lang) if task.role == "intermediate" and lang != "en"
-                         else cfg.data.source == "hub" and task.hub is not None)
+            if task_name == MLM_CORPUS:
+                fetchable = cfg.intermediate.mlm_corpus is not None
+            elif task.role == "intermediate" and lang != "en":
+                fetchable = available(translations, task_name, lang)
+            else:
+                fetchable = cfg.data.source == "hub" and task.hub is not None
             counts[0 if fetchable else 1] += 1
     out = {}
     for task_name, (to_fetch, missing) in status.items():

@@ -59,9 +59,8 @@ def comparison_tables(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame
 
 def summary_table(frame: pd.DataFrame, scale: str) -> pd.DataFrame:
     """Target tasks (rows, plus the XTREME-style average) x conditions: mean zero-shot score over languages
-    other than English and over seeds; Δ over the baseline; the paper's baseline where it applies."""
-    from ray_xt.paper import paper_baseline
-
+    other than English and over seeds, on the scored (mostly dev) splits; Δ over the baseline. Published
+    numbers are test-set numbers: they stand beside our test scores (``published_comparison``), not here."""
     part = frame[(frame.scale == scale) & (frame.language != "en")]
     part = part.assign(column=[_column(c, i) for c, i in zip(part.condition, part.intermediate)])
     table = part.pivot_table(index="target", columns="column", values="score", aggfunc="mean")
@@ -71,17 +70,58 @@ def summary_table(frame: pd.DataFrame, scale: str) -> pd.DataFrame:
     if "baseline" in table.columns:
         for col in [c for c in table.columns if c != "baseline"]:
             table[f"Δ {col}"] = table[col] - table["baseline"]
-    papers = {t: paper_baseline(scale, t) for t in table.index}
-    if any(v is not None for v in papers.values()):
-        table["paper baseline"] = [papers[t] if papers[t] is not None else float("nan") for t in table.index]
-        # the paper's average improvement of English intermediate training, beside our XTREME-avg Δ
-        from ray_xt.paper import paper_improvement
-
-        row = {c: paper_improvement(scale, c[2:].split(":")[0]) for c in table.columns
-               if c.startswith("Δ ") and c.endswith(":en")}
-        if any(v is not None for v in row.values()):
-            table.loc["paper avg Δ"] = [row.get(c) if row.get(c) is not None else float("nan") for c in table.columns]
     return table.round(1)
+
+
+# the published metric per task (the QA columns of the published tables are F1)
+PUBLISHED_METRIC = {"xnli": "accuracy", "pawsx": "accuracy", "tatoeba": "accuracy", "udpos": "f1", "panx": "f1",
+                    "bucc2018": "f1", "xquad": "f1", "mlqa": "f1", "tydiqa": "f1"}
+
+
+def xtreme_test_scores(records: list[dict]) -> pd.DataFrame:
+    """Per (scale, target, condition, intermediate, seed): the test-set score in the published metric, averaged
+    over XTREME's languages for the task (English included where XTREME includes it), from the submission files
+    scored against gold labels (``test_metrics`` of each record); ``languages`` says how many were there."""
+    from ray_xt.tasks.registry import TASKS
+
+    rows = []
+    for rec in records:
+        metrics = rec.get("test_metrics")
+        tags = rec["stage"]
+        if not metrics or tags["task"] not in PUBLISHED_METRIC or tags["condition"].startswith("translate-train:"):
+            continue
+        wanted = TASKS[tags["task"]].languages
+        values = [metrics[lang][PUBLISHED_METRIC[tags["task"]]] for lang in wanted if lang in metrics]
+        if values:
+            rows.append({"scale": tags["scale"], "target": tags["task"], "condition": tags["condition"],
+                         "intermediate": tags["intermediate_task"], "seed": int(tags["seed"]),
+                         "score": float(np.mean(values)), "languages": len(values), "of": len(wanted)})
+    return pd.DataFrame(rows)
+
+
+def published_comparison(records: list[dict]) -> pd.DataFrame:
+    """Like for like: our XTREME test scores (published metric, XTREME's language list, mean over seeds) of the
+    baseline and of the best English intermediate task per target, beside the published XLM-R large and
+    X-STILTs test numbers for the scale they describe, each marked confirmed or unverified."""
+    from ray_xt.paper import label, paper_baseline, paper_best_intermediate
+
+    scores = xtreme_test_scores(records)
+    if scores.empty:
+        return pd.DataFrame()
+    rows = []
+    for (scale, target), part in scores.groupby(["scale", "target"], sort=False):
+        coverage = part["languages"].min()
+        note = "" if coverage == part["of"].iloc[0] else f" ({coverage} of {part['of'].iloc[0]} languages)"
+        base = part[part.condition == "none"]["score"].mean()
+        english = part[part.condition == "en"].groupby("intermediate")["score"].mean()
+        best = english.idxmax() if not english.empty else None
+        published, stilts = paper_baseline(scale, target), paper_best_intermediate(scale, target)
+        rows.append({"scale": scale, "target": target, "metric": PUBLISHED_METRIC[target] + note,
+                     "ours: baseline (test)": round(base, 1) if not np.isnan(base) else None,
+                     "ours: best English intermediate (test)": f"{english.max():.1f} ({best})" if best else None,
+                     "published XLM-R large": label(published) if published else "",
+                     "published X-STILTs": label(stilts) if stilts else ""})
+    return pd.DataFrame(rows)
 
 
 def _ci_text(mean: float, low: float, high: float) -> str:
@@ -122,8 +162,11 @@ def statistics(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             out[f"en_minus_{name}"] = _mark_same_data(difference_table(en_vs_tt))
             if len(scales) > 1:
                 out[f"scale_interaction_{name}"] = _mark_same_data(scale_interaction(en_vs_tt, scales[0], scales[-1]))
+    with_mlm = with_average_language(paired_differences(frame, "mlm", "en"))
+    if not with_mlm.empty:
+        out["mlm_minus_en"] = _mark_same_data(difference_table(with_mlm))
     baseline = frame[frame.condition == "none"]
-    for condition in ("en", "translate-train", "translate-train-each"):
+    for condition in ("en", "translate-train", "translate-train-each", "mlm"):
         part = frame[frame.condition == condition]
         if part.empty or baseline.empty:
             continue
@@ -253,6 +296,9 @@ def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
                                          "(points, mean over seeds [95% t interval]; * Holm-adjusted p < 0.05)",
         "gain_translate-train": "Gain of target-language intermediate training (all languages) over none",
         "gain_translate-train-each": "Gain of per-language target-language intermediate training over none",
+        "mlm_minus_en": "English intermediate training with target-language MLM mixed in, minus without it (points, "
+                        "mean over seeds [95% t interval]; * Holm-adjusted p < 0.05)",
+        "gain_mlm": "Gain of English intermediate training with target-language MLM over none",
     }
     for name, table in stats.items():
         if name.startswith("scale_interaction"):
@@ -356,8 +402,15 @@ def write_report(records: list[dict], out_dir: Path) -> tuple[str, list[Path]]:
     primary = primary_contrasts(stats)
     parts = [render_headline(primary), "## Details\n"]
     for scale in dict.fromkeys(frame.scale):
-        parts.append(f"### {scale}: mean zero-shot score per target task (non-English languages, mean over seeds)\n")
+        parts.append(f"### {scale}: mean zero-shot score per target task (non-English languages, scored splits "
+                     "(dev; test where a language has no dev set), mean over seeds)\n")
         parts.append(summary_table(frame, scale).to_markdown() + "\n")
+    published = published_comparison(records)
+    if not published.empty:
+        parts.append("### XTREME test scores, like for like (the published metric — QA: F1 — over XTREME's "
+                     "languages, English included where XTREME includes it; mean over seeds; published numbers "
+                     "from ray_xt/paper.py, marked unverified where no stored source confirms them)\n")
+        parts.append(published.to_markdown(index=False) + "\n")
     parts.append(render_statistics(stats))
     parts.append(render_markdown(tables))
     markdown = "\n".join(p for p in parts if p)

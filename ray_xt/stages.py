@@ -59,7 +59,7 @@ class Stage:
 
 # Trial settings added after studies were first run: left at these defaults they stay out of stage keys, so
 # the finished stages of existing studies keep their keys (and are not run again).
-LATER_TRIAL_DEFAULTS = {"workers": None, "freeze_embeddings": False, "group_by_length": False}
+LATER_TRIAL_DEFAULTS = {"workers": None, "freeze_embeddings": False, "group_by_length": False, "grad_accum": 1}
 
 
 def _trial_payload(trial) -> dict:

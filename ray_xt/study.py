@@ -16,7 +16,7 @@ from ray_xt.prepare import data_needs, prepare_data, training_source
 from ray_xt.scales import SCALES, model_location
 from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
 from ray_xt.sweep import SweepSettings, run_sweep
-from ray_xt.tasks.registry import TASKS
+from ray_xt.tasks.registry import MLM_CORPUS, TASKS
 from ray_xt.tracking import MLflowTrialCallback, Tracker
 
 
@@ -101,7 +101,7 @@ def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Re
             seed=m.seed, languages=tuple(m.languages), corpus_sentences=m.corpus_sentences,
             train_size=m.train_size, dev_size=m.dev_size, test_size=m.test_size, translation_noise=m.translation_noise,
             # only the files this study reads: another task set shares the corpus, tokenizer and models
-            tasks=tuple(sorted({t for t, _, _ in data_needs(cfg)})),  # only what the study reads
+            tasks=tuple(sorted({t for t, _, _ in data_needs(cfg) if t != MLM_CORPUS})),  # the mlm text: its corpus
         )
         pretrain = {
             s: (replace(SCALES[s].micro, steps=m.pretrain_steps) if m.pretrain_steps else SCALES[s].micro)
@@ -191,6 +191,11 @@ class StudyRunner:
                                          max_examples=t.max_eval_examples, **args)
             inputs.append(TaskInputs(name, tuple(labels), str(train), str(dev)))
             n_train += len(load_features(train)[0]["input_ids"])
+        if stage.condition == "mlm":  # target-language text, masked, trained beside the task (never scored)
+            text = self.features.features(self.resolved.data_root, TASKS[MLM_CORPUS], "train",
+                                          translate_languages(self.cfg), tok, max_len=t.max_seq_length, labels=[])
+            inputs.append(TaskInputs(MLM_CORPUS, (), str(text), str(text)))
+            n_train += len(load_features(text)[0]["input_ids"])
         return inputs, n_train
 
     def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
@@ -239,7 +244,7 @@ class StudyRunner:
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
             resolved_config=cfg.model_dump(mode="json"), workers=settings.workers, gpus_per_worker=settings.gpus,
             worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
-            group_by_length=t.group_by_length,
+            group_by_length=t.group_by_length, grad_accum=t.grad_accum,
             trainer_pool=self.trainer_pool if self._hosted(stage.scale) else None,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
@@ -292,6 +297,9 @@ class StudyRunner:
         """The manifest entries a stage trains, selects and is scored on, as its MLflow run's dataset inputs."""
         assert self.resolved is not None
         known, inputs = self.resolved.datasets, []
+        if stage.condition == "mlm":
+            inputs += [(f"{MLM_CORPUS}/train/{lang}", known.get(f"{MLM_CORPUS}/train/{lang}"), "training")
+                       for lang in translate_languages(self.cfg)]
         if stage.kind != "retrieval":
             names = self.cfg.intermediate.tasks if stage.task == MULTI_TASK else [training_source(stage.task)]
             for name in names:
@@ -356,10 +364,14 @@ class StudyRunner:
         results = ray.get(remote.remote(model_dir, stage.task, feature_dirs, cpus,
                                           self.cfg.trial_for(stage.task).retrieval_layer))
         out_dir = self.paths.predictions / stage.name / stage.task
+        test_metrics = {}
         for lang, result in results.items():
             if "submission" in result:
-                write_submission(out_dir / f"test-{lang}.{task.submission_suffix}", result["submission"])
+                path = out_dir / f"test-{lang}.{task.submission_suffix}"
+                write_submission(path, result["submission"])
+                test_metrics.update(score_against_gold(self.resolved.data_root, stage.task, path, lang))
         return {
+            "test_metrics": test_metrics,
             "zero_shot": {lang: r["score"] for lang, r in results.items()},
             "zero_shot_metrics": {lang: r["metrics"] for lang, r in results.items()},
             "zero_shot_splits": {lang: r["split"] for lang, r in results.items()},
@@ -546,6 +558,20 @@ def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, d
             result["submission"] = family.evaluate(model, features, examples, pad_id, task, lang).submission
         results[lang] = result
     return results
+
+
+def score_against_gold(data_root: Path, task_name: str, prediction: Path, lang: str) -> dict[str, dict]:
+    """{lang: official metrics} of one submission file where gold labels exist (``<data root>/labels/``, written by
+    `ray-xt data prepare` or the micro world): what the report compares with published test numbers."""
+    from ray_xt.score import ScoreError, score_file
+
+    gold = Path(data_root) / "labels" / task_name / prediction.name
+    if not gold.is_file():
+        return {}
+    try:
+        return {lang: score_file(task_name, prediction, gold, lang)}
+    except ScoreError:  # labels that do not match this split (another data version): not compared
+        return {}
 
 
 def write_submission(path: Path, submission) -> None:

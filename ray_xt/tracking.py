@@ -143,8 +143,19 @@ class Tracker:
             dataset = Dataset(name=name, digest=info["digest"], source_type=source_type, source=text,
                               profile=json.dumps({"num_rows": info["rows"]}))
             logged.append(DatasetInput(dataset, [InputTag("mlflow.data.context", context)]))
-        if logged:
-            self.client.log_inputs(run_id, datasets=logged)
+        if not logged:
+            return
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(run_id, datasets=logged)
+                return
+            except MlflowException:
+                # concurrent stages logging one data set race to create its row (a unique key per experiment,
+                # name and digest); the row is there now and the next attempt links it
+                if attempt == 2:
+                    raise
 
     def log_artifacts(self, run_id: str, directory: str, artifact_path: str) -> None:
         self.client.log_artifacts(run_id, directory, artifact_path)

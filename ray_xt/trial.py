@@ -71,6 +71,7 @@ class TrialSpec:
     worker_failures: int = 1  # Ray Train restarts of the worker group (from its last checkpoint) within a trial
     freeze_embeddings: bool = False  # the encoder's embedding layer is not trained
     group_by_length: bool = False  # length-grouped batches (TaskSchedule): less padding, same batches per epoch
+    grad_accum: int = 1  # micro-batches per optimiser step; batch_size stays the effective batch
     # the study's TrainerPool (ray_xt.trainer_hosts): a one-process CPU trial trains in a warm host process
     # leased from it and only drives it; None: the trial trains in its own (Tune actor) process
     trainer_pool: str | None = None
@@ -146,14 +147,16 @@ def init_single_process_group() -> None:
                                 world_size=1)
 
 
-def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: int = 1) -> dict:
-    """``batch_size`` is the global batch: each of ``world_size`` ranks takes an equal share of it."""
-    if batch_size % world_size:
-        raise ValueError(f"batch_size {batch_size} does not split evenly over {world_size} workers")
+def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: int = 1, grad_accum: int = 1) -> dict:
+    """``batch_size`` is the global (effective) batch: each of ``world_size`` ranks takes an equal share of it, in
+    ``grad_accum`` micro-batches whose gradients one optimiser step sums."""
+    if batch_size % (world_size * grad_accum):
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {world_size} workers"
+                         + (f" x {grad_accum} accumulation micro-batches" if grad_accum > 1 else ""))
     return {
         "train_batch_size": batch_size,
-        "train_micro_batch_size_per_gpu": batch_size // world_size,
-        "gradient_accumulation_steps": 1,
+        "train_micro_batch_size_per_gpu": batch_size // (world_size * grad_accum),
+        "gradient_accumulation_steps": grad_accum,
         "gradient_clipping": 1.0,
         # ZeRO-3 partitions parameters: gathering them for save_pretrained must be allowed
         "zero_optimization": {"stage": zero_stage,
@@ -290,6 +293,7 @@ def _multitask_module():
             self.encoder = getattr(first, first.base_model_prefix)
             for part in parts[1:]:
                 setattr(part.model, part.model.base_model_prefix, self.encoder)
+                part.model.tie_weights()  # an MLM head's decoder follows the shared word embeddings
             self.heads = torch.nn.ModuleDict({part.name: part.model for part in parts})
 
         def forward(self, task: str, **batch):
@@ -554,7 +558,8 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
     scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * total_steps), total_steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
-        config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16), session.world_size),
+        config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16), session.world_size,
+                                spec.grad_accum),
     )
     clock.lap("deepspeed_init")
 
@@ -578,17 +583,21 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
         k, idx = schedule.batch(step)
         part = parts[k]
         shard = rank_share(idx, session.rank, session.world_size)
-        batch = {key: v.to(engine.device) for key, v in part.family.batch(part.train, shard, pad_id).items()}
-        loss = (engine(**batch) if len(parts) == 1 else engine(part.name, **batch)).loss
-        if not session.all_finite(loss):
-            reason = f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})"
-            if marker is not None and session.rank == 0:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps({"reason": reason}) + "\n")
-            raise TrialDiverged(reason)
-        engine.backward(loss)
-        engine.step()
-        losses.append(loss.item())
+        batches = [{key: v.to(engine.device) for key, v in part.family.batch(part.train, micro, pad_id).items()}
+                   for micro in micro_batches(shard, spec.grad_accum)]
+
+        def forward(batch, part=part):
+            return (engine(**batch) if len(parts) == 1 else engine(part.name, **batch)).loss
+
+        def check(loss, step=step):
+            if not session.all_finite(loss):
+                reason = f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})"
+                if marker is not None and session.rank == 0:
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    marker.write_text(json.dumps({"reason": reason}) + "\n")
+                raise TrialDiverged(reason)
+
+        losses.append(accumulated_step(engine, batches, forward, check))
         step += 1
         train_seconds += time.perf_counter() - step_started
         trained_examples += len(idx)  # the global batch: every rank trained its share at the same time
@@ -601,12 +610,13 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
             eval_started = time.perf_counter()
             scores = {}
             for part in parts:
-                evaluation = part.family.evaluate(part.model, part.dev, part.dev_examples, pad_id, part.spec, "en")
-                scores[part.name] = evaluation.score
+                if part.family.scored:  # the mlm condition's text is trained, never scored
+                    evaluation = part.family.evaluate(part.model, part.dev, part.dev_examples, pad_id, part.spec, "en")
+                    scores[part.name] = evaluation.score
             loop_seconds["evaluate"] += time.perf_counter() - eval_started
             metrics = {
                 "score": sum(scores.values()) / len(scores),  # multi-task: the mean of the tasks' dev scores
-                **({f"score.{name}": v for name, v in scores.items()} if len(parts) > 1 else {}),
+                **({f"score.{name}": v for name, v in scores.items()} if len(scores) > 1 else {}),
                 "train_loss": sum(losses) / max(1, len(losses)),
                 "step": step,
                 "epoch": step / steps_per_epoch,
@@ -628,6 +638,28 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
                 session.report(metrics, tmp, name=f"checkpoint_{step:08d}", final=step >= total_steps)
                 loop_seconds["checkpoint"] += reported - written
                 loop_seconds["report"] += time.perf_counter() - reported
+
+
+def micro_batches(share: list[int], grad_accum: int) -> list[list[int]]:
+    """A rank's share of a batch cut into ``grad_accum`` micro-batches, always that many: DeepSpeed applies the
+    optimiser every ``grad_accum`` micro-steps, so a short last batch of an epoch repeats examples rather than
+    shift that boundary."""
+    size = -(-len(share) // grad_accum)
+    parts = [share[i * size:(i + 1) * size] for i in range(grad_accum)]
+    return [p or [share[i % len(share)]] for i, p in enumerate(parts)]
+
+
+def accumulated_step(engine, batches: list[dict], forward, check) -> float:
+    """One optimiser step over the accumulation micro-batches: forward, ``check`` (raises on a bad loss), backward
+    (DeepSpeed scales each loss by 1 / grad_accum) and step (applied at the accumulation boundary); the mean loss."""
+    total = 0.0
+    for batch in batches:
+        loss = forward(batch)
+        check(loss)
+        engine.backward(loss)
+        engine.step()
+        total += loss.item()
+    return total / len(batches)
 
 
 def rank_share(idx: list[int], rank: int, world_size: int) -> list[int]:

@@ -319,7 +319,11 @@ def test_phang2020_shaped_study_runs_offline_from_mirrors_to_a_scored_submission
     assert {"mnli/train/de", "mnli/train/ar", "mnli/dev/de"} <= set(names)
     assert json.loads(names["mnli/train/de"].source)["origin"].startswith("XTREME's XNLI translate-train")
 
-    assert (tmp_path / "results/phang-offline/report/comparison.md").is_file()
+    # the submissions scored against the gold ray-xt prepared: the report's like-for-like table
+    xnli = next(r for r in records if r["stage"]["task"] == "xnli" and r["stage"]["condition"] == "none")
+    assert set(xnli["test_metrics"]) == set(XTREME_LANGUAGES["xnli"].split(","))
+    report = (tmp_path / "results/phang-offline/report/comparison.md").read_text()
+    assert "XTREME test scores, like for like" in report and report.startswith("## Headline")
     submission = tmp_path / "submission"
     for stage_dir in (tmp_path / "results/phang-offline/predictions").glob("*-none-*"):
         for task_dir in stage_dir.iterdir():
@@ -331,3 +335,54 @@ def test_phang2020_shaped_study_runs_offline_from_mirrors_to_a_scored_submission
     assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert set(scores["tasks"]) == set(TARGETS) and "all_task" in scores["overall"]
+
+
+def test_an_intermediate_dev_set_that_is_a_target_evaluation_set_is_refused(tmp_path):
+    """A user who puts XNLI's German dev set where MNLI's German dev set belongs would select the target-language
+    intermediate model on the zero-shot evaluation: refused before anything runs, naming both files."""
+    root = tmp_path / "xtreme"
+    rows = [f"Satz {i}\tHypothese {i}\tneutral\n" for i in range(40)]
+    files = {TASKS["xnli"].path(s, lang): rows for s in ("dev", "test") for lang in ("en", "de")}
+    files[TASKS["xnli"].path("train", "en")] = rows
+    files.update({TASKS["mnli"].path(s, lang): [f"own {i}\tpair {i}\tneutral\n" for i in range(40)]
+                  for s in ("train", "dev") for lang in ("en", "de")})
+    files[TASKS["mnli"].path("dev", "de")] = rows  # XNLI's German dev set, as MNLI's German dev set
+    for rel, lines in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("".join(lines))
+    cfg = parse_study({"name": "x", "data": {"source": "xtreme_dir", "root": str(root)}, "scales": ["xlmr-base"],
+                       "intermediate": {"tasks": ["mnli"], "conditions": ["en", "translate-train-each"]},
+                       "target": {"tasks": ["xnli"], "languages": ["en", "de"]}})
+    with pytest.raises(DataError, match=r"'mnli' dev de: .*dev-de.tsv shares 40 of its 40 examples with 'xnli' dev de"):
+        prepare_data(cfg)
+    (root / TASKS["mnli"].path("dev", "de")).write_text("".join(f"eigen {i}\tPaar {i}\tneutral\n" for i in range(40)))
+    assert prepare_data(cfg)  # its own dev data: accepted
+
+
+def test_the_mlm_condition_reads_its_text_from_a_hub_corpus_mirror(tmp_path):
+    """intermediate.mlm_corpus through the same load_dataset call, from a snapshot of a per-language text repo
+    (wikimedia/wikipedia's layout: a config per dump and language, a `text` column of articles)."""
+    from datasets import Dataset, Features, Value
+
+    from real_formats import _write_repo
+    from ray_xt.corpus import materialize_corpus
+
+    features = Features({"id": Value("string"), "url": Value("string"), "title": Value("string"),
+                         "text": Value("string")})
+    articles = {lang: Dataset.from_dict({"id": ["1", "2"], "url": ["u", "u"], "title": ["a", "b"],
+                                         "text": ["\n\n".join(f"{lang} Zeile {i}" for i in range(8)),
+                                                  "\n".join(f"{lang} Satz {i}" for i in range(8))]},
+                                        features=features) for lang in ("de", "ar")}
+    _write_repo(tmp_path / "mirror", "wikimedia/wikipedia", {f"20231101.{lang}": {"train": data}
+                                                              for lang, data in articles.items()})
+    cfg = parse_study({"name": "x", "data": {"source": "hub", "root": str(tmp_path / "xtreme")},
+                       "scales": ["xlmr-base"], "target": {"tasks": ["xnli"], "languages": ["en", "de", "ar"]},
+                       "intermediate": {"tasks": ["mnli"], "conditions": ["en", "mlm"], "mlm_lines": 10,
+                                        "mlm_corpus": {"dataset": "wikimedia/wikipedia", "config": "20231101.{lang}"}}})
+    landed = []
+    assert materialize_corpus(cfg, tmp_path / "xtreme", ["de", "ar"], tmp_path / "mirror", landed.append) == []
+    lines = (tmp_path / "xtreme/mlm/train-de.txt").read_text().splitlines()
+    assert lines == [f"de Zeile {i}" for i in range(8)] + ["de Satz 0", "de Satz 1"]  # non-empty lines, in order
+    assert landed[0]["source"]["config"] == "20231101.de" and landed[0]["source"]["kind"] == "hub_mirror"
+    problems = materialize_corpus(cfg, tmp_path / "xtreme", ["sw"], tmp_path / "mirror")
+    assert len(problems) == 1 and "intermediate.mlm_corpus sw" in problems[0] and "mlm/train-sw.txt" in problems[0]

@@ -20,7 +20,8 @@ def test_registry_has_all_target_and_intermediate_tasks_with_xtreme_languages():
     assert intermediates == {"mnli", "anli", "qqp", "squad", "hellaswag", "cosmosqa", "commonsenseqa", "socialiqa",
                              "ccg"}
     assert {s.family for s in TASKS.values()} == {"pair_classification", "multiple_choice", "tagging", "span_qa",
-                                                 "retrieval"}
+                                                 "retrieval", "masked_lm"}
+    assert {t for t, s in TASKS.items() if s.role == "corpus"} == {"mlm"}  # the mlm condition's text
     sizes = {t: len(TASKS[t].languages) for t in XTREME_LANGUAGES}
     assert sizes == {"pawsx": 7, "xnli": 15, "panx": 40, "udpos": 33, "bucc2018": 4, "tatoeba": 36, "xquad": 11,
                      "mlqa": 7, "tydiqa": 9}

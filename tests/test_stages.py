@@ -93,11 +93,12 @@ def test_shipped_experiments_expand_to_the_expected_graphs():
 
     root = Path(__file__).resolve().parents[1] / "experiments"
     kinds = lambda stages: {k: sum(s.kind == k for s in stages) for k in ("intermediate", "target", "retrieval")}  # noqa: E731
-    # the paper: 9 intermediate tasks; 7 trained targets and 2 retrieval tasks, each from the pretrained
-    # model and from every intermediate checkpoint (10 sources); 3 seeds
+    # the paper: 9 intermediate tasks, each plain and with multilingual MLM mixed in, and multi-task training on
+    # all nine; 7 trained targets and 2 retrieval tasks, each from the pretrained model and from every
+    # intermediate checkpoint (20 sources); 3 seeds
     phang = expand(load_study(root / "phang2020.yaml"))
-    assert kinds(phang) == {"intermediate": 3 * 9, "target": 3 * 7 * 10, "retrieval": 3 * 2 * 10}
-    assert len(phang) == 297
+    assert kinds(phang) == {"intermediate": 3 * 19, "target": 3 * 7 * 20, "retrieval": 3 * 2 * 20}
+    assert len(phang) == 597
     # scaling: 2 scales x 3 seeds x (2 tasks with XTREME translations, MNLI and SQuAD, x (English + one model per
     # each of 3 languages)) intermediates, 4 targets from 9 sources
     scaling = expand(load_study(root / "scaling_study.yaml"))

@@ -105,3 +105,38 @@ def test_multi_task_intermediate_training_feeds_the_targets(tmp_path, micro_cach
 
     assert AutoConfig.from_pretrained(multi["sweep"]["best_model_dir"]).model_type == "xlm-roberta"
     del client
+
+
+def test_the_mlm_condition_trains_the_task_with_target_language_mlm_mixed_in(tmp_path, micro_cache, ray_local):
+    """The paper's third condition: English intermediate data, masked-LM on the target languages' own text beside
+    it (the micro world's monolingual corpora), selected on the task's English dev score alone."""
+    study = tiny_study(tmp_path, micro_cache, intermediate={"tasks": ["mnli"], "conditions": ["en", "mlm"],
+                                                            "mlm_lines": 40},
+                       target={"tasks": ["pawsx"]}, search={"num_samples": 1, "max_concurrent": 1}, trial={"epochs": 1})
+    cfg = parse_study(study)
+    runner = StudyRunner(cfg, log=lambda m: None)
+    records = runner.run(progress=False)
+    plain = next(r for r in records if r["stage"]["stage"] == "intermediate" and r["stage"]["condition"] == "en")
+    mlm = next(r for r in records if r["stage"]["stage"] == "intermediate" and r["stage"]["condition"] == "mlm")
+    assert [t["task"] for t in mlm["trial_spec"]["tasks"]] == ["mnli", "mlm"]
+    assert [t["task"] for t in plain["trial_spec"]["tasks"]] == ["mnli"]
+    root = runner.resolved.data_root  # the first 40 lines of each target language's own corpus, never English
+    for lang in ("qca", "qso"):
+        corpus = [x for x in (root.parent / "corpus" / f"{lang}.txt").read_text().splitlines() if x.strip()][:40]
+        assert (root / "mlm" / f"train-{lang}.txt").read_text().splitlines() == corpus
+    assert not (root / "mlm" / "train-en.txt").exists()
+    from ray_xt.data import load_features
+
+    text, examples, _ = load_features(mlm["trial_spec"]["tasks"][1]["train_features"])
+    labelled = sum(label != -100 for row in text["labels"] for label in row)
+    assert len(examples) == 80 and 0.08 < labelled / sum(len(row) for row in text["labels"]) < 0.2  # 15% of words
+    assert 0 <= mlm["sweep"]["best_score"] <= 1
+    target = next(r for r in records if r["stage"]["condition"] == "mlm" and r["stage"]["stage"] == "target")
+    assert sorted(target["zero_shot"]) == ["en", "qca", "qso"]
+    run = next(r for r in _runs(study["tracking"]["uri"]) if r.data.tags.get("condition") == "mlm"
+               and r.data.tags.get("stage") == "intermediate" and "mlflow.parentRunId" not in r.data.tags)
+    names = {d.dataset.name for d in MlflowClient(study["tracking"]["uri"]).get_run(run.info.run_id).inputs.dataset_inputs}
+    assert {"mnli/train/en", "mlm/train/qca", "mlm/train/qso"} <= names
+    from ray_xt.report import statistics, scores_frame
+
+    assert "mlm_minus_en" in statistics(scores_frame(records))

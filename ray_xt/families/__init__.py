@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ray_xt.families.base import DataError, Evaluation, Family
+from ray_xt.families.masked_lm import MaskedLM
 from ray_xt.families.multiple_choice import MultipleChoice
 from ray_xt.families.pair import PairClassification
 from ray_xt.families.retrieval import Retrieval
@@ -11,7 +12,7 @@ from ray_xt.families.tagging import Tagging
 from ray_xt.tasks.registry import TaskSpec
 
 FAMILY_CLASSES: dict[str, type[Family]] = {
-    f.name: f for f in (PairClassification, MultipleChoice, Tagging, SpanQA, Retrieval)
+    f.name: f for f in (PairClassification, MultipleChoice, Tagging, SpanQA, Retrieval, MaskedLM)
 }
 
 

@@ -54,6 +54,8 @@ class Family:
 
     name = ""
     trainable = True
+    scored = True  # False: trained alongside a task (the MLM companion), never evaluated
+    parallel = True  # a task's files in several languages render the same examples (translations)
     # Logits from the first token's last-layer state only (``families.first_token``), for heads that read
     # nothing else; None: training and evaluation run the whole model.
     first_token_logits = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-FAMILIES = ("pair_classification", "multiple_choice", "tagging", "span_qa", "retrieval")
+FAMILIES = ("pair_classification", "multiple_choice", "tagging", "span_qa", "retrieval", "masked_lm")
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,7 @@ def _langs(task: str) -> tuple[str, ...]:
 
 
 _NLI = ("entailment", "neutral", "contradiction")
+MLM_CORPUS = "mlm"  # the task name of the `mlm` condition's text
 _PARA = ("0", "1")
 _EN = ("en",)
 _QA_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
@@ -183,7 +184,10 @@ TASKS: dict[str, TaskSpec] = {
                  HubSource("nyu-mll/glue", "mnli", {"train": "train", "dev": "validation_matched"}),
                  ),  # target-language versions: ray_xt.translations (XTREME's XNLI translate-train)
         TaskSpec("anli", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/anli"), _NLI,
-                 HubSource("facebook/anli", None, {"train": "train_r3", "dev": "dev_r3"})),
+                 # ANLI alone, all three rounds (162,865 training pairs, TRAIN_SIZES), not the paper's possible
+                 # "ANLI+" (with MNLI and SNLI), which no stored source confirms (../shared/PAPER.md)
+                 HubSource("facebook/anli", None, {"train": "train_r1+train_r2+train_r3",
+                                                   "dev": "dev_r1+dev_r2+dev_r3"})),
         TaskSpec("qqp", "pair_classification", "intermediate", "accuracy", _EN, _tsv("intermediate/qqp"), _PARA,
                  HubSource("nyu-mll/glue", "qqp", {"train": "train", "dev": "validation"}),
                  ),  # no translation of QQP exists (PAWS-X translate-train is PAWS-X): ray-xt translate
@@ -205,6 +209,9 @@ TASKS: dict[str, TaskSpec] = {
                                revision="refs/convert/parquet"), num_choices=3),
         TaskSpec("ccg", "tagging", "intermediate", "f1", _EN, _tsv("intermediate/ccg"),
                  hub=None),  # CCGbank is LDC-licensed: a local copy converted to token<TAB>supertag TSV
+        # ---- the `mlm` condition's text: one file of plain lines per language (intermediate.mlm_corpus, or the
+        # micro world's own monolingual corpora); trained beside an intermediate task, never a task of its own
+        TaskSpec(MLM_CORPUS, "masked_lm", "corpus", "none", (), lambda split, lang: f"mlm/{split}-{lang}.txt"),
     )
 }
 

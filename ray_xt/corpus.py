@@ -1,0 +1,71 @@
+"""The `mlm` condition's text: ``intermediate.mlm_lines`` lines per target language, written to
+``<data root>/mlm/train-<lang>.txt`` once, from the micro world's monolingual corpora or from a hub text corpus
+(``intermediate.mlm_corpus``, through the same ``datasets.load_dataset`` call as the tasks, or the mirror)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ray_xt.config import StudyConfig
+from ray_xt.tasks.registry import MLM_CORPUS, TASKS
+
+
+def _first_lines(texts, limit: int) -> list[str]:
+    lines: list[str] = []
+    for text in texts:
+        lines += [line.strip() for line in str(text).splitlines() if line.strip()]
+        if len(lines) >= limit:
+            break
+    return lines[:limit]
+
+
+def _micro_lines(root: Path, lang: str, limit: int) -> tuple[list[str], dict]:
+    source = Path(root).parent / "corpus" / f"{lang}.txt"  # the world's monolingual corpus beside its task files
+    with source.open(encoding="utf-8") as f:
+        return _first_lines(f, limit), {"kind": "micro world corpus", "file": str(source)}
+
+
+def _hub_lines(cfg: StudyConfig, lang: str, mirror: Path | None) -> tuple[list[str], dict]:
+    from datasets import load_dataset
+
+    corpus = cfg.intermediate.mlm_corpus
+    assert corpus is not None
+    path = str(mirror / corpus.dataset) if mirror else corpus.dataset
+    config = corpus.config.format(lang=lang)
+    rows = load_dataset(path, config, split=corpus.split, streaming=mirror is None)  # the hub: only what is read
+    lines = _first_lines((row[corpus.column] for row in rows), cfg.intermediate.mlm_lines)
+    return lines, {"kind": "hub_mirror" if mirror else "hub", "dataset": corpus.dataset, "config": config,
+                   "split": corpus.split, "revision": "main", **({"path": path} if mirror else {})}
+
+
+def materialize_corpus(cfg: StudyConfig, root: Path, langs: list[str], mirror: Path | None,
+                       on_written: Callable[[dict], None] | None = None) -> list[str]:
+    """Writes the missing text files; returns the problems (one line each), empty when all is there."""
+    problems = []
+    for lang in langs:
+        path = Path(root) / TASKS[MLM_CORPUS].path("train", lang)
+        if path.is_file():
+            continue
+        try:
+            if cfg.data.source == "micro":
+                lines, source = _micro_lines(root, lang, cfg.intermediate.mlm_lines)
+            else:
+                lines, source = _hub_lines(cfg, lang, mirror)
+        except Exception as err:  # noqa: BLE001 - offline, unknown config, missing column: named with the fix
+            corpus = cfg.intermediate.mlm_corpus
+            problems.append(f"intermediate.mlm_corpus {lang}: could not read "
+                            f"{corpus.dataset + ' config ' + corpus.config.format(lang=lang) if corpus else 'the corpus'}"
+                            f" ({type(err).__name__}: {str(err)[:200]}); or put {cfg.intermediate.mlm_lines} lines "
+                            f"of {lang} text at {path}")
+            continue
+        if not lines:
+            problems.append(f"intermediate.mlm_corpus {lang}: no text lines found")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        if on_written:
+            on_written({"task": MLM_CORPUS, "split": "train", "lang": lang, "files": [str(path)], "source": source})
+    return problems

@@ -1,0 +1,53 @@
+"""Gradient accumulation: batch_size stays the effective batch; accumulated micro-batches make the same update
+as the whole batch (a real DeepSpeed engine on CPU)."""
+
+import subprocess
+import sys
+
+from ray_xt.trial import deepspeed_config, micro_batches
+
+SAME_UPDATE = r"""
+import torch
+from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+from ray_xt.trial import accumulated_step, deepspeed_config, micro_batches, prepare_process
+prepare_process(1)
+import deepspeed
+
+def engine(grad_accum):
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=32, max_position_embeddings=40, hidden_dropout_prob=0.0,
+                              attention_probs_dropout_prob=0.0, num_labels=3)
+    model = XLMRobertaForSequenceClassification(config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    e, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                      config=deepspeed_config(8, 0, False, 1, grad_accum))
+    return e
+
+torch.manual_seed(1)
+ids = torch.randint(5, 50, (8, 12))
+labels = torch.randint(0, 3, (8,))
+updated = []
+for accum in (1, 2, 4):
+    e = engine(accum)
+    batches = [{"input_ids": ids[m], "labels": labels[m]} for m in micro_batches(list(range(8)), accum)]
+    loss = accumulated_step(e, batches, lambda b: e(**b).loss, lambda loss: None)
+    updated.append(torch.cat([p.detach().flatten() for p in e.module.parameters()]))
+    print("accum", accum, "loss", round(loss, 6), "steps", e.global_steps)
+assert torch.allclose(updated[0], updated[1], atol=1e-6) and torch.allclose(updated[0], updated[2], atol=1e-6)
+print("same update")
+"""
+
+
+def test_micro_batches_always_make_grad_accum_parts():
+    assert micro_batches(list(range(8)), 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert micro_batches([0, 1, 2], 4) == [[0], [1], [2], [0]]  # a short last batch keeps the boundary in place
+    assert deepspeed_config(32, 2, False, 1, 8)["train_micro_batch_size_per_gpu"] == 4
+    assert deepspeed_config(32, 2, False, 2, 4)["gradient_accumulation_steps"] == 4
+
+
+def test_accumulated_micro_batches_make_the_whole_batchs_update():
+    out = subprocess.run([sys.executable, "-c", SAME_UPDATE], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "same update" in out.stdout
+    assert "accum 4 loss" in out.stdout and "steps 1" in out.stdout  # one optimiser step over four micro-batches
