@@ -124,6 +124,15 @@ def published_comparison(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _ci_text(mean: float, low: float, high: float) -> str:
     if pd.isna(low):
         return f"{mean:+.1f}"
@@ -280,10 +289,7 @@ def forest_plot(primary: pd.DataFrame, path: Path) -> Path | None:
     axes[-1, 0].set_xlabel("English − target-language intermediate training (points, 95% interval)")
     fig.suptitle("Does English intermediate training help more than target-language training, and does scale change it?",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
@@ -354,10 +360,7 @@ def heatmap(stats: dict[str, pd.DataFrame], path: Path) -> Path | None:
     fig.colorbar(image, ax=ax, label="English − target-language intermediate (points)")
     ax.set_title("English vs target-language intermediate training (95% t intervals; framed: Holm p < 0.05)",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame]) -> str:
@@ -385,10 +388,7 @@ def plot(tables: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
         ax.set_title(f"{target} — {scale}")
         ax.set_ylabel("score")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def write_report(records: list[dict], out_dir: Path) -> tuple[str, list[Path]]:

@@ -191,7 +191,7 @@ class StudyRunner:
                                          max_examples=t.max_eval_examples, **args)
             inputs.append(TaskInputs(name, tuple(labels), str(train), str(dev)))
             n_train += len(load_features(train)[0]["input_ids"])
-        if stage.condition == "mlm":  # target-language text, masked, trained beside the task (never scored)
+        if stage.kind == "intermediate" and stage.condition == "mlm":  # target-language text, masked, beside the task
             text = self.features.features(self.resolved.data_root, TASKS[MLM_CORPUS], "train",
                                           translate_languages(self.cfg), tok, max_len=t.max_seq_length, labels=[])
             inputs.append(TaskInputs(MLM_CORPUS, (), str(text), str(text)))
@@ -297,7 +297,7 @@ class StudyRunner:
         """The manifest entries a stage trains, selects and is scored on, as its MLflow run's dataset inputs."""
         assert self.resolved is not None
         known, inputs = self.resolved.datasets, []
-        if stage.condition == "mlm":
+        if stage.kind == "intermediate" and stage.condition == "mlm":
             inputs += [(f"{MLM_CORPUS}/train/{lang}", known.get(f"{MLM_CORPUS}/train/{lang}"), "training")
                        for lang in translate_languages(self.cfg)]
         if stage.kind != "retrieval":

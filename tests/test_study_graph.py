@@ -133,6 +133,7 @@ def test_the_mlm_condition_trains_the_task_with_target_language_mlm_mixed_in(tmp
     assert 0 <= mlm["sweep"]["best_score"] <= 1
     target = next(r for r in records if r["stage"]["condition"] == "mlm" and r["stage"]["stage"] == "target")
     assert sorted(target["zero_shot"]) == ["en", "qca", "qso"]
+    assert [t["task"] for t in target["trial_spec"]["tasks"]] == ["pawsx"]  # MLM only in the intermediate stage
     run = next(r for r in _runs(study["tracking"]["uri"]) if r.data.tags.get("condition") == "mlm"
                and r.data.tags.get("stage") == "intermediate" and "mlflow.parentRunId" not in r.data.tags)
     names = {d.dataset.name for d in MlflowClient(study["tracking"]["uri"]).get_run(run.info.run_id).inputs.dataset_inputs}
