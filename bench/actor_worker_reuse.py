@@ -54,6 +54,10 @@ def run_case(actor_env: dict | None, warm: bool, placement_group: bool = False, 
     other_rays_workers = idle_worker_pids()  # another Ray on this machine: not ours to count
     # ray_xt's worker settings (idle workers kept a minute), but no job runtime env unless workers are prestarted
     # the way ray_xt does it: the other cases set their own
+    if prestarted:  # ray_xt's fast-start layer, as start_ray turns it on for a local instance
+        from ray_xt.ray_internals import FAST_START_ENV
+
+        os.environ[FAST_START_ENV] = "1"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=ray_system_config(),
              **({"runtime_env": job_runtime_env()} if prestarted else {}))
 

@@ -39,18 +39,28 @@ def ray_system_config() -> dict:
             "idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
 
 
-def job_runtime_env() -> dict:
-    """The runtime environment of every Ray job ray_xt starts: the quiet defaults above, and the setup hook that
-    has workers started for Tune's trial actors import Tune before one is asked for (ray_xt.trial_workers)."""
+def job_runtime_env(fast_start: bool = True) -> dict:
+    """The runtime environment of every Ray job ray_xt starts: the quiet defaults above and whether the fast-start
+    layer is on (``ray_xt.ray_internals``); with it, the setup hook that has workers started for Tune's trial
+    actors import Tune before one is asked for (``ray_xt.trial_workers``)."""
+    from ray_xt.ray_internals import FAST_START_ENV
     from ray_xt.trial_workers import SETUP_HOOK
 
-    return {"env_vars": dict(WORKER_ENV), "worker_process_setup_hook": SETUP_HOOK}
+    env = {"env_vars": {**WORKER_ENV, FAST_START_ENV: "1" if fast_start else "0"}}
+    return {**env, "worker_process_setup_hook": SETUP_HOOK} if fast_start else env
 
 
 def local_ray_options(**extra) -> dict:
     """``ray.init`` options for a Ray instance ray_xt starts itself (tests and benchmarks use them too)."""
-    return {"include_dashboard": False, "runtime_env": job_runtime_env(),
+    return {"include_dashboard": False, "runtime_env": job_runtime_env(fast_start_wanted()),
             "_system_config": ray_system_config(), **extra}
+
+
+def fast_start_wanted(local: bool = True) -> bool:
+    """The fast-start layer: on for a Ray instance started here, unless RAY_XT_FAST_START=0; off on clusters."""
+    from ray_xt.ray_internals import FAST_START_ENV
+
+    return local and os.environ.get(FAST_START_ENV, "1") != "0"
 
 
 def start_ray(address: str | None = None, **extra) -> None:
@@ -62,7 +72,11 @@ def start_ray(address: str | None = None, **extra) -> None:
         os.environ.setdefault(k, v)
     if ray.is_initialized():
         return
-    options = local_ray_options(**extra)
+    from ray_xt.ray_internals import FAST_START_ENV
+
+    fast = fast_start_wanted(local=address is None)
+    os.environ[FAST_START_ENV] = "1" if fast else "0"  # this driver's own prestart calls follow the same switch
+    options = {**local_ray_options(**extra), "runtime_env": job_runtime_env(fast)}
     if address is not None:
         options.pop("_system_config")  # a running cluster keeps its own system config
     ray.init(address=address, **options)

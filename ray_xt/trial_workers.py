@@ -19,7 +19,9 @@ The raylet starts workers for a given job and runtime environment ahead of time 
 A worker started for Tune's environment imports ``ray.tune`` and the trainable's module when it starts
 (``setup_worker``, the job's ``worker_process_setup_hook``), so creating a trial actor only unpickles the
 trainable. Nothing here is needed for correctness: if Ray or Tune change either rule, trial actors start in new
-processes as before (and tests/test_trial_workers.py fails). Kept light: every Ray worker imports this module.
+processes as before (and tests/test_trial_workers.py fails). Every private Ray call goes through
+``ray_xt.ray_internals``, which turns this layer off on clusters, on untested Ray versions and when an import
+fails. Kept light: every Ray worker imports this module.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ def setup_worker() -> None:
     if os.environ.get(name) == value:
         import time
 
-        import ray._private.grpc_utils  # noqa: F401 - for this actor's own replace_this_worker (~0.1 s otherwise)
-        import ray.core.generated.node_manager_pb2_grpc  # noqa: F401
-        import ray.tune  # noqa: F401
+        from ray_xt import ray_internals
+
+        ray_internals.preimport()  # Tune, and the raylet stubs for this actor's own replace_this_worker
 
         import ray_xt.trial  # noqa: F401
 
@@ -79,39 +81,38 @@ def serialized(runtime_env: dict) -> str:
 def tune_actor_runtime_env(job_runtime_env: dict, environ=None) -> dict:
     """The runtime environment Tune gives a trial actor created in a process with ``environ``: its default
     variables and the ones it propagates from that process, over the job's environment."""
-    from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
+    from ray_xt.ray_internals import tune_actor_env_vars
 
     environ = os.environ if environ is None else environ
-    env_vars = {**DEFAULT_ENV_VARS, **{k: environ[k] for k in ENV_VARS_TO_PROPAGATE if k in environ}}
-    return merged_runtime_env(job_runtime_env, {"env_vars": env_vars})
+    return merged_runtime_env(job_runtime_env, {"env_vars": tune_actor_env_vars(environ)})
 
 
-def _raylet_channel(node_id: str):
-    import ray
-    from ray._private.grpc_utils import init_grpc_channel  # adds Ray's token authentication when it is on
-
-    node = next(n for n in ray.nodes() if n["NodeID"] == node_id and n["Alive"])
-    return init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
+class FastStartOff(RuntimeError):
+    """The private raylet calls are not to be used (a cluster, another Ray version, a failed import)."""
 
 
 def prestart(node_id: str, runtime_env: dict, count: int, keep_alive_s: int = KEEP_ALIVE_S) -> None:
     """Ask ``node_id``'s raylet to start ``count`` workers of this job in ``runtime_env`` now."""
     import ray
-    from ray._private.utils import ProtoRuntimeEnvInfo
-    from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
     from ray.runtime_env import RuntimeEnvConfig
 
+    from ray_xt import ray_internals
+
+    api = ray_internals.raylet_api()
+    if api is None:
+        raise FastStartOff(ray_internals.unavailable_reason())
     if count <= 0:
         return
-    info = ProtoRuntimeEnvInfo(serialized_runtime_env=serialized(runtime_env))
+    info = api.proto_runtime_env_info(serialized_runtime_env=serialized(runtime_env))
     info.runtime_env_config.CopyFrom(RuntimeEnvConfig.default_config().build_proto_runtime_env_config())
-    request = node_manager_pb2.PrestartWorkersRequest(
-        language=common_pb2.PYTHON, job_id=bytes.fromhex(ray.get_runtime_context().get_job_id()),
+    request = api.node_manager_pb2.PrestartWorkersRequest(
+        language=api.common_pb2.PYTHON, job_id=bytes.fromhex(ray.get_runtime_context().get_job_id()),
         runtime_env_info=info, keep_alive_duration_secs=keep_alive_s, num_workers=count,
     )
-    channel = _raylet_channel(node_id)
+    node = next(n for n in ray.nodes() if n["NodeID"] == node_id and n["Alive"])
+    channel = api.init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")  # with Ray's token
     try:
-        node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=10)
+        api.node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=10)
     finally:
         channel.close()
 
@@ -126,6 +127,8 @@ def prestart_for_tune(node_id: str, count: int) -> bool:
         job_env = json.loads(ray.get_runtime_context().get_runtime_env_string())
         prestart(node_id, tune_actor_runtime_env(job_env), count)
         return True
+    except FastStartOff:
+        return False  # said once by ray_internals
     except Exception as err:  # noqa: BLE001 - an optimisation only; say why and go on
         print(f"[ray-xt] could not prestart trial-actor workers ({type(err).__name__}: {err}); "
               "each sweep's trial actors start new processes")
@@ -146,6 +149,8 @@ def replace_this_worker() -> bool:
         prestart(context.get_node_id(), json.loads(context.get_runtime_env_string()), 1)
         replacement_asked = True
         return True
+    except FastStartOff:
+        return False
     except Exception as err:  # noqa: BLE001 - an optimisation only
         print(f"[ray-xt] could not prestart a worker for the next trial actor ({type(err).__name__}: {err})")
         return False
