@@ -41,8 +41,12 @@ demo-quick:
 # The paper's protocol and the scaling study: on a cluster with CLUSTER=clusters/<cloud>.yaml (ray submit runs
 # the study's driver on the head node), else on this machine.
 CLUSTER ?=
+# on a cluster: the head's MLflow server, and study storage every node sees (the cluster files mount /mnt/shared)
+CLUSTER_TRACKING ?= http://127.0.0.1:5000
+CLUSTER_STORAGE ?= /mnt/shared/results
+CLUSTER_RUN_OPTIONS = --tracking-uri $(CLUSTER_TRACKING) --storage $(CLUSTER_STORAGE)
 define run_study
-	$(if $(CLUSTER),$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(1),$(BIN)/ray-xt run $(1))
+	$(if $(CLUSTER),$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(1) $(CLUSTER_RUN_OPTIONS),$(BIN)/ray-xt run $(1))
 endef
 
 reproduce-phang2020:
@@ -62,7 +66,7 @@ cluster-up:
 	$(BIN)/ray up -y $(CLUSTER)
 
 cluster-submit:
-	$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(EXP) --tracking-uri http://127.0.0.1:5000
+	$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(EXP) $(CLUSTER_RUN_OPTIONS)
 
 cluster-down:
 	$(BIN)/ray down -y $(CLUSTER)

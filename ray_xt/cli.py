@@ -138,6 +138,15 @@ def run(
         cfg = cfg.model_copy(update={"storage": storage})
     _preflight(cfg, tracking_uri)
     _init_ray(address)
+    if address is not None:
+        import ray
+
+        from ray_xt.study import node_local_storage
+
+        problem = node_local_storage(cfg.storage, sum(n["Alive"] for n in ray.nodes()))
+        if problem:
+            typer.secho(problem, fg="red", err=True)
+            raise typer.Exit(2)
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     from ray_xt.data import DataError
 

@@ -62,6 +62,18 @@ class StudyPaths:
         return self.root / "predictions"
 
 
+def node_local_storage(storage: str, alive_nodes: int) -> str | None:
+    """Why ``storage`` cannot serve a cluster of ``alive_nodes`` nodes, or None: a relative path is a different
+    folder on every node (and Ray Tune does not sync a worker's checkpoints to the head), so the next stage on
+    another node would not find them."""
+    if alive_nodes <= 1 or "://" in storage or Path(storage).expanduser().is_absolute():
+        return None
+    return (f"storage: {storage!r} is a relative, node-local path, but this cluster has {alive_nodes} nodes: a "
+            "checkpoint a worker writes would not be there for the next stage on another node. Use a folder every "
+            "node mounts (storage: /mnt/shared/results, or --storage /mnt/shared/results; the Makefile's cluster "
+            "targets pass it) or a URI Ray Tune accepts. Nothing was run.")
+
+
 class StageStore:
     """Finished stages as JSON files: survives the driver, read before anything is scheduled."""
 

@@ -10,7 +10,8 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from ray_xt.local_ray import IDLE_WORKER_SECONDS, PRELOAD_MODULES
 
-CLUSTERS = sorted((Path(__file__).resolve().parents[1] / "clusters").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTERS = sorted((ROOT / "clusters").glob("*.yaml"))
 
 
 def test_every_cloud_is_covered():
@@ -50,3 +51,37 @@ def test_validation_rejects_a_typo():
     raw["max_wrokers"] = 3
     with pytest.raises(jsonschema.ValidationError, match="max_wrokers"):
         validate_config(prepare_config(raw))
+
+
+def test_a_study_path_given_to_cluster_entry_resolves_in_the_checkout(tmp_path, monkeypatch):
+    """`ray submit` runs cluster_entry.py from the SSH user's home: `experiments/demo.yaml` is the checkout's."""
+    from ray_xt.cluster_entry import checkout_root, resolve_study_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_study_path("experiments/demo.yaml") == str(checkout_root() / "experiments" / "demo.yaml")
+    (tmp_path / "mine.yaml").write_text("name: x\n")
+    assert resolve_study_path("mine.yaml") == "mine.yaml"  # one the user put beside them wins
+    assert resolve_study_path("/abs/elsewhere.yaml") == "/abs/elsewhere.yaml"
+    assert resolve_study_path("experiments/nope.yaml") == "experiments/nope.yaml"  # ray-xt run names it
+
+
+def test_node_local_storage_is_refused_on_a_multi_node_cluster():
+    from ray_xt.study import node_local_storage
+
+    problem = node_local_storage("results", 3)
+    assert "storage: 'results' is a relative, node-local path, but this cluster has 3 nodes" in problem
+    assert "/mnt/shared/results" in problem
+    assert node_local_storage("results", 1) is None  # one machine: its own folder is shared with itself
+    assert node_local_storage("/mnt/shared/results", 3) is None and node_local_storage("s3://b/r", 3) is None
+
+
+def test_the_make_cluster_targets_pass_shared_storage_and_the_heads_tracking_server():
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "scaling-study", "CLUSTER=clusters/onprem.yaml"], capture_output=True,
+                         text=True, cwd=ROOT).stdout
+    assert ("ray submit clusters/onprem.yaml ray_xt/cluster_entry.py -- experiments/scaling_study.yaml "
+            "--tracking-uri http://127.0.0.1:5000 --storage /mnt/shared/results") in out
+    out = subprocess.run(["make", "-n", "cluster-submit", "CLUSTER=c.yaml", "EXP=experiments/demo.yaml"],
+                         capture_output=True, text=True, cwd=ROOT).stdout
+    assert "--tracking-uri http://127.0.0.1:5000 --storage /mnt/shared/results" in out
