@@ -112,6 +112,7 @@ bench-smoke:
 	$(BIN)/python bench/compute_to_answer.py --smoke --samples 2
 	$(BIN)/python bench/study_scaling.py --smoke
 	$(BIN)/python bench/actor_worker_reuse.py
+	$(BIN)/python bench/gpu_throughput.py --smoke
 
 clean:
 	rm -rf results mlruns.db mlartifacts .pytest_cache
