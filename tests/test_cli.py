@@ -13,7 +13,8 @@ from ray_xt.cli import app
 
 
 @pytest.mark.parametrize("args", [["--help"], ["plan", "--help"], ["run", "--help"], ["report", "--help"],
-                                  ["micro", "--help"], ["micro", "build", "--help"]])
+                                  ["micro", "--help"], ["micro", "build", "--help"], ["data", "--help"],
+                                  ["data", "prepare", "--help"]])
 def test_help_everywhere(args):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
