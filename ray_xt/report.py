@@ -286,7 +286,8 @@ def forest_plot(primary: pd.DataFrame, path: Path) -> Path | None:
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
-    axes[-1, 0].set_xlabel("English − target-language intermediate training (points, 95% interval)")
+    axes[-1, 0].set_xlabel("English − target-language intermediate training (points, 95% interval; "
+                           "left of 0: target-language training better)")
     fig.suptitle("Does English intermediate training help more than target-language training, and does scale change it?",
                  fontsize=10)
     return _save_figure(fig, path)
