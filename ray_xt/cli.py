@@ -40,8 +40,9 @@ def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
     return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index)})
 
 
-def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
-    """Everything checkable without a cluster, so bad input fails before any resource is requested."""
+def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> list | None:
+    """Everything checkable without a cluster, so bad input fails before any resource is requested; the real
+    data's manifest entries (None for the micro world, built after Ray starts)."""
     from ray_xt.data import DataError
     from ray_xt.prepare import prepare_data
     from ray_xt.tracking import TrackingUnavailable, check_tracking_server
@@ -49,10 +50,11 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
     try:
         check_tracking_server(tracking_uri or cfg.tracking.uri)
         if cfg.data.source != "micro":  # the micro world is built (and checked) after Ray starts
-            prepare_data(cfg, log=typer.echo)
+            return prepare_data(cfg, log=typer.echo)
     except (DataError, TrackingUnavailable) as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
+    return None
 
 
 def _init_ray(address: Optional[str]) -> None:
@@ -136,7 +138,7 @@ def run(
             raise typer.Exit(2) from None
     if storage:
         cfg = cfg.model_copy(update={"storage": storage})
-    _preflight(cfg, tracking_uri)
+    prepared = _preflight(cfg, tracking_uri)
     _init_ray(address)
     if address is not None:
         import ray
@@ -148,6 +150,7 @@ def run(
             typer.secho(problem, fg="red", err=True)
             raise typer.Exit(2)
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
+    runner.prepared = prepared
     from ray_xt.data import DataError
 
     try:

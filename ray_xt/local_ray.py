@@ -74,9 +74,9 @@ def start_ray(address: str | None = None, **extra) -> None:
         return
     from ray_xt.ray_internals import FAST_START_ENV
 
-    fast = fast_start_wanted(local=address is None)
-    os.environ[FAST_START_ENV] = "1" if fast else "0"  # this driver's own prestart calls follow the same switch
-    options = {**local_ray_options(**extra), "runtime_env": job_runtime_env(fast)}
+    # set before the options are made: they, and this driver's own prestart calls, follow the same switch
+    os.environ[FAST_START_ENV] = "1" if fast_start_wanted(local=address is None) else "0"
+    options = local_ray_options(**extra)
     if address is not None:
         options.pop("_system_config")  # a running cluster keeps its own system config
     ray.init(address=address, **options)

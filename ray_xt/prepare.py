@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ray_xt.config import StudyConfig
+from ray_xt.data import source_files
 from ray_xt.families import DataError, family_of
 from ray_xt.stages import translate_languages
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS
@@ -54,12 +55,6 @@ def data_needs(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
         have = merged.setdefault((task_name, split), [])
         have += [lang for lang in langs if lang not in have]
     return [(t, s, langs) for (t, s), langs in merged.items() if langs]
-
-
-def source_files(root: Path, task_name: str, split: str, lang: str) -> list[Path]:
-    from ray_xt.data import source_files as files
-
-    return files(root, TASKS[task_name], split, lang)
 
 
 def gold_problem(root: Path, task_name: str, split: str, lang: str) -> str | None:
@@ -168,7 +163,7 @@ def describe(root: Path, task_name: str, split: str, lang: str, source: dict | N
     """A manifest entry; sha256 and rows are reused from the last manifest while the file is unchanged."""
     files, unchanged = [], bool(known)
     old = {f["path"]: f for f in known.get("files", [])}
-    for path in source_files(root, task_name, split, lang):
+    for path in source_files(root, TASKS[task_name], split, lang):
         stat = path.stat()
         previous = old.get(str(path))
         if previous and previous["bytes"] == stat.st_size and previous.get("mtime_ns") == stat.st_mtime_ns:
@@ -245,7 +240,7 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
     problems = fetch_problems + check_models(cfg)
     for task_name, split, langs in needs if not fetch_problems else []:  # (what could not be fetched is named)
         for lang in langs:
-            missing = [p for p in source_files(root, task_name, split, lang) if not p.is_file()]
+            missing = [p for p in source_files(root, TASKS[task_name], split, lang) if not p.is_file()]
             problems += [f"task {task_name!r}, split {split!r}, language {lang!r}: expected file {p}" for p in missing]
     if not problems:  # every scored split must have gold
         for task_name, split, langs in needs:
@@ -326,7 +321,7 @@ def data_status(cfg: StudyConfig) -> dict[str, str]:
         counts = status.setdefault(task_name, [0, 0])
         task = TASKS[task_name]
         for lang in langs:
-            if all(p.is_file() for p in source_files(root, task_name, split, lang)):
+            if all(p.is_file() for p in source_files(root, task, split, lang)):
                 continue
             if task_name == MLM_CORPUS:
                 fetchable = cfg.intermediate.mlm_corpus is not None

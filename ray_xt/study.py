@@ -103,7 +103,9 @@ class Resolved:
     datasets: dict[str, dict] = field(default_factory=dict)  # "task/split/lang" -> {source, digest, rows}
 
 
-def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Resolved:
+def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True, prepared: list | None = None) -> Resolved:
+    """``prepared``: the entries ``prepare_data`` already returned for this study (the CLI prepares real data
+    before Ray starts), so the data are not fetched and checked a second time."""
     if cfg.data.source == "micro":
         from ray_xt.micro.build import build_micro
         from ray_xt.micro.world import WorldSpec
@@ -122,7 +124,7 @@ def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True) -> Re
         world = build_micro(spec, m.vocab_size, pretrain, m.cache_dir, use_ray=use_ray, progress=progress)
         return Resolved(world.root, {s: str(world.model_dirs[s]) for s in cfg.scales},
                         manifest_datasets(prepare_data(cfg, root=world.root)))
-    entries = prepare_data(cfg)  # fetches what is missing (files the CLI's preflight fetched are kept)
+    entries = prepared if prepared is not None else prepare_data(cfg)
     return Resolved(cfg.data.data_root(), {s: model_location(s, cfg.model_paths.get(s)) for s in cfg.scales},
                     manifest_datasets(entries))
 
@@ -162,6 +164,7 @@ class StudyRunner:
         self.git_revision = git_revision()
         self.resolved: Resolved | None = None
         self.trainer_pool: str | None = None  # the running study's TrainerPool name (ray_xt.trainer_hosts)
+        self.prepared: list | None = None  # prepare_data's entries when the caller prepared the data already
 
     # ---- pieces -------------------------------------------------------------------------------
     def _trial_resources(self, scale: str) -> tuple[float, float]:
@@ -395,7 +398,7 @@ class StudyRunner:
         """Runs what is not finished, independent stages concurrently (``parallel_stages`` at once), each as a
         Ray task driving its own Tune sweep; a stage starts when its upstream has finished."""
         started = time.perf_counter()
-        self.resolved = resolve_inputs(self.cfg, use_ray=True, progress=progress)
+        self.resolved = resolve_inputs(self.cfg, use_ray=True, progress=progress, prepared=self.prepared)
         self.log(f"[ray-xt] inputs ready in {time.perf_counter() - started:.0f}s (data: {self.resolved.data_root})")
         stages = expand(self.cfg)
         number = {s.key: i for i, s in enumerate(stages, 1)}
