@@ -140,24 +140,26 @@ def cap_examples(examples: list[dict], n: int) -> list[dict]:
 
 
 def write_examples(path: Path, task: TaskSpec, examples: list[dict]) -> None:
-    """Examples in the family's file format (the one the loaders read): translations, hub downloads."""
+    """Examples in the family's file format (the one the loaders read): translations, hub downloads. Written
+    whole or not at all (through a ``.partial`` file): a present file is taken as complete and never refetched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if task.family == "pair_classification":
         clean = lambda s: s.replace("\t", " ").replace("\n", " ")  # noqa: E731
-        path.write_text("".join(f"{clean(e['sentence1'])}\t{clean(e['sentence2'])}\t{e['label']}\n" for e in examples),
-                        encoding="utf-8")
+        text = "".join(f"{clean(e['sentence1'])}\t{clean(e['sentence2'])}\t{e['label']}\n" for e in examples)
     elif task.family == "multiple_choice":
-        path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
     elif task.family == "span_qa":
         paragraphs = [{"context": e["context"], "qas": [{"id": e["id"], "question": e["question"],
                                                           "answers": e["answers"]}]} for e in examples]
-        path.write_text(json.dumps({"version": "1.1", "data": [{"title": task.name, "paragraphs": paragraphs}]},
-                                   ensure_ascii=False), encoding="utf-8")
+        text = json.dumps({"version": "1.1", "data": [{"title": task.name, "paragraphs": paragraphs}]},
+                          ensure_ascii=False)
     elif task.family == "tagging":
-        path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(e["tokens"], e["tags"])) + "\n"
-                                for e in examples), encoding="utf-8")
+        text = "".join("".join(f"{w}\t{t}\n" for w, t in zip(e["tokens"], e["tags"])) + "\n" for e in examples)
     else:
         raise DataError(f"no single-file format for {task.family} task {task.name!r}")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 def load_features(path: Path | str):

@@ -167,9 +167,7 @@ def write_task_files(root: Path, task: TaskSpec, split: str, lang: str, rows: li
         "span_qa": lambda: to_qa_examples(rows),
     }
     if task.family in convert:
-        tmp = path.with_name(path.name + ".partial")  # a file is whole or absent: present files are never refetched
-        write_examples(tmp, task, convert[task.family]())
-        tmp.replace(path)
+        write_examples(path, task, convert[task.family]())
     elif task.name == "tatoeba":
         path.write_text("".join(r["source_sentence"].strip() + "\n" for r in rows), encoding="utf-8")
         path.with_suffix(".eng").write_text("".join(r["target_sentence"].strip() + "\n" for r in rows),

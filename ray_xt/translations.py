@@ -164,10 +164,7 @@ def materialize_translation(root: Path, translations: Path, task: str, lang: str
         path = Path(root) / spec.path(split, lang)
         if path.is_file():
             continue  # never rewrite what is there
-        clean = [{k: v for k, v in e.items() if k != "english"} for e in examples]
-        tmp = path.with_name(path.name + ".partial")
-        write_examples(tmp, spec, clean)
-        tmp.replace(path)
+        write_examples(path, spec, [{k: v for k, v in e.items() if k != "english"} for e in examples])
         out.append(Translated(task, split, lang, path, provenance))
     return out
 
