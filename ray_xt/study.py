@@ -179,6 +179,11 @@ class StudyRunner:
             return [condition_language(stage.condition)]
         return ["en"]
 
+    def _training_tasks(self, stage: Stage) -> list[str]:
+        """The tasks whose data a sweep stage trains on: every intermediate task for multi-task, else the task's
+        own training source (XQuAD and MLQA train on SQuAD)."""
+        return self.cfg.intermediate.tasks if stage.task == MULTI_TASK else [training_source(stage.task)]
+
     def _feature_args(self, stage: Stage) -> dict:
         t = self.cfg.trial_for(stage.task)
         return {"max_len": t.max_seq_length, "stride": t.doc_stride}
@@ -191,7 +196,7 @@ class StudyRunner:
         from ray_xt.trial import TaskInputs
 
         assert self.resolved is not None
-        names = self.cfg.intermediate.tasks if stage.task == MULTI_TASK else [training_source(stage.task)]
+        names = self._training_tasks(stage)
         tok = self.resolved.model_paths[stage.scale]
         langs = self._train_languages(stage)
         t = self.cfg.trial_for(stage.task)
@@ -316,7 +321,7 @@ class StudyRunner:
             inputs += [(f"{MLM_CORPUS}/train/{lang}", known.get(f"{MLM_CORPUS}/train/{lang}"), "training")
                        for lang in translate_languages(self.cfg)]
         if stage.kind != "retrieval":
-            names = self.cfg.intermediate.tasks if stage.task == MULTI_TASK else [training_source(stage.task)]
+            names = self._training_tasks(stage)
             for name in names:
                 for lang in self._train_languages(stage):
                     inputs += [(f"{name}/{split}/{lang}", known.get(f"{name}/{split}/{lang}"), context)
