@@ -68,7 +68,9 @@ cluster-up:
 cluster-submit:
 	$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(EXP) $(CLUSTER_RUN_OPTIONS)
 
+# the head's MLflow server first: `ray down` stops only Ray's processes (and keeps machines of the local provider)
 cluster-down:
+	-$(BIN)/ray exec $(CLUSTER) '~/ray_xt/clusters/head_mlflow.sh stop'
 	$(BIN)/ray down -y $(CLUSTER)
 
 micro:

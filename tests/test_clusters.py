@@ -40,8 +40,17 @@ def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
     # and keep idle task workers as long (stage drivers and evaluations reuse them instead of new processes)
     keep = f"RAY_idle_worker_killing_time_threshold_ms={IDLE_WORKER_SECONDS * 1000} "
     assert all(keep in c for c in starts if "ray start" in c)
-    assert "mlflow server --host 127.0.0.1" in head and "--artifacts-destination /mnt/shared" in head
-    assert "sqlite:///" in head and "MLFLOW_BACKEND" in head  # SQLite by default, PostgreSQL configurable
+    # one MLflow server per head, on its localhost (head_mlflow.sh binds 127.0.0.1 and replaces an earlier one)
+    assert "clusters/head_mlflow.sh start --backend-store-uri sqlite:///" in head
+    assert "--artifacts-destination /mnt/shared" in head
+    assert "--host 127.0.0.1" in (ROOT / "clusters" / "head_mlflow.sh").read_text()
+    # settings are literal: nothing from the user's shell (`${VAR:-default}`) silently takes a default on a node
+    assert "${" not in path.read_text()
+    # the project's environment is written to its own file, sourced once from .bashrc however often `ray up` runs
+    assert "> ~/.ray_xt_env" in setup and "grep -qxF '. ~/.ray_xt_env' ~/.bashrc" in setup
+    assert ">> ~/.bashrc" not in setup.replace("echo '. ~/.ray_xt_env' >> ~/.bashrc", "")
+    # a lower hard limit of open files does not hide behind the `;` of `ulimit -n 65536; ray start`
+    assert all('ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)";' in c for c in starts if "ray start" in c)
     assert "/mnt/shared" in setup or "/mnt/shared" in " ".join(raw.get("head_setup_commands", []))
     assert path.read_text().splitlines()[0].startswith("# ray_xt on")  # each opens with how to use it
 
