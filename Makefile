@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
 .PHONY: install test test-slow test-all demo demo-quick micro micro-check plan report mlflow-ui bench bench-smoke clean \
-	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-down
+	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-report cluster-down
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ cluster-up:
 
 cluster-submit:
 	$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(EXP) $(CLUSTER_RUN_OPTIONS)
+
+# the study's report rebuilt on the head from the shared storage (also logged to the head's MLflow)
+cluster-report:
+	$(BIN)/ray exec $(CLUSTER) 'cd ~/ray_xt && ray-xt report $(EXP) $(CLUSTER_RUN_OPTIONS)'
 
 # the head's MLflow server first: `ray down` stops only Ray's processes (and keeps machines of the local provider)
 cluster-down:

@@ -165,12 +165,15 @@ def run(
 def report(
     experiment: Path = typer.Argument(..., help="study YAML"),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
+    storage: Optional[str] = typer.Option(None, help="study storage (overrides storage:), as given to run"),
 ) -> None:
     """Rebuild the comparison report from the study's finished stages (runs nothing)."""
     from ray_xt.stages import expand
     from ray_xt.study import StudyRunner
 
     cfg = _load(experiment)
+    if storage:
+        cfg = cfg.model_copy(update={"storage": storage})
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     _publish_report(runner, [r for r in (runner.store.get(s) for s in expand(cfg)) if r is not None])
 

@@ -1,0 +1,252 @@
+"""A real cluster, brought up by Ray's own tools, driven by the README's commands.
+
+`make cluster-up` (`ray up`) of the shipped `clusters/onprem.yaml` against this machine over SSH
+(tests/local_ssh.py: sshd on 127.0.0.1:22, a key made here), then what the README tells users: `make cluster-submit`
+of `experiments/cluster_smoke.yaml` (`ray submit ... cluster_entry.py`), the same study through `ray job submit`
+over `ray dashboard`'s tunnel with the cluster's token, `make cluster-report` (`ray-xt report` on the head), a
+second `make cluster-up`, and `make cluster-down`.
+
+The cluster file differs from the shipped one only where this machine must: its address, SSH user and key, no
+workers, `/mnt/shared` as a folder here, and the already-installed virtualenv instead of `make install` (the
+shipped files keep installing from scratch). The head only: Ray's `local` provider starts every node with
+`ray stop`, which on a second node on this machine would stop the head's processes too (one machine, one Ray);
+multi-node behaviour (a node lost, storage shared across nodes) is tested on processes of one machine
+(tests/test_cluster_faults.py, tests/test_study_graph.py).
+
+Needs root, Debian's openssh-server and rsync: skipped without them, failed instead when
+RAY_XT_REQUIRE_CLUSTER_TEST=1 (.ci/run sets it after installing them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+import local_ssh  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv"
+STUDY = "experiments/cluster_smoke.yaml"
+DASHBOARD_TUNNEL = 18265
+GRPC_PROBES = ("/ray.rpc.NodeInfoGcsService/GetClusterId", "/ray.rpc.NodeManagerService/GetResourceLoad",
+               "/ray.rpc.ObjectManagerService/Pull", "/ray.rpc.LogService/ListLogs", "/ray.rpc.RayletDriver/ClusterInfo")  # `ray dashboard --port`: the head's own 8265 is taken on this machine
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    why = local_ssh.missing()
+    if why:
+        if os.environ.get("RAY_XT_REQUIRE_CLUSTER_TEST") == "1":
+            pytest.fail(f"the real-cluster test cannot run: {why}")
+        pytest.skip(why)
+    node = local_ssh.start(tmp_path_factory.mktemp("ssh"))
+    yield node
+    local_ssh.stop(node)
+
+
+def cluster_file(node: local_ssh.SSHNode, shared: Path, folder: Path) -> Path:
+    raw = yaml.safe_load((ROOT / "clusters" / "onprem.yaml").read_text())
+    raw.update(cluster_name=f"ray-xt-ci-{os.getpid()}", min_workers=0, max_workers=0)
+    raw["provider"].update(head_ip="127.0.0.1", worker_ips=[])
+    raw["auth"] = {"ssh_user": node.user, "ssh_private_key": str(node.key)}
+    setup = raw["setup_commands"]
+    assert "make install" in setup[0]
+    setup[0] = f"ln -sfn {VENV} ~/ray_xt/.venv"
+    # the head imports the checkout `ray up` copied to it, as a from-scratch install would, not this one
+    setup.insert(2, "echo 'export PYTHONPATH=$HOME/ray_xt' >> ~/.ray_xt_env")
+    path = folder / "cluster.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False).replace("/mnt/shared", str(shared)))
+    return path
+
+
+def make(target: str, cluster: Path, *assignments: str, timeout: float = 900, env: dict | None = None):
+    result = subprocess.run(["make", target, f"CLUSTER={cluster}", *assignments], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    assert result.returncode == 0, f"make {target} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    return result.stdout + result.stderr
+
+
+def mlflow_server_groups() -> set[int]:
+    """Process groups of running `mlflow server`s (one per server, its web workers included)."""
+    groups = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            if any(a.endswith(b"bin/mlflow") for a in args[:2]) and b"server" in args:
+                groups.add(os.getpgid(int(proc.name)))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+    return groups
+
+
+def ray_processes() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines()
+            if re.search(r"\b(gcs_server|raylet|dashboard\.py|ray::|ray_client_server|log_monitor|monitor\.py)", line)]
+
+
+def listeners() -> dict[tuple[str, int], str]:
+    """Listening TCP sockets: (address, port) -> the owning process's command."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in out.splitlines():
+        fields = line.split()
+        address, _, port = fields[3].rpartition(":")
+        found[(address.strip("[]"), int(port))] = " ".join(fields[5:])
+    return found
+
+
+def exposure(address: str, port: int, token: str) -> str:
+    """What the service on ``address:port`` (this machine) gives a caller without Ray's token: "nothing" (it
+    demands the token: HTTP 401/403, gRPC UNAUTHENTICATED, and not with the token), "metrics" (a read-only
+    Prometheus exporter), or what else it answered."""
+    host = "127.0.0.1" if address in ("0.0.0.0", "*", "::") else address.removeprefix("::ffff:")
+    with socket.create_connection((host, port), timeout=5) as probe:
+        probe.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        probe.settimeout(5)
+        try:
+            answer = probe.recv(4096)
+        except (socket.timeout, ConnectionResetError):
+            answer = b""
+    if answer.startswith(b"HTTP/1"):
+        def status(headers: dict) -> tuple[int, bytes]:
+            request = urllib.request.Request(f"http://{host}:{port}/", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.read(200)
+            except urllib.error.HTTPError as err:
+                return err.code, b""
+        (anonymous, body), (with_token, _) = status({}), status({"Authorization": f"Bearer {token}"})
+        if anonymous in (401, 403) and with_token not in (401, 403):
+            return "nothing"
+        return "metrics" if anonymous == 200 and body.startswith(b"# HELP") else (
+            f"HTTP {anonymous} without the token ({body[:60]!r}), {with_token} with it")
+    import grpc
+
+    def code(method: str, metadata) -> grpc.StatusCode:
+        channel = grpc.insecure_channel(f"{host}:{port}")
+        try:
+            channel.unary_unary(method)(b"", timeout=10, metadata=metadata)  # an empty request: every field default
+            return grpc.StatusCode.OK
+        except grpc.RpcError as err:
+            return err.code()
+        finally:
+            channel.close()
+    # a method the server has (an unknown one is UNIMPLEMENTED before any authentication): one harmless read per
+    # Ray gRPC server (GCS, raylet, object manager, dashboard agent, Ray Client server)
+    for method in GRPC_PROBES:
+        anonymous = code(method, ())
+        if anonymous != grpc.StatusCode.UNIMPLEMENTED:
+            with_token = code(method, (("authorization", f"Bearer {token}"),))
+            if anonymous == grpc.StatusCode.UNAUTHENTICATED and with_token != grpc.StatusCode.UNAUTHENTICATED:
+                return "nothing"
+            return f"gRPC {method}: {anonymous} without the token, {with_token} with it"
+    return f"none of {GRPC_PROBES} is served: an unknown protocol"
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{process.args} exited with {process.returncode}"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds:.0f} s ({process.args})")
+
+
+def trial_runs(experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient("http://127.0.0.1:5000")
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment} on the head's server"
+    runs = client.search_runs([found.experiment_id], max_results=1000)
+    return [r for r in runs if "/" in r.data.tags.get("ray_xt.key", "") and not
+            r.data.tags["ray_xt.key"].startswith(("stage/", "study/"))]
+
+
+def finished_study(storage: Path) -> None:
+    study = storage / "cluster_smoke"
+    records = sorted((study / "stages").glob("*.json"))
+    assert len(records) == 3, f"stage records in {study / 'stages'}: {records}"
+    for record in records:
+        assert json.loads(record.read_text())["sweep"], record
+    checkpoints = list((study / "tune").glob("*/*/checkpoint_*"))
+    assert len(checkpoints) >= 3, f"trial checkpoints under {study / 'tune'}: {checkpoints}"
+    assert list((study / "features").iterdir()) and list((study / "predictions").iterdir())
+    assert (study / "report" / "comparison.md").is_file()
+
+
+@pytest.mark.timeout(2400)
+def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cluster = cluster_file(node, shared, tmp_path)
+    storage = f"CLUSTER_STORAGE={shared / 'results'}"
+    before = set(listeners())
+    try:
+        make("cluster-up", cluster)
+        token = Path("~/.ray/auth_token").expanduser().read_text().strip()
+        assert len(mlflow_server_groups()) == 1
+
+        # every port the cluster opened beyond loopback demands the token, but Ray's read-only Prometheus exporters
+        # (the README's security text names them). Ray turns a head_ip of 127.0.0.1 into this machine's address,
+        # so its services bind a real interface here, as on a cluster.
+        opened = {where: who for where, who in listeners().items() if where not in before}
+        assert any(port == 6379 for _, port in opened), opened  # the GCS, at least, is the cluster's
+        beyond = {f"{address}:{port} {who}": exposure(address, port, token) for (address, port), who in opened.items()
+                  if address not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")}
+        assert beyond and all(what in ("nothing", "metrics") for what in beyond.values()), beyond
+
+        # 1. ray submit through the Makefile: the study path resolves in the head's checkout
+        out = make("cluster-submit", cluster, f"EXP={STUDY}", storage)
+        finished_study(shared / "results")
+        first = trial_runs("ray_xt/cluster_smoke")
+        assert len(first) == 6, out[-3000:]  # 2 trials in each of the 3 sweeps
+        # 2. ray job submit over the dashboard's tunnel with the cluster's token, into storage of its own
+        tunnel = subprocess.Popen([str(VENV / "bin" / "ray"), "dashboard", str(cluster), "--port", str(DASHBOARD_TUNNEL)],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(DASHBOARD_TUNNEL, tunnel)
+            job_storage = shared / "results-job"
+            submit = subprocess.run(
+                [str(VENV / "bin" / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{DASHBOARD_TUNNEL}",
+                 "--working-dir", ".", "--", "ray-xt", "run", STUDY, "--address", "auto",
+                 "--tracking-uri", "http://127.0.0.1:5000", "--storage", str(job_storage)],
+                cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "RAY_AUTH_MODE": "token"})
+        finally:
+            tunnel.terminate()
+            tunnel.wait(30)
+        assert submit.returncode == 0, submit.stdout[-6000:] + submit.stderr[-3000:]
+        finished_study(job_storage)
+        assert len(trial_runs("ray_xt/cluster_smoke")) == len(first) + 6
+        # 3. the report rebuilt on the head
+        out = make("cluster-report", cluster, f"EXP={STUDY}", storage)
+        assert "MLflow run" in out and "http://127.0.0.1:5000" in out
+        # 4. bringing the cluster up again duplicates nothing
+        make("cluster-up", cluster)
+        assert node.run("grep -cxF '. ~/.ray_xt_env' ~/.bashrc").stdout.strip() == "1"
+        assert len(mlflow_server_groups()) == 1
+    finally:
+        down = subprocess.run(["make", "cluster-down", f"CLUSTER={cluster}"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+    deadline = time.monotonic() + 30
+    while (ray_processes() or mlflow_server_groups()) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not ray_processes() and not mlflow_server_groups(), (ray_processes(), mlflow_server_groups())
