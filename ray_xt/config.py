@@ -162,10 +162,11 @@ class TrialConfig(Strict):
     max_train_examples: int | None = Field(None, ge=1, description="cap on training examples (None: all)")
     max_eval_examples: int | None = Field(None, ge=1, description="cap on dev examples per language")
     evals_per_epoch: int = Field(2, ge=1, description="dev evaluations (and Tune reports) per epoch")
-    grad_accum: int = Field(1, ge=1, le=1024, description="gradient accumulation: an optimiser step sums the "
-                            "gradients of grad_accum micro-batches of batch_size / (workers x grad_accum) examples "
-                            "per rank, so batch_size stays the effective batch (jiant's XTREME runs: 4 x 8 = 32; "
-                            "QA 4 x 4 = 16) while a large model's micro-batch fits the device")
+    grad_accum: int | None = Field(None, ge=1, le=1024, description="gradient accumulation: an optimiser step sums "
+                                   "the gradients of grad_accum micro-batches of batch_size / (workers x grad_accum) "
+                                   "examples per rank, so batch_size stays the effective batch (jiant's XTREME runs: "
+                                   "4 x 8 = 32; QA 4 x 4 = 16) while a large model's micro-batch fits the device "
+                                   "(default: as few as keep each micro-batch within the scale's micro_batch_tokens)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     zero_stage: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage (default: the scale's)")
@@ -195,6 +196,18 @@ class TaskOverride(Strict):
     evals_per_epoch: int | None = Field(None, ge=1)
     retrieval_layer: int | None = Field(None, ge=1)
     grad_accum: int | None = Field(None, ge=1, le=1024)
+
+
+class ScaleOverride(Strict):
+    """Per-scale placement and memory fit, e.g. {xlmr-base: {gpus: 1}, xlmr-large: {micro_batch_tokens: 4096}}:
+    how a scale's trials use devices, never what they compute (the effective batch is batch_size)."""
+
+    cpus: float | None = Field(None, gt=0, description="CPUs per trial (per worker) of this scale")
+    gpus: float | None = Field(None, ge=0, description="GPUs per trial (per worker) of this scale; 0.5: two trials "
+                               "share a GPU")
+    workers: int | None = Field(None, ge=1, description="data-parallel Ray Train workers per trial of this scale")
+    micro_batch_tokens: int | None = Field(None, ge=8, description="the largest micro-batch (examples x "
+                                           "max_seq_length) a device takes at once; larger shares are accumulated")
 
 
 class LogRange(Strict):
@@ -259,6 +272,8 @@ class StudyConfig(Strict):
     parallel_stages: int = Field(2, ge=1, description="independent stages running at once (each its own sweep)")
     warm_trainers: bool = Field(True, description="one-process CPU trials train in warm processes kept for the "
                                 "whole study (ray_xt.trainer_hosts) instead of new ones every sweep")
+    scale_overrides: dict[str, ScaleOverride] = Field(
+        default_factory=dict, description="per-scale trial resources and micro-batch size, e.g. {xlmr-base: {gpus: 1}}")
     task_overrides: dict[str, TaskOverride] = Field(
         default_factory=dict, description="per-task changes to trial: settings, e.g. {udpos: {epochs: 10}}")
     model_paths: dict[str, str] = Field(
@@ -300,11 +315,14 @@ class StudyConfig(Strict):
         unknown = sorted(set(self.task_overrides) - study_tasks)
         if unknown:
             raise ValueError(f"task_overrides: {unknown} are not tasks of this study; valid: {sorted(study_tasks)}")
+        stray = sorted(set(self.scale_overrides) - set(self.scales))
+        if stray:
+            raise ValueError(f"scale_overrides: {stray} are not scales of this study; valid: {self.scales}")
         for scale in self.scales:
             workers = self.workers_for(scale)
             for task in sorted(study_tasks):
                 batch = self.trial_for(task).batch_size or SCALES[scale].train_batch_size
-                accum = self.trial_for(task).grad_accum
+                accum = self.grad_accum_for(task, scale)
                 if batch % (workers * accum):
                     parts = f"{workers} workers" + (f" x {accum} accumulation micro-batches" if accum > 1 else "")
                     raise ValueError(
@@ -328,7 +346,33 @@ class StudyConfig(Strict):
 
     def workers_for(self, scale: str) -> int:
         """Ray Train workers per trial of a scale (1: the trial is one process)."""
-        return self.trial.workers or SCALES[scale].workers_per_trial
+        override = self.scale_overrides.get(scale)
+        return (override and override.workers) or self.trial.workers or SCALES[scale].workers_per_trial
+
+    def resources_for(self, scale: str) -> tuple[float, float]:
+        """CPUs and GPUs of a trial process of a scale (of each worker, for worker-group trials): the scale's
+        override, else trial:, else the scale's own."""
+        s, t, o = SCALES[scale], self.trial, self.scale_overrides.get(scale) or ScaleOverride()
+        cpus = o.cpus if o.cpus is not None else t.cpus if t.cpus is not None else s.cpus_per_trial
+        gpus = o.gpus if o.gpus is not None else t.gpus if t.gpus is not None else s.gpus_per_trial
+        return cpus, gpus
+
+    def grad_accum_for(self, task: str, scale: str) -> int:
+        """Micro-batches per optimiser step of a task's trials at a scale: the study's grad_accum where given, else
+        the fewest that keep a rank's micro-batch within the scale's micro_batch_tokens and split its share of the
+        batch evenly (1 where the scale has no limit)."""
+        t = self.trial_for(task)
+        if t.grad_accum is not None:
+            return t.grad_accum
+        override = self.scale_overrides.get(scale)
+        budget = (override and override.micro_batch_tokens) or SCALES[scale].micro_batch_tokens
+        if budget is None:
+            return 1
+        share = (t.batch_size or SCALES[scale].train_batch_size) // self.workers_for(scale)
+        if share < 1:
+            return 1  # batch_size smaller than the workers: refused by the batch-split check
+        largest = max(1, budget // t.max_seq_length)  # examples per micro-batch
+        return next(a for a in range(-(-share // largest), share + 1) if share % a == 0)
 
     def trial_for(self, task: str) -> TrialConfig:
         """The trial settings of a task's stages: trial: with the task's overrides applied."""

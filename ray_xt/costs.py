@@ -89,9 +89,7 @@ def estimate(cfg: StudyConfig, stages: list[Stage], table: ThroughputTable) -> l
                 continue
             trials += cfg.search.num_samples
             seconds += cfg.search.num_samples * cfg.trial_for(stage.task).epochs * training_examples(cfg, stage) / rate
-        s, t = SCALES[scale], cfg.trial
-        gpus = t.gpus if t.gpus is not None else s.gpus_per_trial
-        cpus = t.cpus if t.cpus is not None else s.cpus_per_trial
+        cpus, gpus = cfg.resources_for(scale)
         workers = cfg.workers_for(scale)  # a worker-group trial holds every worker's devices
         device, per_trial = ("GPU", gpus * workers) if gpus else ("CPU core", cpus * workers)
         costs.append(ScaleCost(scale, len(mine), trials, seconds / 3600, device, seconds / 3600 * per_trial, rate,

@@ -20,6 +20,10 @@ class Scale:
     # > 1: each trial trains as this many data-parallel Ray Train workers (one DeepSpeed rank each)
     workers_per_trial: int = 1
     zero_stage: int = 2
+    # the largest micro-batch, in tokens (examples x max_seq_length), a trial puts on one device at once with bf16
+    # and the scale's ZeRO stage, sharing the device as gpus_per_trial says; a larger per-device share of
+    # batch_size is accumulated over micro-batches (the effective batch stays). None: the whole share at once.
+    micro_batch_tokens: int | None = None
     # rough training throughput (examples/s per trial) used by `ray-xt plan` for cost estimates until trials have
     # measured it; the micro values are what one-core trials measured on a 2-core AVX2 CPU (2026-12-01: the demo's
     # 240 trials for micro-s and micro-m, the validity check's for micro-l)
@@ -58,13 +62,16 @@ SCALES: dict[str, Scale] = {
                                             steps=MICRO_STEPS, learning_rate=1.5e-3), examples_per_second=280.0),
         Scale("micro-l", micro=PretrainSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768,
                                             steps=MICRO_STEPS, learning_rate=1e-3), examples_per_second=90.0),
+        # Two xlmr-base trials share a GPU (0.5 each): 278 M parameters with Adam's states in fp32 are ~4.5 GB,
+        # and micro-batches of 4,096 tokens (32 x 128, 8 x 512) keep each under half of a 24 GB A10G / L4.
         Scale("xlmr-base", hub_id="FacebookAI/xlm-roberta-base", train_batch_size=32, cpus_per_trial=4,
-              gpus_per_trial=1, examples_per_second=250.0),
+              gpus_per_trial=0.5, micro_batch_tokens=4096, examples_per_second=250.0),
+        # jiant's XTREME runs of XLM-R large: 4 examples of up to 512 tokens per micro-batch, 8 accumulated (= 32)
         Scale("xlmr-large", hub_id="FacebookAI/xlm-roberta-large", train_batch_size=32, cpus_per_trial=8,
-              gpus_per_trial=1, examples_per_second=80.0),
+              gpus_per_trial=1, micro_batch_tokens=2048, examples_per_second=80.0),
         # "Beyond": XLM-R XL (3.5B parameters) does not fit one GPU with Adam states; ZeRO-3 over 4 GPUs does.
         Scale("xlmr-xl", hub_id="facebook/xlm-roberta-xl", train_batch_size=32, cpus_per_trial=8,
-              gpus_per_trial=1, workers_per_trial=4, zero_stage=3, examples_per_second=20.0),
+              gpus_per_trial=1, workers_per_trial=4, zero_stage=3, micro_batch_tokens=1024, examples_per_second=20.0),
     )
 }
 

@@ -59,12 +59,15 @@ class Stage:
 
 # Trial settings added after studies were first run: left at these defaults they stay out of stage keys, so
 # the finished stages of existing studies keep their keys (and are not run again).
-LATER_TRIAL_DEFAULTS = {"workers": None, "freeze_embeddings": False, "group_by_length": False, "grad_accum": 1}
+# grad_accum's default became None (chosen per scale) after it had been 1: both stay out of stage keys, as
+# accumulation changes how an effective batch is computed, not what it is.
+LATER_TRIAL_DEFAULTS = {"workers": [None], "freeze_embeddings": [False], "group_by_length": [False],
+                        "grad_accum": [None, 1]}
 
 
 def _trial_payload(trial) -> dict:
     dumped = trial.model_dump(mode="json")
-    return {k: v for k, v in dumped.items() if not (k in LATER_TRIAL_DEFAULTS and v == LATER_TRIAL_DEFAULTS[k])}
+    return {k: v for k, v in dumped.items() if not (k in LATER_TRIAL_DEFAULTS and v in LATER_TRIAL_DEFAULTS[k])}
 
 
 def _micro_scale_specs(cfg: StudyConfig) -> dict:

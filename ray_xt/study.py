@@ -169,8 +169,7 @@ class StudyRunner:
     # ---- pieces -------------------------------------------------------------------------------
     def _trial_resources(self, scale: str) -> tuple[float, float]:
         """CPUs and GPUs of a trial process (of each worker, for worker-group trials)."""
-        s, t = SCALES[scale], self.cfg.trial
-        return (t.cpus if t.cpus is not None else s.cpus_per_trial), (t.gpus if t.gpus is not None else s.gpus_per_trial)
+        return self.cfg.resources_for(scale)
 
     def _train_languages(self, stage: Stage) -> list[str]:
         if stage.kind == "intermediate" and stage.condition == "translate-train":
@@ -264,13 +263,13 @@ class StudyRunner:
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
             resolved_config=cfg.model_dump(mode="json"), workers=settings.workers, gpus_per_worker=settings.gpus,
             worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
-            group_by_length=t.group_by_length, grad_accum=t.grad_accum,
+            group_by_length=t.group_by_length, grad_accum=cfg.grad_accum_for(stage.task, stage.scale),
             trainer_pool=self.trainer_pool if self._hosted(stage.scale) else None,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self._log_datasets(parent, stage)
         self.tracker.log_params(parent, {
-            **{f"trial.{k}": v for k, v in t.model_dump().items()},
+            **{f"trial.{k}": v for k, v in t.model_dump().items()}, "trial.grad_accum": spec.grad_accum,
             "search.lr_low": settings.lr_low, "search.lr_high": settings.lr_high,
             "search.num_samples": settings.num_samples, "train_examples": n_train,
             "train_languages": ",".join(self._train_languages(stage)), "model_path": spec.model_path,

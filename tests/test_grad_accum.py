@@ -51,3 +51,38 @@ def test_accumulated_micro_batches_make_the_whole_batchs_update():
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "same update" in out.stdout
     assert "accum 4 loss" in out.stdout and "steps 1" in out.stdout  # one optimiser step over four micro-batches
+
+
+def test_each_scale_accumulates_what_does_not_fit_its_device_and_keeps_the_effective_batch():
+    """Per scale, a micro-batch of at most ``micro_batch_tokens`` per device (jiant's XLM-R large: 4 examples of
+    512 tokens); the study's batch_size stays the effective batch; an explicit grad_accum or a scale override wins."""
+    import pytest
+
+    from ray_xt.config import ConfigError, parse_study
+    from ray_xt.scales import SCALES
+
+    def study(length=256, batch=32, scales=("xlmr-base", "xlmr-large", "xlmr-xl"), **extra):
+        trial = {"max_seq_length": length, "batch_size": batch, **extra.pop("trial", {})}
+        return parse_study({"name": "fit", "data": {"source": "hub"}, "scales": list(scales),
+                            "target": {"tasks": ["xnli"]}, "trial": trial, **extra})
+
+    def micro(cfg, scale):  # examples per device per micro-batch
+        return cfg.trial.batch_size // (cfg.workers_for(scale) * cfg.grad_accum_for("xnli", scale))
+
+    cfg = study(512)
+    assert [cfg.grad_accum_for("xnli", s) for s in ("xlmr-base", "xlmr-large", "xlmr-xl")] == [4, 8, 4]
+    assert micro(cfg, "xlmr-large") * 512 <= SCALES["xlmr-large"].micro_batch_tokens and micro(cfg, "xlmr-large") == 4
+    assert [study(128).grad_accum_for("xnli", s) for s in ("xlmr-base", "xlmr-large")] == [1, 2]
+    odd = study(512, batch=30, scales=["xlmr-large"])  # the fewest accumulation steps that split 30 evenly with <= 4 examples each
+    assert odd.grad_accum_for("xnli", "xlmr-large") == 10 and micro(odd, "xlmr-large") == 3
+    assert study(512, trial={"grad_accum": 2}).grad_accum_for("xnli", "xlmr-large") == 2  # the study's choice wins
+    fit = study(512, scale_overrides={"xlmr-large": {"micro_batch_tokens": 8192, "gpus": 2, "cpus": 12}})
+    assert fit.grad_accum_for("xnli", "xlmr-large") == 2 and fit.resources_for("xlmr-large") == (12, 2)
+    # two xlmr-base trials share a GPU unless the study says otherwise; micro scales never accumulate by default
+    assert cfg.resources_for("xlmr-base") == (4, 0.5)
+    assert study(trial={"gpus": 1}).resources_for("xlmr-base")[1] == 1
+    assert parse_study({"name": "m", "scales": ["micro-s"], "target": {"tasks": ["xnli"]}}).grad_accum_for(
+        "xnli", "micro-s") == 1
+    with pytest.raises(ConfigError, match=r"scale_overrides: \['xlmr-xl'\] are not scales of this study"):
+        parse_study({"name": "x", "data": {"source": "hub"}, "scales": ["xlmr-base"], "target": {"tasks": ["xnli"]},
+                     "scale_overrides": {"xlmr-xl": {"gpus": 1}}})

@@ -56,6 +56,10 @@ def test_new_trial_settings_at_their_defaults_keep_existing_keys_and_a_new_world
     assert [s.key for s in expand(parse_study({**hub, "trial": {"workers": 2}}))][0] != stages[0].key
     assert [s.key for s in expand(parse_study({**hub, "trial": {"freeze_embeddings": True}}))][0] != stages[0].key
     assert [s.key for s in expand(parse_study({**hub, "trial": {"group_by_length": True}}))][0] != stages[0].key
+    # accumulation and placement change how the effective batch is computed, not what it is: same keys
+    for same in ({"trial": {"grad_accum": 1}}, {"trial": {"grad_accum": None}},
+                 {"scale_overrides": {"xlmr-base": {"gpus": 1, "micro_batch_tokens": 1024}}}):
+        assert expand(parse_study({**hub, **same}))[0].key == stages[0].key, same
     micro = expand(parse_study(BASE))[0].key
     original = build.CORPUS_VERSION
     try:
