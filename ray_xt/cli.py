@@ -26,6 +26,17 @@ def _load(path: Path) -> StudyConfig:
         raise typer.Exit(2) from None
 
 
+def _with_storage(cfg: StudyConfig, storage: str) -> StudyConfig:
+    """The study with ``--storage``, checked as storage: in the file would be."""
+    from ray_xt.storage import storage_problem
+
+    problem = storage_problem(storage)
+    if problem:
+        typer.secho(f"--storage: {problem}", fg="red", err=True)
+        raise typer.Exit(2)
+    return cfg.model_copy(update={"storage": storage})
+
+
 def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
     """The study narrowed to some of its own seeds (``--seeds 0``): the same stages, keys and storage, so a later
     run of the whole study skips what this one finished."""
@@ -70,8 +81,9 @@ def _publish_report(runner, records: list[dict]) -> None:
     markdown, files = write_report(records, runner.paths.report)
     typer.echo("\n" + markdown)
     if files:
+        where = runner.storage.publish(runner.paths.report)
         run_id = log_report(runner.tracker, runner.cfg.name, files, markdown)
-        typer.echo(f"[ray-xt] report: {runner.paths.report} (MLflow run {run_id} in {runner.tracker.uri})")
+        typer.echo(f"[ray-xt] report: {where} (MLflow run {run_id} in {runner.tracker.uri})")
 
 
 @app.command()
@@ -100,15 +112,17 @@ def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiment
             typer.echo(f"  {task}: {status}")
 
     from ray_xt.design import power_lines
-    from ray_xt.study import StageStore, StudyPaths
+    from ray_xt.storage import StudyStorage, join
+    from ray_xt.study import StageStore
 
-    store = StageStore(StudyPaths(Path(cfg.storage).expanduser().resolve() / cfg.name).stages)
+    study_storage = StudyStorage(cfg.storage, cfg.name)
+    store = StageStore(join(study_storage.location, "stages"))
     for line in power_lines(cfg, [r for r in (store.get(s) for s in stages) if r is not None]):
         typer.echo(line)
 
     from ray_xt.costs import ThroughputTable, estimate
 
-    table = ThroughputTable(Path(cfg.storage).expanduser() / "throughput.json")
+    table = ThroughputTable(join(study_storage.root, "throughput.json"))
     typer.echo("\nestimated cost (upper bound: every trial runs all its epochs; ASHA stops some early):")
     typer.echo("| scale | stages | trials | trial-hours | device-hours | throughput (examples/s/trial) |")
     typer.echo("| --- | --- | --- | --- | --- | --- |")
@@ -137,7 +151,7 @@ def run(
             typer.secho(str(err), fg="red", err=True)
             raise typer.Exit(2) from None
     if storage:
-        cfg = cfg.model_copy(update={"storage": storage})
+        cfg = _with_storage(cfg, storage)
     prepared = _preflight(cfg, tracking_uri)
     _init_ray(address)
     if address is not None:
@@ -173,7 +187,7 @@ def report(
 
     cfg = _load(experiment)
     if storage:
-        cfg = cfg.model_copy(update={"storage": storage})
+        cfg = _with_storage(cfg, storage)
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     _publish_report(runner, [r for r in (runner.store.get(s) for s in expand(cfg)) if r is not None])
 
@@ -249,8 +263,9 @@ def micro_check(
     out = runner.paths.report / "validity.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(validity)
+    where = runner.storage.publish(out)
     run_id = log_report(runner.tracker, cfg.name, [out], validity)  # the check's summary run in MLflow
-    typer.echo(f"\n[ray-xt] written to {out} (MLflow run {run_id} in {runner.tracker.uri})")
+    typer.echo(f"\n[ray-xt] written to {where} (MLflow run {run_id} in {runner.tracker.uri})")
 
 
 @app.command()

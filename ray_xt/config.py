@@ -281,7 +281,19 @@ class StudyConfig(Strict):
         "used instead of the scale's hub id, e.g. {xlmr-large: /mnt/models/xlm-roberta-large}; without it a hub scale "
         "loads from $RAY_XT_MODEL_MIRROR/<hub id> when that is set, else from the hub")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    storage: str = Field("results", description="Ray Tune storage and study state (local path or URI)")
+    storage: str = Field("results", description="study state, features, checkpoints, predictions and reports: a "
+                         "folder (on a cluster one every node mounts) or a URI Ray Tune accepts (s3://, gs://, "
+                         "file:///...)")
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_usable(cls, v: str) -> str:
+        from ray_xt.storage import storage_problem
+
+        problem = storage_problem(v)
+        if problem:
+            raise ValueError(problem.removeprefix("storage: "))
+        return v
 
     @field_validator("scales")
     @classmethod

@@ -24,9 +24,12 @@ class ThroughputTable:
     Entries are filed under ``Scale.throughput_key`` (a micro scale's name and shape), so redefining a micro
     scale starts its estimate afresh instead of mixing the old model's trials into the mean."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.data: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+    def __init__(self, location: str | Path):
+        from ray_xt.storage import read_text
+
+        self.location = str(location)
+        text = read_text(self.location)
+        self.data: dict[str, dict] = json.loads(text) if text is not None else {}
 
     def examples_per_second(self, scale: str) -> tuple[float, str]:
         entry = self.data.get(SCALES[scale].throughput_key)
@@ -44,10 +47,9 @@ class ThroughputTable:
         entry["examples_per_second"] = (entry["examples_per_second"] * entry["trials"] + sum(values)) / n
         entry["trials"] = n
         self.data[key] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-        tmp.replace(self.path)
+        from ray_xt.storage import write_text
+
+        write_text(self.location, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
 
 def training_examples(cfg: StudyConfig, stage: Stage) -> int:

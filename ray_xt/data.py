@@ -16,8 +16,10 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ray_xt.families import DataError, family_of
+from ray_xt.storage import materialize
 from ray_xt.tasks.registry import TaskSpec
 
 __all__ = ["DataError", "FeatureCache", "read_examples", "source_files", "task_file", "tokenizer_fingerprint",
@@ -66,11 +68,16 @@ def tokenizer_fingerprint(tokenizer_dir: Path | str) -> str:
     return hashlib.sha256(str(tokenizer_dir).encode()).hexdigest()[:12]  # a hub id names a fixed tokenizer
 
 
+if TYPE_CHECKING:
+    from ray_xt.storage import StudyStorage
+
+
 @dataclass
 class FeatureCache:
     """Arrow feature store on the study's storage; counts hits so reuse can be measured."""
 
-    directory: Path
+    directory: Path  # written here first
+    storage: StudyStorage | None = None  # a URI study storage gets every entry once it is whole
     hits: int = 0
     misses: int = 0
     _tokenizers: dict = field(default_factory=dict, repr=False)
@@ -85,8 +92,9 @@ class FeatureCache:
     def features(
         self, root: Path, task: TaskSpec, split: str, langs: list[str], tokenizer_dir: str, max_len: int,
         max_examples: int | None = None, stride: int = 128, labels: list[str] | None = None,
-    ) -> Path:
-        """Path of the DatasetDict {features, examples} for these inputs, tokenising only on a miss."""
+    ) -> str:
+        """Where the DatasetDict {features, examples} for these inputs lives (a folder, or a URI on URI storage),
+        tokenising only on a miss."""
         family = family_of(task)
         for lang in langs:  # a clear error before anything is computed
             task_file(root, task, split, lang)
@@ -107,7 +115,10 @@ class FeatureCache:
         out = self.directory / f"{task.name}-{split}-{'+'.join(langs) if len(langs) < 4 else len(langs)}-{key}"
         if (out / "dataset_dict.json").exists():
             self.hits += 1
-            return out
+            return self._published(out)
+        if self.storage is not None and self.storage.remote and self.storage.published(out):
+            self.hits += 1  # tokenised by a driver on another node
+            return self.storage.location_of(out)
         self.misses += 1
         from datasets import Dataset, DatasetDict
 
@@ -125,7 +136,12 @@ class FeatureCache:
         (tmp / "labels.json").write_text(json.dumps(labels) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
-        return out
+        return self._published(out)
+
+    def _published(self, out: Path) -> str:
+        if self.storage is None or not self.storage.remote:
+            return str(out)
+        return self.storage.location_of(out) if self.storage.published(out) else self.storage.publish(out)
 
 
 def cap_examples(examples: list[dict], n: int) -> list[dict]:
@@ -169,6 +185,7 @@ def load_features(path: Path | str):
     """
     from datasets import load_from_disk
 
+    path = materialize(str(path))  # an entry on URI storage: a node-local copy
     data = load_from_disk(str(path))
     examples = [json.loads(x) for x in data["examples"]["json"]]
     labels = json.loads((Path(path) / "labels.json").read_text())

@@ -10,10 +10,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from ray_xt import storage
 from ray_xt.config import StudyConfig
 from ray_xt.data import FeatureCache
 from ray_xt.prepare import data_needs, prepare_data, training_source
 from ray_xt.scales import SCALES, model_location
+from ray_xt.storage import StudyStorage
 from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
 from ray_xt.sweep import SweepSettings, run_sweep
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS
@@ -77,21 +79,18 @@ def node_local_storage(storage: str, alive_nodes: int) -> str | None:
 class StageStore:
     """Finished stages as JSON files: survives the driver, read before anything is scheduled."""
 
-    def __init__(self, directory: Path):
-        self.directory = directory
+    def __init__(self, directory: str | Path):
+        self.directory = str(directory)  # a folder or a URI (ray_xt.storage)
 
-    def _path(self, stage: Stage) -> Path:
-        return self.directory / f"{stage.key}.json"
+    def _location(self, stage: Stage) -> str:
+        return storage.join(self.directory, f"{stage.key}.json")
 
     def get(self, stage: Stage) -> dict | None:
-        path = self._path(stage)
-        return json.loads(path.read_text()) if path.exists() else None
+        text = storage.read_text(self._location(stage))
+        return json.loads(text) if text is not None else None
 
-    def put(self, stage: Stage, record: dict) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self._path(stage).with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-        tmp.replace(self._path(stage))  # atomic: a record is whole or absent
+    def put(self, stage: Stage, record: dict) -> None:  # whole or absent
+        storage.write_text(self._location(stage), json.dumps(record, indent=1, default=str) + "\n")
 
 
 @dataclass
@@ -154,12 +153,12 @@ class StageFailed(RuntimeError):
 class StudyRunner:
     def __init__(self, cfg: StudyConfig, tracking_uri: str | None = None, log: Callable[[str], None] = print):
         self.cfg = cfg
-        storage = Path(cfg.storage).expanduser().resolve()
-        self.paths = StudyPaths(storage / cfg.name)
-        self.store = StageStore(self.paths.stages)
+        self.storage = StudyStorage(cfg.storage, cfg.name)
+        self.paths = StudyPaths(self.storage.local)  # written here first; self.storage publishes them
+        self.store = StageStore(self.storage.location_of(self.paths.stages))
         self.tracker = Tracker(absolute_uri(tracking_uri or cfg.tracking.uri),
                                cfg.tracking.experiment or f"ray_xt/{cfg.name}")
-        self.features = FeatureCache(self.paths.features)
+        self.features = FeatureCache(self.paths.features, storage=self.storage)
         self.log = log
         self.git_revision = git_revision()
         self.resolved: Resolved | None = None
@@ -282,7 +281,9 @@ class StudyRunner:
         )
         sweep_started, sweep_started_at = time.perf_counter(), time.time()
         outcome = run_sweep(
-            stage.name, self.paths.tune, tune.with_parameters(stage_trainable(stage.key), spec=spec), settings, [callback]
+            stage.name, self.storage.location_of(self.paths.tune),
+            tune.with_parameters(stage_trainable(stage.key), spec=spec), settings, [callback],
+            locate=self.storage.checkpoint_location,
         )
         record = {
             "stage": stage.tags, "label": stage.label, "sweep": asdict(outcome), "parent_run_id": parent,
@@ -335,7 +336,9 @@ class StudyRunner:
     def _log_zero_shot(self, parent: str, record: dict) -> None:
         self.tracker.log_metrics(parent, {f"zero_shot.{lang}": v for lang, v in record["zero_shot"].items()}, 0)
         if record.get("predictions_dir"):
-            self.tracker.log_artifacts(parent, record["predictions_dir"], "predictions")
+            local = self.storage.local_of(record["predictions_dir"])
+            self.tracker.log_artifacts(parent, str(local if local.is_dir() else storage.materialize(
+                record["predictions_dir"])), "predictions")
 
     def _eval_features(self, stage: Stage, labels: list[str]) -> dict[str, dict[str, str]]:
         """Per evaluated language, the features of its scored split (dev, or test where XTREME has no dev set for
@@ -394,7 +397,7 @@ class StudyRunner:
             "zero_shot": {lang: r["score"] for lang, r in results.items()},
             "zero_shot_metrics": {lang: r["metrics"] for lang, r in results.items()},
             "zero_shot_splits": {lang: r["split"] for lang, r in results.items()},
-            "predictions_dir": str(out_dir) if out_dir.exists() else None,
+            "predictions_dir": self.storage.publish(out_dir) if out_dir.exists() else None,
         }
 
     # ---- the whole study ----------------------------------------------------------------------
@@ -470,7 +473,7 @@ class StudyRunner:
             if stage.kind != "retrieval":  # what trials measured refreshes `ray-xt plan`'s cost table
                 from ray_xt.costs import ThroughputTable
 
-                ThroughputTable(self.paths.root.parent / "throughput.json").add(
+                ThroughputTable(storage.join(self.storage.root, "throughput.json")).add(
                     stage.scale, [t.get("examples_per_second") for t in record["sweep"].get("trials", [])])
             done[stage.key] = record
             self._log_done(number[stage.key], total, record)
@@ -555,6 +558,7 @@ def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, d
     task = TASKS[task_name]
     family = family_of(task, layer=retrieval_layer) if task.family == "retrieval" else family_of(task)
     quiet_transformers()
+    model_dir = str(storage.materialize(model_dir))  # an upstream checkpoint on URI storage: a node-local copy
     model = family.auto_class().from_pretrained(model_dir)
     pad_id = AutoTokenizer.from_pretrained(model_dir).pad_token_id
     if torch.cuda.is_available():

@@ -7,6 +7,9 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from ray_xt.storage import exists, join
 
 TUNE_OUTPUT_ENV = "RAY_XT_TUNE_OUTPUT"  # "1": keep Tune's, Train's and Optuna's console output
 
@@ -113,8 +116,12 @@ def quiet_tune_console(driver: bool = False) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" per sweep
 
 
-def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings, callbacks: list) -> SweepOutcome:
-    """Run (or resume, if this stage's experiment folder exists) the sweep and pick its best checkpoint."""
+def run_sweep(name: str, storage_path: str, trainable, settings: SweepSettings, callbacks: list,
+              locate: Callable[[str], str] = str) -> SweepOutcome:
+    """Run (or resume, if this stage's experiment folder exists) the sweep and pick its best checkpoint.
+
+    ``storage_path``: a folder or a URI Ray Tune accepts; ``locate`` turns a checkpoint path Tune reports (inside
+    that storage's filesystem) into one other processes can read (``StudyStorage.checkpoint_location``)."""
     from ray import tune
 
     quiet_tune_console(driver=True)
@@ -128,7 +135,7 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
         resources = {"cpu": settings.cpus, "gpu": settings.gpus}
     trainable = tune.with_resources(trainable, resources)
     loggers = result_loggers()  # a restored sweep brings its own (pickled) callbacks, these among them
-    experiment_dir = storage_path / name
+    experiment_dir = join(str(storage_path), name)
     if tune.Tuner.can_restore(str(experiment_dir)):
         # a driver died mid-sweep: finished trials stay finished, unfinished/errored ones resume from checkpoints
         tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
@@ -153,7 +160,7 @@ def run_sweep(name: str, storage_path: Path, trainable, settings: SweepSettings,
             ),
         )
     grid = tuner.fit()
-    return summarize(grid, settings)
+    return summarize(grid, settings, locate)
 
 
 def _trial_id_from_path(path: str) -> str:
@@ -163,14 +170,14 @@ def _trial_id_from_path(path: str) -> str:
     return match.group(1) if match else Path(path).name
 
 
-def summarize(grid, settings: SweepSettings) -> SweepOutcome:
+def summarize(grid, settings: SweepSettings, locate: Callable[[str], str] = str) -> SweepOutcome:
     trials = []
     candidates = []  # (score, trial_id, lr, checkpoint)
     for result in grid:
         # Tune names trial folders <trainable>_<trial id>_<n>_<config>; the id is the 8-hex field before <n>
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
         lr = float(result.config.get("learning_rate", float("nan")))
-        scored = _scored_checkpoints(result, settings.metric)
+        scored = [(score, locate(path)) for score, path in _scored_checkpoints(result, settings.metric, locate)]
         trials.append(TrialOutcome(trial_id, lr, max((s for s, _ in scored), default=None),
                                    "ERROR" if result.error else "TERMINATED",
                                    (result.metrics or {}).get("examples_per_second")))
@@ -181,10 +188,10 @@ def summarize(grid, settings: SweepSettings) -> SweepOutcome:
     # ties broken by trial id and checkpoint path, so a restored sweep picks the same checkpoint
     score, trial_id, lr, ckpt = min(candidates, key=lambda c: (-c[0], c[1], c[3]))
     trials.sort(key=lambda t: t.trial_id)
-    return SweepOutcome(trial_id, lr, score, str(Path(ckpt) / "model"), tuple(trials))
+    return SweepOutcome(trial_id, lr, score, join(ckpt, "model"), tuple(trials))
 
 
-def _scored_checkpoints(result, metric: str) -> list[tuple[float, str]]:
+def _scored_checkpoints(result, metric: str, locate: Callable[[str], str] = str) -> list[tuple[float, str]]:
     """(score, checkpoint folder) of a trial's kept checkpoints.
 
     One-process trials report Tune checkpoints. Worker-group trials report through Ray Train, which keeps the
@@ -202,4 +209,4 @@ def _scored_checkpoints(result, metric: str) -> list[tuple[float, str]]:
         return []
     return [(float(row[metric]), str(row["checkpoint_path"])) for _, row in frame.iterrows()
             if finite(row[metric]) and isinstance(row["checkpoint_path"], str)
-            and (Path(row["checkpoint_path"]) / "model").is_dir()]
+            and exists(join(locate(row["checkpoint_path"]), "model"))]

@@ -511,6 +511,7 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
     from ray_xt.data import load_features
     from ray_xt.families import family_of
     from ray_xt.families.first_token import first_token_training
+    from ray_xt.storage import materialize
     from ray_xt.tasks.registry import TASKS
 
     ds_logger.setLevel(logging.WARNING)
@@ -528,7 +529,8 @@ def train(config: dict, spec: TrialSpec, session, clock: PhaseClock | None = Non
         dev, dev_examples, _ = load_features(inputs.dev_features)
         clock.lap("features")
         # the pretrained or intermediate encoder with a fresh head of this task's family
-        head = family.load_model(spec.model_path, len(inputs.labels), fresh_head=True, labels=list(inputs.labels))
+        head = family.load_model(str(materialize(spec.model_path)), len(inputs.labels), fresh_head=True,
+                                 labels=list(inputs.labels))  # an upstream checkpoint on URI storage: a local copy
         parts.append(TaskPart(inputs.task, task, family, head, train_set, dev, dev_examples))
         clock.lap("model")
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path)
