@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--scale", default="base", choices=[g for g in GEOMETRY if g != "smoke"])
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32, help="effective batch (as trial.batch_size)")
-    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (as trial.grad_accum)")
+    parser.add_argument("--grad-accum", type=int, default=None, help="micro-batches per step (as trial.grad_accum; "
+                        "default: what a study chooses for the scale, from its micro_batch_tokens)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--zero-stage", type=int, default=2)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU (A100 bf16: 312)")
@@ -67,6 +68,14 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.smoke:
         opts.seq_len, opts.batch_size, opts.grad_accum, opts.steps, opts.threads = 32, 8, 2, 3, 1
+    elif opts.grad_accum is None:  # the study's own choice for this scale at this length and batch
+        from ray_xt.config import parse_study
+
+        scale = f"xlmr-{opts.scale}"
+        study = parse_study({"name": "bench", "data": {"source": "hub"}, "scales": [scale],
+                             "target": {"tasks": ["xnli"]},
+                             "trial": {"batch_size": opts.batch_size, "max_seq_length": opts.seq_len}})
+        opts.grad_accum = study.grad_accum_for("xnli", scale) * study.workers_for(scale)  # one device: all ranks' parts
     os.environ["OMP_NUM_THREADS"] = str(opts.threads)
 
     import torch
