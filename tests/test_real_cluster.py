@@ -41,6 +41,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 STUDY = "experiments/cluster_smoke.yaml"
+MLFLOW_TUNNEL = 15000  # `ssh -L 5000:127.0.0.1:5000 ...` in the README, to a free port here
 DASHBOARD_TUNNEL = 18265
 GRPC_PROBES = ("/ray.rpc.NodeInfoGcsService/GetClusterId", "/ray.rpc.NodeManagerService/GetResourceLoad",
                "/ray.rpc.ObjectManagerService/Pull", "/ray.rpc.LogService/ListLogs", "/ray.rpc.RayletDriver/ClusterInfo")  # `ray dashboard --port`: the head's own 8265 is taken on this machine
@@ -194,6 +195,8 @@ def finished_study(storage: Path) -> None:
 
 @pytest.mark.timeout(2400)
 def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
+    # the head's start commands begin with `ray stop`, which would stop any other Ray on this machine too
+    assert not ray_processes(), f"another Ray runs on this machine; `ray up` here would stop it: {ray_processes()}"
     shared = tmp_path / "shared"
     shared.mkdir()
     cluster = cluster_file(node, shared, tmp_path)
@@ -235,6 +238,18 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
         assert submit.returncode == 0, submit.stdout[-6000:] + submit.stderr[-3000:]
         finished_study(job_storage)
         assert len(trial_runs("ray_xt/cluster_smoke")) == len(first) + 6
+        # the README's MLflow tunnel (to another local port: the head's own 5000 is on this machine)
+        mlflow_tunnel = subprocess.Popen(
+            ["ssh", "-i", str(node.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "ExitOnForwardFailure=yes", "-N", "-L", f"{MLFLOW_TUNNEL}:127.0.0.1:5000", f"{node.user}@127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(MLFLOW_TUNNEL, mlflow_tunnel)
+            with urllib.request.urlopen(f"http://127.0.0.1:{MLFLOW_TUNNEL}/health", timeout=10) as health:
+                assert health.status == 200
+        finally:
+            mlflow_tunnel.terminate()
+            mlflow_tunnel.wait(30)
         # 3. the report rebuilt on the head
         out = make("cluster-report", cluster, f"EXP={STUDY}", storage)
         assert "MLflow run" in out and "http://127.0.0.1:5000" in out
@@ -245,8 +260,13 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
     finally:
         down = subprocess.run(["make", "cluster-down", f"CLUSTER={cluster}"], cwd=ROOT, capture_output=True,
                               text=True, timeout=300)
+        deadline = time.monotonic() + 30
+        while (ray_processes() or mlflow_server_groups()) and time.monotonic() < deadline:
+            time.sleep(1)
+        left = ray_processes(), mlflow_server_groups()
+        # whatever cluster-down left must not become the Ray instance the next tests attach to
+        subprocess.run([str(VENV / "bin" / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+        for group in left[1]:
+            subprocess.run(["kill", "-KILL", "--", f"-{group}"], capture_output=True)
     assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
-    deadline = time.monotonic() + 30
-    while (ray_processes() or mlflow_server_groups()) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert not ray_processes() and not mlflow_server_groups(), (ray_processes(), mlflow_server_groups())
+    assert not left[0] and not left[1], f"left running after make cluster-down: {left}\n{down.stdout[-4000:]}"
