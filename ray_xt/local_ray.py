@@ -65,13 +65,17 @@ def fast_start_wanted(local: bool = True) -> bool:
 
 def start_ray(address: str | None = None, **extra) -> None:
     """Start a local Ray instance with ray_xt's settings, or join the cluster at ``address`` (which keeps its own
-    system config); a no-op when this process is already connected. ``extra`` goes to ``ray.init``."""
+    system config); a no-op when this process is already connected. ``extra`` goes to ``ray.init``.
+
+    Without an address (and without Ray's own RAY_ADDRESS) the instance is always a new one: ``ray.init()`` alone
+    would join whatever `ray start` left running on this machine (a cluster head, another user's instance)."""
     import ray
 
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     from ray_xt.ray_internals import FAST_START_ENV
 
     # set before the options are made: they, and this driver's own prestart calls, follow the same switch
@@ -79,4 +83,4 @@ def start_ray(address: str | None = None, **extra) -> None:
     options = local_ray_options(**extra)
     if address is not None:
         options.pop("_system_config")  # a running cluster keeps its own system config
-    ray.init(address=address, **options)
+    ray.init(address=address if address is not None else "local", **options)

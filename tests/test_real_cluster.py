@@ -216,6 +216,14 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
                   if address not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")}
         assert beyond and all(what in ("nothing", "metrics") for what in beyond.values()), beyond
 
+        # a local ray_xt run on the head's machine starts its own Ray, never joins the cluster's by accident
+        local = subprocess.run([str(VENV / "bin" / "python"), "-c",
+                                "from ray_xt.local_ray import start_ray; start_ray(num_cpus=1); import ray; "
+                                "print('GCS', ray.get_runtime_context().gcs_address); ray.shutdown()"],
+                               capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""})
+        assert local.returncode == 0 and "GCS " in local.stdout, local.stderr[-3000:]
+        assert not local.stdout.split("GCS ")[1].strip().endswith(":6379"), local.stdout
+
         # 1. ray submit through the Makefile: the study path resolves in the head's checkout
         out = make("cluster-submit", cluster, f"EXP={STUDY}", storage)
         finished_study(shared / "results")
