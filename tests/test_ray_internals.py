@@ -57,12 +57,19 @@ def test_on_a_cluster_the_job_gets_no_setup_hook_and_no_fast_start():
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_a_study_runs_when_rays_internals_cannot_be_imported(tmp_path):
-    """As after a Ray release that moved them: every process (driver and Ray workers, through sitecustomize)
-    fails to import the raylet stubs; the study still runs, on plain Ray and Tune, and says why once."""
+    """As after a Ray release that moved them: in every process (driver and Ray workers, through sitecustomize)
+    ray_xt's adapter fails to import the raylet stubs, while Ray's own processes (its dashboard agent imports
+    them too) keep theirs; the study still runs, on plain Ray and Tune, and says why once."""
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(
-        "import sys\nsys.modules['ray.core.generated.node_manager_pb2_grpc'] = None  # import fails\n")
+        "import builtins\n"
+        "_real_import = builtins.__import__\n"
+        "def _import(name, globals=None, locals=None, fromlist=(), level=0):\n"
+        "    if (globals or {}).get('__name__') == 'ray_xt.ray_internals' and name == 'ray.core.generated':\n"
+        "        raise ModuleNotFoundError(f\"No module named '{name}.{(fromlist or ('',))[-1]}'\")\n"
+        "    return _real_import(name, globals, locals, fromlist, level)\n"
+        "builtins.__import__ = _import\n")
     study = tiny_study(tmp_path, tmp_path / "cache", search={"num_samples": 1, "max_concurrent": 1},
                        trial={"epochs": 1})
     path = tmp_path / "tiny.yaml"

@@ -6,6 +6,11 @@ of `experiments/cluster_smoke.yaml` (`ray submit ... cluster_entry.py`), the sam
 over `ray dashboard`'s tunnel with the cluster's token, `make cluster-report` (`ray-xt report` on the head), a
 second `make cluster-up`, and `make cluster-down`.
 
+The commands run as from another machine: with a Ray temp folder of their own (RAY_TMPDIR), so `ray up`'s record of
+the cluster (Ray's `local` provider keeps it in <temp>/ray/cluster-<name>.state) is not the file the head's own
+autoscaler reads and writes in /tmp/ray (sharing it, the head's autoscaler once marked the head terminated and
+`ray down` then found no head to stop).
+
 The cluster file differs from the shipped one only where this machine must: its address, SSH user and key, no
 workers, `/mnt/shared` as a folder here, and the already-installed virtualenv instead of `make install` (the
 shipped files keep installing from scratch). The head only: Ray's `local` provider starts every node with
@@ -22,9 +27,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -74,9 +81,12 @@ def cluster_file(node: local_ssh.SSHNode, shared: Path, folder: Path) -> Path:
     return path
 
 
-def make(target: str, cluster: Path, *assignments: str, timeout: float = 900, env: dict | None = None):
+CLIENT_ENV: dict[str, str] = {}  # RAY_TMPDIR of "the user's machine", set by the test
+
+
+def make(target: str, cluster: Path, *assignments: str, timeout: float = 900):
     result = subprocess.run(["make", target, f"CLUSTER={cluster}", *assignments], cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                            text=True, timeout=timeout, env={**os.environ, **CLIENT_ENV})
     assert result.returncode == 0, f"make {target} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     return result.stdout + result.stderr
 
@@ -199,6 +209,8 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
     assert not ray_processes(), f"another Ray runs on this machine; `ray up` here would stop it: {ray_processes()}"
     shared = tmp_path / "shared"
     shared.mkdir()
+    client_tmp = Path(tempfile.mkdtemp(prefix="rxc", dir="/tmp"))  # short: ssh's control sockets live under it
+    CLIENT_ENV["RAY_TMPDIR"] = str(client_tmp)
     cluster = cluster_file(node, shared, tmp_path)
     storage = f"CLUSTER_STORAGE={shared / 'results'}"
     before = set(listeners())
@@ -231,7 +243,8 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
         assert len(first) == 6, out[-3000:]  # 2 trials in each of the 3 sweeps
         # 2. ray job submit over the dashboard's tunnel with the cluster's token, into storage of its own
         tunnel = subprocess.Popen([str(VENV / "bin" / "ray"), "dashboard", str(cluster), "--port", str(DASHBOARD_TUNNEL)],
-                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, **CLIENT_ENV})
         try:
             wait_for_port(DASHBOARD_TUNNEL, tunnel)
             job_storage = shared / "results-job"
@@ -239,7 +252,8 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
                 [str(VENV / "bin" / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{DASHBOARD_TUNNEL}",
                  "--working-dir", ".", "--", "ray-xt", "run", STUDY, "--address", "auto",
                  "--tracking-uri", "http://127.0.0.1:5000", "--storage", str(job_storage)],
-                cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "RAY_AUTH_MODE": "token"})
+                cwd=ROOT, capture_output=True, text=True, timeout=900,
+                env={**os.environ, **CLIENT_ENV, "RAY_AUTH_MODE": "token"})
         finally:
             tunnel.terminate()
             tunnel.wait(30)
@@ -267,7 +281,7 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
         assert len(mlflow_server_groups()) == 1
     finally:
         down = subprocess.run(["make", "cluster-down", f"CLUSTER={cluster}"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=300, env={**os.environ, **CLIENT_ENV})
         deadline = time.monotonic() + 30
         while (ray_processes() or mlflow_server_groups()) and time.monotonic() < deadline:
             time.sleep(1)
@@ -276,5 +290,6 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
         subprocess.run([str(VENV / "bin" / "ray"), "stop", "--force"], capture_output=True, timeout=120)
         for group in left[1]:
             subprocess.run(["kill", "-KILL", "--", f"-{group}"], capture_output=True)
+    shutil.rmtree(client_tmp, ignore_errors=True)
     assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
     assert not left[0] and not left[1], f"left running after make cluster-down: {left}\n{down.stdout[-4000:]}"
