@@ -63,6 +63,7 @@ scaling-beyond:
 # Ray token authentication: the cluster files copy this machine's token (~/.ray/auth_token) to every node.
 cluster-up:
 	$(BIN)/ray get-auth-token --generate > /dev/null
+	chmod 600 ~/.ray/auth_token
 	$(BIN)/ray up -y $(CLUSTER)
 
 cluster-submit:

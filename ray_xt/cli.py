@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ray_xt.config import ConfigError, StudyConfig, load_study, parse_study
+from ray_xt.tracking_uri import without_password
 
 app = typer.Typer(help="Distributed sweeps for multilingual intermediate-task transfer studies.", no_args_is_help=True)
 micro_app = typer.Typer(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
@@ -51,27 +52,79 @@ def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
     return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index)})
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why nothing can be written under ``folder`` (None: it can), without creating it."""
+    import os
+
+    folder = Path(folder).expanduser()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"{existing} is a file, not a folder" if existing is not None else "no existing parent folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user"
+    return None
+
+
+def _checks(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
+    """What `ray-xt plan` and `ray-xt run` both check before Ray starts (the study file was checked on loading):
+    the tracking store, and the folders the study writes."""
+    from ray_xt.storage import is_uri
+    from ray_xt.tracking import TrackingUnavailable, check_tracking_server
+
+    problems = []
+    if not is_uri(cfg.storage) and (why := _unwritable(Path(cfg.storage))):
+        problems.append(f"storage: {cfg.storage}: {why}; give a folder you can write (or --storage)")
+    if cfg.data.source == "micro":
+        from ray_xt.micro.build import default_cache_dir
+
+        cache = cfg.micro.cache_dir or default_cache_dir()
+        if why := _unwritable(Path(cache)):
+            problems.append(f"micro.cache_dir: {cache}: {why}; give a folder you can write (or set RAY_XT_CACHE)")
+    try:
+        check_tracking_server(tracking_uri or cfg.tracking.uri)
+    except TrackingUnavailable as err:
+        problems.append(str(err))
+    if problems:
+        typer.secho("\n".join(problems), fg="red", err=True)
+        raise typer.Exit(2)
+
+
 def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> list | None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested; the real
     data's manifest entries (None for the micro world, built after Ray starts)."""
     from ray_xt.data import DataError
     from ray_xt.prepare import prepare_data
-    from ray_xt.tracking import TrackingUnavailable, check_tracking_server
 
+    _checks(cfg, tracking_uri)
     try:
-        check_tracking_server(tracking_uri or cfg.tracking.uri)
         if cfg.data.source != "micro":  # the micro world is built (and checked) after Ray starts
             return prepare_data(cfg, log=typer.echo)
-    except (DataError, TrackingUnavailable) as err:
+    except DataError as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
     return None
 
 
 def _init_ray(address: Optional[str]) -> None:
+    """Ray, or one clear line: an --address where no Ray listens fails in seconds, not after Ray's minute of
+    retries."""
+    import socket
+
     from ray_xt.local_ray import start_ray
 
-    start_ray(address, logging_level="WARNING", configure_logging=True)
+    if address not in (None, "auto", "local") and not address.startswith(("ray://", "http://", "https://")):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or address, int(port or 6379)), timeout=5).close()
+        except (OSError, ValueError) as err:
+            typer.secho(f"--address {address}: no Ray cluster answers there ({err}); give the head's address as "
+                        "host:6379, or leave --address out to start a local Ray", fg="red", err=True)
+            raise typer.Exit(2) from None
+    try:
+        start_ray(address, logging_level="WARNING", configure_logging=True)
+    except ConnectionError as err:
+        typer.secho(f"--address {address}: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 def _publish_report(runner, records: list[dict]) -> None:
@@ -83,15 +136,17 @@ def _publish_report(runner, records: list[dict]) -> None:
     if files:
         where = runner.storage.publish(runner.paths.report)
         run_id = log_report(runner.tracker, runner.cfg.name, files, markdown)
-        typer.echo(f"[ray-xt] report: {where} (MLflow run {run_id} in {runner.tracker.uri})")
+        typer.echo(f"[ray-xt] report: {where} (MLflow run {run_id} in {without_password(runner.tracker.uri)})")
 
 
 @app.command()
 def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiments/)")) -> None:
-    """Print the stages and trial counts of a study; schedules nothing."""
+    """Print the stages and trial counts of a study; schedules nothing. Runs the checks `run` runs before Ray
+    starts, so a study `plan` accepts gets past them."""
     from ray_xt.stages import expand
 
     cfg = _load(experiment)
+    _checks(cfg)
     stages = expand(cfg)
     swept = sum(s.kind != "retrieval" for s in stages)
     typer.echo(f"study {cfg.name}: {len(stages)} stages, {swept * cfg.search.num_samples} trials "
@@ -188,6 +243,7 @@ def report(
     cfg = _load(experiment)
     if storage:
         cfg = _with_storage(cfg, storage)
+    _checks(cfg, tracking_uri)
     runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     _publish_report(runner, [r for r in (runner.store.get(s) for s in expand(cfg)) if r is not None])
 
@@ -265,7 +321,7 @@ def micro_check(
     out.write_text(validity)
     where = runner.storage.publish(out)
     run_id = log_report(runner.tracker, cfg.name, [out], validity)  # the check's summary run in MLflow
-    typer.echo(f"\n[ray-xt] written to {where} (MLflow run {run_id} in {runner.tracker.uri})")
+    typer.echo(f"\n[ray-xt] written to {where} (MLflow run {run_id} in {without_password(runner.tracker.uri)})")
 
 
 @app.command()
@@ -292,6 +348,11 @@ def translate(
         typer.secho(f"--task {task!r}: not a translatable task; valid: {valid}", fg="red", err=True)
         raise typer.Exit(2)
     langs = [x.strip() for x in languages.split(",") if x.strip()]
+    english = root / "intermediate" / task
+    if not english.is_dir():
+        typer.secho(f"--root {root}: no {english} (the English files of {task} in xtreme's layout); give the data "
+                    "root `ray-xt data prepare` filled", fg="red", err=True)
+        raise typer.Exit(2)
     _init_ray(address)
     try:
         results = translate_task(root, task, langs, model, tuple(splits.split(",")), lang_token, batch_size,
@@ -308,14 +369,21 @@ def score(
     predictions: Path = typer.Option(..., help="submission folder: <task>/test-<lang>.{tsv,json}"),
     labels: Path = typer.Option(..., help="gold labels in the same layout"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write all scores to this JSON file"),
+    languages: Optional[str] = typer.Option(None, help="comma-separated languages to score (default: XTREME's "
+                                            "list per task, else those the labels folder has, e.g. a micro world's)"),
 ) -> None:
     """Score an XTREME submission exactly as google-research/xtreme's evaluate.py does, plus the XTREME average."""
     import json
 
     from ray_xt.score import ScoreError, score_submission
 
+    if json_out is not None and (why := _unwritable(json_out.parent) or (
+            "it is a folder" if json_out.is_dir() else None)):
+        typer.secho(f"--json {json_out}: {why}; give a file path you can write", fg="red", err=True)
+        raise typer.Exit(2)
     try:
-        overall, detailed = score_submission(predictions, labels)
+        chosen = tuple(x.strip() for x in languages.split(",") if x.strip()) if languages else None
+        overall, detailed = score_submission(predictions, labels, chosen)
     except ScoreError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(2)

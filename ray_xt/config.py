@@ -6,8 +6,9 @@ Every error names the field path and what would be valid.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,36 +22,79 @@ class ConfigError(ValueError):
     """A study file is invalid; the message lists every problem with its field path."""
 
 
-class Strict(BaseModel):
-    """Rejects unknown keys with the list of valid ones (pydantic's own message omits it)."""
+def _takes_bool(annotation) -> bool:
+    """Whether a field of this type may hold true/false (YAML booleans are not numbers here)."""
+    if annotation is bool:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in get_args(annotation))
+    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType", Union)):
+        return any(_takes_bool(a) for a in get_args(annotation))
+    return False
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def _item_type(annotation):
+    """The item type of a list field (through Optional), else None."""
+    for candidate in (annotation, *get_args(annotation)):
+        if get_origin(candidate) is list:
+            return (get_args(candidate) or (None,))[0]
+    return None
+
+
+class Strict(BaseModel):
+    """Rejects unknown keys with the list of valid ones (pydantic's own message omits it), booleans where a number
+    or text is expected (pydantic would read `epochs: true` as 1), duplicates in lists, and inf/NaN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data):
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields))
+            unknown = sorted(set(map(str, data)) - set(cls.model_fields))
             if unknown:
                 raise ValueError(f"unknown key(s) {unknown}; valid keys: {sorted(cls.model_fields)}")
+            problems = []
+            for key, value in data.items():
+                annotation = cls.model_fields[key].annotation
+                if isinstance(value, bool) and not _takes_bool(annotation):
+                    problems.append(f"{key}: {str(value).lower()} is not a {_kind(annotation)}")
+                elif isinstance(value, list):
+                    item = _item_type(annotation)
+                    if any(isinstance(v, bool) for v in value) and item is not None and not _takes_bool(item):
+                        problems.append(f"{key}: {value} holds true/false where a {_kind(item)} is expected")
+                    hashable = [v for v in value if isinstance(v, (str, int, float))]
+                    repeated = sorted({str(v) for v in hashable if hashable.count(v) > 1})
+                    if repeated:
+                        problems.append(f"{key}: {repeated} given more than once; list each once")
+            if problems:
+                raise ValueError("; ".join(problems))
         return data
+
+
+def _kind(annotation) -> str:
+    names = {int: "whole number", float: "number", str: "text", Path: "path"}
+    for candidate in (annotation, *get_args(annotation)):
+        if candidate in names:
+            return names[candidate]
+    return "value of this field"
 
 
 class MicroWorldConfig(Strict):
     """The offline micro world (used when data.source is 'micro')."""
 
-    seed: int = Field(13, description="world seed: same seed, byte-identical world")
+    seed: int = Field(13, ge=0, le=2**32 - 1, description="world seed: same seed, byte-identical world")
     languages: list[str] = Field(
         default_factory=lambda: ["en", "qca", "qcy", "qso", "qgr", "qka", "qhy"],
         description="world languages; 'en' must be included",
     )
-    corpus_sentences: int = Field(6000, ge=100, description="monolingual pretraining sentences per language")
-    train_size: int = Field(8000, ge=10, description="training examples per task (and per translation)")
-    dev_size: int = Field(300, ge=10, description="dev examples per task and language")
-    test_size: int = Field(300, ge=10, description="test examples per task and language")
+    corpus_sentences: int = Field(6000, ge=100, le=10_000_000, description="monolingual pretraining sentences per language")
+    train_size: int = Field(8000, ge=10, le=10_000_000, description="training examples per task (and per translation)")
+    dev_size: int = Field(300, ge=10, le=1_000_000, description="dev examples per task and language")
+    test_size: int = Field(300, ge=10, le=1_000_000, description="test examples per task and language")
     translation_noise: float = Field(0.05, ge=0, le=1, description="word error rate of translated training data")
-    vocab_size: int = Field(2000, ge=100, description="SentencePiece vocabulary size (an upper bound)")
-    pretrain_steps: int | None = Field(None, ge=1, description="MLM steps for every micro scale (default: the scale's)")
+    vocab_size: int = Field(2000, ge=100, le=1_000_000, description="SentencePiece vocabulary size (an upper bound)")
+    pretrain_steps: int | None = Field(None, ge=1, le=10_000_000, description="MLM steps for every micro scale (default: the scale's)")
     cache_dir: Path | None = Field(None, description="where worlds and micro models are cached (default ~/.cache/ray_xt)")
 
     @field_validator("languages")
@@ -153,27 +197,27 @@ class TargetConfig(Strict):
 class TrialConfig(Strict):
     """Fixed settings of every fine-tuning trial."""
 
-    epochs: float = Field(2.0, gt=0, description="passes over the training data")
-    batch_size: int | None = Field(None, ge=1, description="per-trial batch size (default: the scale's)")
+    epochs: float = Field(2.0, gt=0, le=1000, description="passes over the training data")
+    batch_size: int | None = Field(None, ge=1, le=65536, description="per-trial batch size (default: the scale's)")
     max_seq_length: int = Field(128, ge=8, le=4096, description="tokens per example after truncation")
-    doc_stride: int = Field(128, ge=1, description="span QA: overlap of consecutive context windows (tokens)")
-    retrieval_layer: int | None = Field(None, ge=1, description="retrieval: hidden layer mean-pooled into sentence "
+    doc_stride: int = Field(128, ge=1, le=4096, description="span QA: overlap of consecutive context windows (tokens)")
+    retrieval_layer: int | None = Field(None, ge=1, le=1000, description="retrieval: hidden layer mean-pooled into sentence "
                                         "embeddings (default: 7/12 of the depth, XTREME's choice for 12 layers)")
-    max_train_examples: int | None = Field(None, ge=1, description="cap on training examples (None: all)")
-    max_eval_examples: int | None = Field(None, ge=1, description="cap on dev examples per language")
-    evals_per_epoch: int = Field(2, ge=1, description="dev evaluations (and Tune reports) per epoch")
+    max_train_examples: int | None = Field(None, ge=1, le=10**9, description="cap on training examples (None: all)")
+    max_eval_examples: int | None = Field(None, ge=1, le=10**9, description="cap on dev examples per language")
+    evals_per_epoch: int = Field(2, ge=1, le=1000, description="dev evaluations (and Tune reports) per epoch")
     grad_accum: int | None = Field(None, ge=1, le=1024, description="gradient accumulation: an optimiser step sums "
                                    "the gradients of grad_accum micro-batches of batch_size / (workers x grad_accum) "
                                    "examples per rank, so batch_size stays the effective batch (jiant's XTREME runs: "
                                    "4 x 8 = 32; QA 4 x 4 = 16) while a large model's micro-batch fits the device "
                                    "(default: as few as keep each micro-batch within the scale's micro_batch_tokens)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(0.01, ge=0, le=10)
     zero_stage: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage (default: the scale's)")
     bf16: Literal["auto", True, False] = Field("auto", description="bf16 on GPUs that support it; fp32 on CPU")
-    cpus: float | None = Field(None, gt=0, description="CPUs per trial, per worker when workers > 1 (default: the scale's)")
-    gpus: float | None = Field(None, ge=0, description="GPUs per trial, per worker when workers > 1 (default: the scale's)")
-    workers: int | None = Field(None, ge=1, description="data-parallel Ray Train workers per trial, one DeepSpeed "
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPUs per trial, per worker when workers > 1 (default: the scale's)")
+    gpus: float | None = Field(None, ge=0, le=64, description="GPUs per trial, per worker when workers > 1 (default: the scale's)")
+    workers: int | None = Field(None, ge=1, le=1024, description="data-parallel Ray Train workers per trial, one DeepSpeed "
                                 "rank each; batch_size is split across them (default: the scale's)")
     freeze_embeddings: bool = Field(False, description="keep the encoder's embedding layer fixed while fine-tuning "
                                     "(English-only training then cannot move English words away from the "
@@ -187,14 +231,14 @@ class TrialConfig(Strict):
 class TaskOverride(Strict):
     """Per-task trial settings (the paper's protocol differs by task: epochs, sequence length...)."""
 
-    epochs: float | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0, le=1000)
+    batch_size: int | None = Field(None, ge=1, le=65536)
     max_seq_length: int | None = Field(None, ge=8, le=4096)
-    doc_stride: int | None = Field(None, ge=1)
-    max_train_examples: int | None = Field(None, ge=1)
-    max_eval_examples: int | None = Field(None, ge=1)
-    evals_per_epoch: int | None = Field(None, ge=1)
-    retrieval_layer: int | None = Field(None, ge=1)
+    doc_stride: int | None = Field(None, ge=1, le=4096)
+    max_train_examples: int | None = Field(None, ge=1, le=10**9)
+    max_eval_examples: int | None = Field(None, ge=1, le=10**9)
+    evals_per_epoch: int | None = Field(None, ge=1, le=1000)
+    retrieval_layer: int | None = Field(None, ge=1, le=1000)
     grad_accum: int | None = Field(None, ge=1, le=1024)
 
 
@@ -202,17 +246,17 @@ class ScaleOverride(Strict):
     """Per-scale placement and memory fit, e.g. {xlmr-base: {gpus: 1}, xlmr-large: {micro_batch_tokens: 4096}}:
     how a scale's trials use devices, never what they compute (the effective batch is batch_size)."""
 
-    cpus: float | None = Field(None, gt=0, description="CPUs per trial (per worker) of this scale")
-    gpus: float | None = Field(None, ge=0, description="GPUs per trial (per worker) of this scale; 0.5: two trials "
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPUs per trial (per worker) of this scale")
+    gpus: float | None = Field(None, ge=0, le=64, description="GPUs per trial (per worker) of this scale; 0.5: two trials "
                                "share a GPU")
-    workers: int | None = Field(None, ge=1, description="data-parallel Ray Train workers per trial of this scale")
-    micro_batch_tokens: int | None = Field(None, ge=8, description="the largest micro-batch (examples x "
+    workers: int | None = Field(None, ge=1, le=1024, description="data-parallel Ray Train workers per trial of this scale")
+    micro_batch_tokens: int | None = Field(None, ge=8, le=10**8, description="the largest micro-batch (examples x "
                                            "max_seq_length) a device takes at once; larger shares are accumulated")
 
 
 class LogRange(Strict):
-    low: float = Field(gt=0)
-    high: float = Field(gt=0)
+    low: float = Field(gt=0, le=10)
+    high: float = Field(gt=0, le=10)
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -226,11 +270,11 @@ class SearchConfig(Strict):
 
     learning_rate: LogRange = Field(default_factory=lambda: LogRange(low=1e-5, high=1e-4))
     initial_learning_rate: float | None = Field(
-        None, gt=0, description="first point to evaluate (e.g. the paper's value); must lie in the range"
+        None, gt=0, le=10, description="first point to evaluate (e.g. the paper's value); must lie in the range"
     )
-    num_samples: int = Field(4, ge=1, description="trials per stage")
-    max_concurrent: int = Field(2, ge=1, description="trials running at once per stage (ConcurrencyLimiter)")
-    seed: int = Field(0, description="TPE sampler seed")
+    num_samples: int = Field(4, ge=1, le=10_000, description="trials per stage")
+    max_concurrent: int = Field(2, ge=1, le=10_000, description="trials running at once per stage (ConcurrencyLimiter)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="TPE sampler seed")
 
     @model_validator(mode="after")
     def _initial_in_range(self):
@@ -247,13 +291,23 @@ class SchedulerConfig(Strict):
     """ASHA early stopping on the dev score reported at each evaluation."""
 
     enabled: bool = True
-    grace_period: int = Field(1, ge=1, description="evaluations before a trial may be stopped")
-    reduction_factor: float = Field(2.0, gt=1)
+    grace_period: int = Field(1, ge=1, le=100_000, description="evaluations before a trial may be stopped")
+    reduction_factor: float = Field(2.0, gt=1, le=100)
 
 
 class TrackingConfig(Strict):
     uri: str = Field("sqlite:///mlruns.db", description="MLflow tracking URI (SQLite file or http://server)")
     experiment: str | None = Field(None, description="MLflow experiment name (default: ray_xt/<study name>)")
+
+    @field_validator("uri")
+    @classmethod
+    def _a_store_mlflow_has(cls, v: str) -> str:
+        from ray_xt.tracking_uri import tracking_problem
+
+        problem = tracking_problem(v)
+        if problem:
+            raise ValueError(problem.removeprefix("tracking URI "))
+        return v
 
 
 class StudyConfig(Strict):
@@ -264,12 +318,12 @@ class StudyConfig(Strict):
     scales: list[str] = Field(min_length=1, description="model scales to compare")
     intermediate: IntermediateConfig = Field(default_factory=IntermediateConfig)
     target: TargetConfig
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=1000)
     trial: TrialConfig = Field(default_factory=TrialConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    max_failures: int = Field(1, ge=0, description="retries of a failed trial (Tune FailureConfig)")
-    parallel_stages: int = Field(2, ge=1, description="independent stages running at once (each its own sweep)")
+    max_failures: int = Field(1, ge=0, le=100, description="retries of a failed trial (Tune FailureConfig)")
+    parallel_stages: int = Field(2, ge=1, le=1000, description="independent stages running at once (each its own sweep)")
     warm_trainers: bool = Field(True, description="one-process CPU trials train in warm processes kept for the "
                                 "whole study (ray_xt.trainer_hosts) instead of new ones every sweep")
     scale_overrides: dict[str, ScaleOverride] = Field(
@@ -284,6 +338,22 @@ class StudyConfig(Strict):
     storage: str = Field("results", description="study state, features, checkpoints, predictions and reports: a "
                          "folder (on a cluster one every node mounts) or a URI Ray Tune accepts (s3://, gs://, "
                          "file:///...)")
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, v: str) -> str:
+        if v in (".", ".."):
+            raise ValueError(f"{v!r} names a folder outside the study's own (<storage>/<name>); give a name such as "
+                             "my_study")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_in_range(cls, v: list[int]) -> list[int]:
+        bad = [s for s in v if not 0 <= s <= 2**31 - 1]
+        if bad:
+            raise ValueError(f"{bad} outside 0..{2**31 - 1}")
+        return v
 
     @field_validator("storage")
     @classmethod
@@ -327,6 +397,16 @@ class StudyConfig(Strict):
         unknown = sorted(set(self.task_overrides) - study_tasks)
         if unknown:
             raise ValueError(f"task_overrides: {unknown} are not tasks of this study; valid: {sorted(study_tasks)}")
+        for task in self.target.tasks:
+            layer = self.trial_for(task).retrieval_layer
+            if TASKS[task].family == "retrieval" and layer is not None:
+                deep = [s for s in self.scales if layer > SCALES[s].num_layers]
+                if deep:
+                    where = "task_overrides." + task if self.task_overrides.get(task) and \
+                        self.task_overrides[task].retrieval_layer is not None else "trial"
+                    raise ValueError(f"{where}.retrieval_layer: {layer} is deeper than scale(s) "
+                                     f"{ {s: SCALES[s].num_layers for s in deep} } (their layer counts); use "
+                                     f"1..{min(SCALES[s].num_layers for s in self.scales)}")
         stray = sorted(set(self.scale_overrides) - set(self.scales))
         if stray:
             raise ValueError(f"scale_overrides: {stray} are not scales of this study; valid: {self.scales}")
@@ -415,9 +495,17 @@ def _format_error(err: ValidationError, source: str) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "literal_error":
             msg = f"{msg} (got {e['input']!r})"
-        elif e["type"] in ("int_parsing", "float_parsing", "bool_parsing", "string_type", "int_type", "list_type"):
+        elif e["type"] == "finite_number":
+            msg = f"not a finite number (got {e['input']!r}); give a number, e.g. 2"
+        elif e["type"] in ("int_parsing", "float_parsing", "bool_parsing", "string_type", "int_type", "list_type",
+                           "greater_than", "greater_than_equal", "less_than", "less_than_equal", "int_from_float",
+                           "string_pattern_mismatch", "too_long", "dict_type", "model_type"):
             msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"  - {loc}: {msg}")
+        if e["type"] == "value_error" and re.match(r"^[a-z_]+(\.[a-z_-]+)*: ", msg):
+            # a check that names its own field: placed under the section it was raised in
+            lines.append(f"  - {'' if loc == '(top level)' else loc + '.'}{msg}")
+        else:
+            lines.append(f"  - {loc}: {msg}")
     return "\n".join(lines)
 
 
@@ -430,13 +518,35 @@ def parse_study(data: dict, source: str = "<dict>") -> StudyConfig:
         raise ConfigError(_format_error(err, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML with a key given twice in one mapping refused (YAML's last-wins would hide the first value)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice in one mapping (first on line {seen[key] + 1}); keep one",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_study(path: str | Path) -> StudyConfig:
     """Load and validate a study YAML; raises ConfigError naming the file and field."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: study file not found (experiments/ holds the shipped ones)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); a study file is YAML text, e.g. "
+                          "experiments/demo.yaml") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read: {err.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     return parse_study(data, str(path))

@@ -30,6 +30,11 @@ class Scale:
     examples_per_second: float = 200.0
 
     @property
+    def num_layers(self) -> int:
+        """Encoder layers (what retrieval_layer may name)."""
+        return self.micro.num_layers if self.micro is not None else HUB_LAYERS[self.name]
+
+    @property
     def is_micro(self) -> bool:
         return self.micro is not None
 
@@ -44,6 +49,8 @@ class Scale:
 
 
 MICRO_STEPS = 1900
+# num_hidden_layers of the hub checkpoints' config.json
+HUB_LAYERS = {"xlmr-base": 12, "xlmr-large": 24, "xlmr-xl": 36}
 
 SCALES: dict[str, Scale] = {
     s.name: s

@@ -45,12 +45,13 @@ class ScoreError(ValueError):
 # ---------------------------------------------------------------- readers (as the official script reads)
 
 def read_lines(path: Path) -> list[str]:
-    return [line.strip() for line in _open(path).read().splitlines()]
+    return [line.strip() for line in _read(path).splitlines()]
 
 
 def read_tags(path: Path) -> list[list[str]]:
+    """Sentences of tags: one tag a line, a blank line between sentences."""
     sentences, current = [], []
-    for line in _open(path).read().splitlines():
+    for line in _read(path).splitlines():
         line = line.strip()
         if line:
             current.append(line)
@@ -63,14 +64,23 @@ def read_tags(path: Path) -> list[list[str]]:
 
 
 def read_json(path: Path):
-    data = json.loads(_open(path).read())
+    try:
+        data = json.loads(_read(path))
+    except json.JSONDecodeError as err:
+        raise ScoreError(f"{path}: not JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
     return data["data"] if isinstance(data, dict) and "data" in data else data
 
 
-def _open(path: Path):
+def _read(path: Path) -> str:
     if not path.is_file():
         raise ScoreError(f"missing file {path}")
-    return path.open(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScoreError(f"{path}: not UTF-8 text (byte {err.start}); XTREME's files are UTF-8") from None
+    if not text.strip():
+        raise ScoreError(f"{path}: empty")
+    return text
 
 
 # ---------------------------------------------------------------- metrics
@@ -185,14 +195,32 @@ def score_file(task: str, prediction_file: Path, label_file: Path, lang: str) ->
     if task in ("udpos", "panx"):
         preds, gold = read_tags(prediction_file), read_tags(label_file)
         _same_length(task, prediction_file, label_file, preds, gold)
+        for number, (p, g) in enumerate(zip(preds, gold), 1):
+            if len(p) != len(g):
+                raise ScoreError(f"{task}: sentence {number} has {len(p)} tags in {prediction_file} but {len(g)} "
+                                 f"tokens in {label_file}; one tag per line, sentences separated by a blank line")
         return tagging_f1(gold, preds)
     if task == "bucc2018":
-        return bucc_f1(read_lines(label_file), read_lines(prediction_file))
+        gold, preds = read_lines(label_file), read_lines(prediction_file)
+        for path, lines in ((prediction_file, preds), (label_file, gold)):
+            bad = next((n for n, line in enumerate(lines, 1) if line and len(line.split("\t")) != 2), None)
+            if bad is not None:
+                raise ScoreError(f"{path}: line {bad} is not a pair 'source id<TAB>target id' "
+                                 f"(got {lines[bad - 1][:60]!r})")
+        return bucc_f1(gold, preds)
     if task in QA_TASKS:
         preds = read_json(prediction_file)
-        if not isinstance(preds, dict):
+        if not isinstance(preds, dict) or not all(isinstance(v, str) for v in preds.values()):
             raise ScoreError(f"{prediction_file}: expected a JSON object {{question id: answer text}}")
-        return qa_em_f1(read_json(label_file), preds, lang if task == "mlqa" else None)
+        dataset = read_json(label_file)
+        if not isinstance(dataset, list) or not all(
+                isinstance(a, dict) and isinstance(a.get("paragraphs"), list) for a in dataset):
+            raise ScoreError(f"{label_file}: expected SQuAD's layout, {{\"data\": [{{\"paragraphs\": [...]}}]}}")
+        try:
+            return qa_em_f1(dataset, preds, lang if task == "mlqa" else None)
+        except (KeyError, TypeError) as err:
+            raise ScoreError(f"{label_file}: a question without {err} (SQuAD's layout: qas with id and "
+                             "answers[].text)") from None
     raise ScoreError(f"unknown task {task!r}; scored tasks: {', '.join(SCORED_TASKS)}")
 
 
@@ -202,10 +230,16 @@ def _same_length(task, prediction_file, label_file, preds, gold) -> None:
 
 
 def score_task(task: str, predictions: Path, labels: Path, languages: tuple[str, ...] | None = None) -> dict:
-    """Scores of one task over its languages: {metric: {lang: value}, avg_<metric>: value, avg_metric: value}."""
+    """Scores of one task over its languages (given, else XTREME's list, else - a micro world's submission - the
+    languages of the label files): {metric: {lang: value}, avg_<metric>: value, avg_metric: value}."""
     suffix = "json" if task in QA_TASKS else "tsv"
+    if languages is None:
+        languages = tuple(TASKS[task].languages)
+        labelled = sorted(p.name[5:-len(suffix) - 1] for p in (labels / task).glob(f"test-*.{suffix}"))
+        if set(labelled) - set(languages):  # not XTREME's label set (a micro world's): score what it labels
+            languages = tuple(labelled)
     scores: dict = {}
-    for lang in languages or TASKS[task].languages:
+    for lang in languages:
         result = score_file(task, predictions / task / f"test-{lang}.{suffix}",
                             labels / task / f"test-{lang}.{suffix}", lang)
         for metric, value in result.items():
@@ -221,14 +255,15 @@ def score_task(task: str, predictions: Path, labels: Path, languages: tuple[str,
     return scores
 
 
-def score_submission(predictions: Path, labels: Path) -> tuple[dict, dict]:
-    """(overall, per task) as the official evaluate.py: tasks present in both folders, in XTREME's languages."""
+def score_submission(predictions: Path, labels: Path, languages: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+    """(overall, per task) as the official evaluate.py: tasks present in both folders, in XTREME's languages (or
+    ``languages``)."""
     predictions, labels = Path(predictions), Path(labels)
     for folder, what in ((predictions, "--predictions"), (labels, "--labels")):
         if not folder.is_dir():
             raise ScoreError(f"{what} {folder} is not a directory (expected <task>/test-<lang>.tsv|json inside)")
     present = {p.name for p in predictions.iterdir() if p.is_dir()} & {p.name for p in labels.iterdir() if p.is_dir()}
-    detailed = {task: score_task(task, predictions, labels) for task in SCORED_TASKS if task in present}
+    detailed = {task: score_task(task, predictions, labels, languages) for task in SCORED_TASKS if task in present}
     if not detailed:
         raise ScoreError(f"no task folder of {list(SCORED_TASKS)} in both {predictions} and {labels}")
     overall = {}

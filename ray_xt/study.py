@@ -146,6 +146,15 @@ def absolute_uri(uri: str) -> str:
     return prefix + path
 
 
+def recordable(cfg: StudyConfig) -> dict:
+    """The resolved study as stage records and checkpoints keep it: no password of the tracking URI."""
+    from ray_xt.tracking import without_password
+
+    dumped = cfg.model_dump(mode="json")
+    dumped["tracking"]["uri"] = without_password(dumped["tracking"]["uri"])
+    return dumped
+
+
 class StageFailed(RuntimeError):
     pass
 
@@ -260,7 +269,7 @@ class StudyRunner:
             warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
             zero_stage=t.zero_stage if t.zero_stage is not None else SCALES[stage.scale].zero_stage,
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
-            resolved_config=cfg.model_dump(mode="json"), workers=settings.workers, gpus_per_worker=settings.gpus,
+            resolved_config=recordable(cfg), workers=settings.workers, gpus_per_worker=settings.gpus,
             worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
             group_by_length=t.group_by_length, grad_accum=cfg.grad_accum_for(stage.task, stage.scale),
             trainer_pool=self.trainer_pool if self._hosted(stage.scale) else None,

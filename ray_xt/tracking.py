@@ -17,6 +17,8 @@ from typing import Any
 
 from ray import tune
 
+from ray_xt.tracking_uri import tracking_problem, without_password
+
 KEY_TAG = "ray_xt.key"
 PARENT_TAG = "mlflow.parentRunId"
 SECRET_PATTERNS = ("*token*", "*secret*", "*key*", "*password*", "*credential*")
@@ -33,19 +35,31 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     resource is used. A server lost mid-study makes that stage fail after MLflow's own retries; finished
     stages are kept and a re-run continues.)
     """
+    problem = tracking_problem(uri)
+    if problem:
+        raise TrackingUnavailable(problem + ". Nothing was started.")
     if not uri.startswith(("http://", "https://")):
         return  # a file store: nothing to reach
+    import base64
     import urllib.error
+    import urllib.parse
     import urllib.request
 
+    parts = urllib.parse.urlsplit(uri)
+    headers = {}
+    if parts.username is not None:  # credentials in the URI: MLflow's basic auth, and the check's
+        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    health = urllib.parse.urlunsplit(parts).rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(health, headers=headers), timeout=timeout) as response:
             if response.status != 200:
                 raise TrackingUnavailable(f"HTTP {response.status}")
-    except (urllib.error.URLError, OSError, TrackingUnavailable) as err:
+    except (urllib.error.URLError, OSError, TrackingUnavailable, ValueError) as err:
         raise TrackingUnavailable(
-            f"MLflow tracking server {uri} is unreachable ({err}); start it (`make mlflow-ui`, or the cluster "
-            "head's server through an SSH tunnel) or use a sqlite:/// store. Nothing was started.") from None
+            f"MLflow tracking server {without_password(uri)} is unreachable ({err}); start it (`make mlflow-ui`, or "
+            "the cluster head's server through an SSH tunnel) or use a sqlite:/// store. Nothing was started.") from None
 
 
 def redact(params: dict[str, Any]) -> dict[str, Any]:

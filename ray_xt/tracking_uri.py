@@ -1,0 +1,22 @@
+"""MLflow tracking URIs checked before anything starts, and printed, recorded and logged without their password."""
+
+from __future__ import annotations
+
+import re
+
+# MLflow's tracking stores: a file store (a path, file:), a database (SQLAlchemy URIs), a server, Databricks
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
+def without_password(uri: str) -> str:
+    """The URI as it may be printed, recorded or logged: a password in it replaced by ***."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", str(uri))
+
+
+def tracking_problem(uri: str) -> str | None:
+    """Why MLflow cannot use ``uri`` as its tracking store (None: it can), decided without connecting."""
+    scheme = str(uri).split("://", 1)[0].split("+", 1)[0] if "://" in str(uri) else None
+    if scheme is not None and scheme not in TRACKING_SCHEMES:
+        return (f"tracking URI {without_password(uri)!r}: MLflow has no tracking store for {scheme}://; valid: "
+                "sqlite:///mlruns.db, http(s)://server:5000, a folder, postgresql://..., mysql://..., databricks")
+    return None
