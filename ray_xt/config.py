@@ -72,6 +72,13 @@ class Strict(BaseModel):
         return data
 
 
+def _accepted(value: str, problem: str | None, prefix: str) -> str:
+    """``value`` when its check found no problem; else the problem, less the field name pydantic puts before it."""
+    if problem:
+        raise ValueError(problem.removeprefix(prefix))
+    return value
+
+
 def _kind(annotation) -> str:
     names = {int: "whole number", float: "number", str: "text", Path: "path"}
     for candidate in (annotation, *get_args(annotation)):
@@ -304,10 +311,7 @@ class TrackingConfig(Strict):
     def _a_store_mlflow_has(cls, v: str) -> str:
         from ray_xt.tracking_uri import tracking_problem
 
-        problem = tracking_problem(v)
-        if problem:
-            raise ValueError(problem.removeprefix("tracking URI "))
-        return v
+        return _accepted(v, tracking_problem(v), "tracking URI ")
 
 
 class StudyConfig(Strict):
@@ -360,10 +364,7 @@ class StudyConfig(Strict):
     def _storage_usable(cls, v: str) -> str:
         from ray_xt.storage import storage_problem
 
-        problem = storage_problem(v)
-        if problem:
-            raise ValueError(problem.removeprefix("storage: "))
-        return v
+        return _accepted(v, storage_problem(v), "storage: ")
 
     @field_validator("scales")
     @classmethod

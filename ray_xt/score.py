@@ -78,8 +78,6 @@ def _read(path: Path) -> str:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise ScoreError(f"{path}: not UTF-8 text (byte {err.start}); XTREME's files are UTF-8") from None
-    if not text.strip():
-        raise ScoreError(f"{path}: empty")
     return text
 
 
@@ -225,6 +223,8 @@ def score_file(task: str, prediction_file: Path, label_file: Path, lang: str) ->
 
 
 def _same_length(task, prediction_file, label_file, preds, gold) -> None:
+    if not gold:
+        raise ScoreError(f"{task}: {label_file} is empty; nothing to score against")
     if len(preds) != len(gold):
         raise ScoreError(f"{task}: {prediction_file} has {len(preds)} examples but {label_file} has {len(gold)}")
 
