@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ray_xt.families import DataError, family_of
-from ray_xt.storage import materialize
+from ray_xt.storage import materialize, write_text
 from ray_xt.tasks.registry import TaskSpec
 
 __all__ = ["DataError", "FeatureCache", "read_examples", "source_files", "task_file", "tokenizer_fingerprint",
@@ -173,9 +173,7 @@ def write_examples(path: Path, task: TaskSpec, examples: list[dict]) -> None:
         text = "".join("".join(f"{w}\t{t}\n" for w, t in zip(e["tokens"], e["tags"])) + "\n" for e in examples)
     else:
         raise DataError(f"no single-file format for {task.family} task {task.name!r}")
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    write_text(str(path), text)
 
 
 def load_features(path: Path | str):

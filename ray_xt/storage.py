@@ -70,11 +70,12 @@ def read_text(location: str) -> str | None:
     if not is_uri(location):
         path = Path(location)
         return path.read_text(encoding="utf-8") if path.is_file() else None
-    if not exists(location):
-        return None
     fs, path = _filesystem(location)
-    with fs.open_input_stream(path) as stream:
-        return stream.read().decode("utf-8")
+    try:  # one round trip: a missing object is the error, not a separate existence check
+        with fs.open_input_stream(path) as stream:
+            return stream.read().decode("utf-8")
+    except FileNotFoundError:
+        return None
 
 
 def write_text(location: str, text: str) -> None:
