@@ -98,6 +98,19 @@ def result_loggers() -> list:
     return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
+class SearcherStateRace(logging.Filter):
+    """Drops Tune's report of one known race: its background upload of the experiment folder lists the searcher's
+    temporary state file (``.<uuid>-tmp-searcher-state-*.pkl``), which Tune renames before the copy reaches it.
+    The printed traceback (FileNotFoundError) looked like a failed study; the next upload copies the renamed file,
+    so nothing is lost. Any other failure of the upload still prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        return not ("FileNotFoundError" in text and "-tmp-searcher-state" in text)
+
+
 def quiet_tune_console(driver: bool = False) -> None:
     """Keep Tune's, Train's and Optuna's console output out of a study's log, in the process that calls it (a
     stage driver, a trial actor). ray-xt prints one line per stage; every trial's results are in MLflow and in
@@ -110,6 +123,9 @@ def quiet_tune_console(driver: bool = False) -> None:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # read per Tuner.fit; Tune's legacy reporter honours verbose=0
     for name in ("ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for handler in logging.getLogger("ray").handlers:  # Ray's own console handler (the "ray" logger propagates no further)
+        if not any(isinstance(f, SearcherStateRace) for f in handler.filters):
+            handler.addFilter(SearcherStateRace())
     if driver:  # the stage driver builds the Optuna searcher; a trial actor need not import optuna
         import optuna
 

@@ -29,7 +29,8 @@ class TrackingUnavailable(ConnectionError):
 
 
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast: a study does not start training when its MLflow server cannot be reached.
+    """Fail fast: a study does not start training when its MLflow server cannot be reached, or turns its
+    credentials away.
 
     (Chosen over buffering: records are never silently lost, and the message comes before any cluster
     resource is used. A server lost mid-study makes that stage fail after MLflow's own retries; finished
@@ -40,26 +41,59 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
         raise TrackingUnavailable(problem + ". Nothing was started.")
     if not uri.startswith(("http://", "https://")):
         return  # a file store: nothing to reach
-    import base64
     import urllib.error
+
+    shown = without_password(uri)
+    try:
+        _get(uri, "/health", timeout)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {shown} is unreachable ({err}); start it (`make mlflow-ui`, or "
+            "the cluster head's server through an SSH tunnel) or use a sqlite:/// store. Nothing was started.") from None
+    try:  # /health answers anyone; an API call shows whether the server (e.g. --app-name basic-auth) lets us in
+        _get(uri, "/api/2.0/mlflow/experiments/search?max_results=1", timeout)
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            user = _credentials(uri)[0]
+            who = f"the credentials of user {user!r}" if user else "requests without credentials"
+            raise TrackingUnavailable(
+                f"MLflow tracking server {shown} refuses {who} (HTTP {err.code}); give user:password in the URI "
+                "(http://user:password@host:5000) or set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD. "
+                "Nothing was started.") from None
+        raise TrackingUnavailable(f"MLflow tracking server {shown} answered its API with HTTP {err.code}; "
+                                  "is this an MLflow server? Nothing was started.") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise TrackingUnavailable(f"MLflow tracking server {shown} failed its API call ({err}). "
+                                  "Nothing was started.") from None
+
+
+def _credentials(uri: str) -> tuple[str | None, str]:
+    """The user and password MLflow's client sends: those in the URI (requests reads them), else MLflow's env vars."""
+    import os
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is not None:
+        return urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    return os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+
+
+def _get(uri: str, path: str, timeout: float) -> None:
+    """GET ``path`` on the server with the client's basic-auth credentials; HTTP errors raise HTTPError."""
+    import base64
     import urllib.parse
     import urllib.request
 
     parts = urllib.parse.urlsplit(uri)
+    user, password = _credentials(uri)
     headers = {}
-    if parts.username is not None:  # credentials in the URI: MLflow's basic auth, and the check's
-        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    health = urllib.parse.urlunsplit(parts).rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(health, headers=headers), timeout=timeout) as response:
-            if response.status != 200:
-                raise TrackingUnavailable(f"HTTP {response.status}")
-    except (urllib.error.URLError, OSError, TrackingUnavailable, ValueError) as err:
-        raise TrackingUnavailable(
-            f"MLflow tracking server {without_password(uri)} is unreachable ({err}); start it (`make mlflow-ui`, or "
-            "the cluster head's server through an SSH tunnel) or use a sqlite:/// store. Nothing was started.") from None
+    if user is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    parts = parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host)
+    url = urllib.parse.urlunsplit(parts).rstrip("/") + path
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout):
+        pass
 
 
 def redact(params: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +119,12 @@ class Tracker:
     @property
     def client(self):
         if self._client is None:
+            import os
+
             from mlflow.tracking import MlflowClient
 
+            # MLflow prints each finished run's URL - with the password when the tracking URI carries one
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 

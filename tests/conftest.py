@@ -95,3 +95,47 @@ def tiny_study(tmp_path: Path, cache: Path, **overrides) -> dict:
         else:
             study[key] = value
     return study
+
+
+AUTH_USER, AUTH_PASSWORD = "admin", "pw-ray-xt-test-7319"
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory):
+    """A real MLflow server with basic auth (`mlflow server --app-name basic-auth`, as a team would run on a head):
+    yields its URL without credentials; AUTH_USER/AUTH_PASSWORD is its admin login."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    folder = tmp_path_factory.mktemp("mlflow_auth")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (folder / "basic_auth.ini").write_text(
+        "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///" + str(folder / "auth.db") +
+        f"\nadmin_username = {AUTH_USER}\nadmin_password = {AUTH_PASSWORD}\nauthorization_function = "
+        "mlflow.server.auth:authenticate_request_basic_auth\n")
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(folder / "basic_auth.ini"),
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": "ray-xt-test"}
+    log = open(folder / "server.log", "w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
+         "--port", str(port), "--backend-store-uri", f"sqlite:///{folder / 'm.db'}", "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2).close()
+            break
+        except OSError:
+            assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
+            assert time.time() < deadline, "the MLflow auth server did not come up"
+            time.sleep(1)
+    yield url
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+    log.close()

@@ -43,3 +43,37 @@ def test_a_sweep_driver_prints_no_tune_banner_unless_asked(keep_output, tmp_path
     printed = capfd.readouterr()
     banner = "Configuration for experiment" in printed.out + printed.err
     assert banner == keep_output
+
+
+def _upload_error(source: str) -> BaseException:
+    """The error pyarrow's copy (what Tune's background upload runs) raises for a file that vanished."""
+    import pyarrow.fs
+
+    try:
+        pyarrow.fs.copy_files(source, source + ".copy")
+    except BaseException as err:  # noqa: BLE001 - the test wants whatever pyarrow raises
+        return err
+    raise AssertionError("copying a missing file did not fail")
+
+
+def test_tunes_race_with_its_own_searcher_state_file_is_silent_and_other_upload_failures_still_print(
+        tmp_path, capfd, monkeypatch, logger_levels):
+    """Tune's syncer logs a failed background upload with the traceback in the message (warning) or as exc_info
+    (error); through Ray's own console handler, the vanished temporary searcher-state file is dropped, a real
+    failure of the same upload is not."""
+    import traceback
+
+    import ray  # noqa: F401 - installs Ray's console handler on the "ray" logger
+
+    monkeypatch.delenv(TUNE_OUTPUT_ENV, raising=False)
+    quiet_tune_console()
+    race = _upload_error(str(tmp_path / ".5f0e-tmp-searcher-state-2026-12-05_12-00-00.pkl"))
+    real = _upload_error(str(tmp_path / "experiment_state-2026-12-05_12-00-00.json"))
+    syncer, state = logging.getLogger("ray.train._internal.syncer"), logging.getLogger("ray.tune.execution.experiment_state")
+    for err in (race, real):
+        text = "".join(traceback.format_exception(err))
+        syncer.warning(f"Last sync command failed with the following error:\n{text}")
+        state.error("Saving experiment state to storage failed with exception: ", exc_info=err)
+    printed = capfd.readouterr().err
+    assert "tmp-searcher-state" not in printed
+    assert printed.count("experiment_state-2026-12-05_12-00-00.json") >= 2, printed

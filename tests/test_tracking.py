@@ -55,3 +55,39 @@ def test_concurrent_stages_logging_one_data_set_both_get_it(tmp_path):
         client = Tracker(uri, "x").client
         for run in runs:
             assert [d.dataset.name for d in client.get_run(run).inputs.dataset_inputs] == ["mnli/train/en"]
+
+
+def test_a_live_server_with_basic_auth_lets_valid_credentials_in_and_names_the_user_it_refuses(
+        mlflow_auth_server, monkeypatch, capfd):
+    """Against `mlflow server --app-name basic-auth`: credentials in the URI or in MLflow's env vars pass the pre-Ray
+    check; wrong or missing ones are refused up front (naming the user, never the password); a tracked run prints
+    no URL with the password in it."""
+    import urllib.parse
+
+    import pytest
+
+    from ray_xt.tracking import TrackingUnavailable, check_tracking_server
+    from conftest import AUTH_PASSWORD, AUTH_USER
+
+    host = urllib.parse.urlsplit(mlflow_auth_server).netloc
+    good = f"http://{AUTH_USER}:{AUTH_PASSWORD}@{host}"
+    check_tracking_server(good)
+    with pytest.raises(TrackingUnavailable) as refused:
+        check_tracking_server(f"http://{AUTH_USER}:not-the-password@{host}")
+    assert f"refuses the credentials of user '{AUTH_USER}' (HTTP 401)" in str(refused.value)
+    assert "not-the-password" not in str(refused.value)
+    with pytest.raises(TrackingUnavailable, match="refuses requests without credentials"):
+        check_tracking_server(mlflow_auth_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", AUTH_USER)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", AUTH_PASSWORD)
+    check_tracking_server(mlflow_auth_server)
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+
+    tracker = Tracker(good, "ray_xt/auth")
+    run = tracker.run_for("stage/auth", "stage", {"stage": "target"})
+    tracker.log_params(run, {"learning_rate": 0.001})
+    tracker.finish(run)
+    assert tracker.client.get_run(run).info.status == "FINISHED"
+    out, err = capfd.readouterr()
+    assert AUTH_PASSWORD not in out + err
