@@ -78,21 +78,6 @@ def today() -> str:
     return str(date.today())
 
 
-def local_session():
-    """Where ``ray_xt.trial.train`` sends checkpoints and metrics when no Tune trial runs it: a list of reports
-    (``.reports``), so a benchmark times the trial loop itself without Ray or Tune."""
-    from ray_xt.trial import OneProcessSession
-
-    class LocalSession(OneProcessSession):
-        def __init__(self):
-            self.reports: list[dict] = []
-
-        def report(self, metrics: dict, directory: str, name: str, final: bool = False) -> None:
-            self.reports.append(metrics)
-
-    return LocalSession()
-
-
 @dataclass
 class BenchWorld:
     cfg: object  # StudyConfig of the benchmark's study

@@ -8,7 +8,7 @@
 Random weights in XLM-R base / large / XL's shapes (layers, hidden size, FFN, heads, the 250,002-token
 vocabulary), a sequence-classification head, and synthetic batches of one length: no weights or data to
 download, and every token is real (no padding), so tokens/s is exact. The same model, batches, effective batch,
-accumulation, bf16 (where the device has it) and steps go through ``ray_xt.trial.train`` (DeepSpeed ZeRO, the
+accumulation, bf16 (where the device has it) and steps go through ``ray_xt.loop.train`` (DeepSpeed ZeRO, the
 loop every trial runs; its reports to a local session) and ``transformers.Trainer`` (no DeepSpeed), one after
 the other in this process. Reported per side: tokens/s of optimiser work, model FLOPs utilisation (training
 FLOPs per token 6N + 12·L·H·S, N the non-embedding parameters, over ``--peak-tflops``) and peak device memory;
@@ -23,7 +23,7 @@ import json
 import os
 import time
 
-from _world import local_session, machine, today, work_folder
+from _world import machine, today, work_folder
 
 # (layers, hidden, FFN, heads) of the hub checkpoints (their config.json); vocabulary 250,002 for all three
 GEOMETRY = {"base": (12, 768, 3072, 12), "large": (24, 1024, 4096, 16), "xl": (36, 2560, 10240, 32),
@@ -83,7 +83,8 @@ def main() -> None:
     from transformers import Trainer, TrainingArguments, XLMRobertaConfig, XLMRobertaForSequenceClassification
 
     from ray_xt.micro.pretrain import train_tokenizer
-    from ray_xt.trial import TaskInputs, TrialSpec, _use_bf16, prepare_process, train
+    from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, _use_bf16, train
+    from ray_xt.process_env import prepare_process
 
     work = work_folder("ray_xt_bench_gpu_")
     layers, hidden, ffn, heads = GEOMETRY["smoke" if opts.smoke else opts.scale]
@@ -121,7 +122,7 @@ def main() -> None:
                      git_revision="bench", grad_accum=opts.grad_accum)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    session = local_session()
+    session = MemorySession()
     train({"learning_rate": 1e-5}, spec, session)
     ray_rate = session.reports[-1]["examples_per_second"] * opts.seq_len
     ray_memory = torch.cuda.max_memory_allocated() / 2**30 if cuda else None

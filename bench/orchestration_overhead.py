@@ -9,7 +9,7 @@ concurrency (plain side: a process pool).  ray_xt's side includes everything a
 user pays for per sweep: Tune scheduling, trial actors, DeepSpeed engines,
 per-evaluation checkpoints and MLflow logging.  Two plain baselines: plain
 ``transformers.Trainer`` calls (what a user would otherwise run), and ray_xt's own
-trial loop (``ray_xt.trial.train``: the same DeepSpeed engine, model code and
+trial loop (``ray_xt.loop.train``: the same DeepSpeed engine, model code and
 per-evaluation checkpoints) called in plain processes, which leaves Ray, Tune,
 trainer hosts and MLflow as the only difference: the orchestration alone.  ASHA is off so both sides do the
 same work.  ``--sweeps N`` runs N stages one after another (seeds 0..N-1), as a
@@ -78,11 +78,11 @@ def plain_loop_trial(args: tuple) -> tuple[float, float]:
     """One trial through ray_xt's own training loop in a plain process (no Ray, Tune, trainer host or MLflow);
     returns its best dev score and its optimiser-step seconds."""
     spec, lr, _ = args
-    from _world import local_session
-    from ray_xt.trial import TrialSpec, prepare_process, train
+    from ray_xt.loop import MemorySession, TrialSpec, train
+    from ray_xt.process_env import prepare_process
 
     prepare_process(spec["cpus"])
-    session = local_session()
+    session = MemorySession()
     train({"learning_rate": lr}, TrialSpec.from_record({**spec, "trainer_pool": None}), session)
     return max(r["score"] for r in session.reports), session.reports[-1]["loop.train_s"]
 

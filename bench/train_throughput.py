@@ -6,7 +6,7 @@
 
 Both sides train the same micro scale with the same fresh head, cached PAWS-X-like
 features, batch size, learning rate, epochs, seed and torch threads, in this one
-process one after the other: ray_xt's trial loop (``ray_xt.trial.train``: a
+process one after the other: ray_xt's trial loop (``ray_xt.loop.train``: a
 DeepSpeed ZeRO engine, the loop every trial runs; here its reports go to a
 local session instead of Ray Tune, so Tune's own costs are the orchestration
 benchmark's business) and ``transformers.Trainer.train`` (no DeepSpeed). The
@@ -26,7 +26,7 @@ import json
 import os
 import time
 
-from _world import bench_world, local_session, machine, today, work_folder
+from _world import bench_world, machine, today, work_folder
 
 
 def main() -> None:
@@ -51,7 +51,8 @@ def main() -> None:
     from ray_xt.families import family_of
     from ray_xt.families.base import quiet_transformers
     from ray_xt.tasks.registry import TASKS
-    from ray_xt.trial import TaskInputs, TrialSpec, prepare_process, train
+    from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, train
+    from ray_xt.process_env import prepare_process
 
     work = work_folder("ray_xt_bench_train_")
     world = bench_world(work, opts.smoke, scale=opts.scale, target={"tasks": [opts.task]})
@@ -70,7 +71,7 @@ def main() -> None:
                      batch_size=opts.batch_size, evals_per_epoch=1, warmup_ratio=0.1, weight_decay=0.01,
                      zero_stage=opts.zero_stage, bf16="auto", cpus=opts.threads, seed=0, stage_key="bench",
                      git_revision="bench", group_by_length=opts.group_by_length)
-    session = local_session()
+    session = MemorySession()
     train({"learning_rate": lr}, spec, session)
     ray_rate = session.reports[-1]["examples_per_second"] * tokens / (len(features["input_ids"]) * opts.epochs)
 

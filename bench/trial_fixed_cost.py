@@ -6,7 +6,7 @@ Runs ``--sweeps`` ray_xt stage sweeps (seeds 0..N-1, one after another, as a
 study runs its stages) of ``--trials`` trials each, one after another (as the
 sweep runs them: Tune reuses the trial actor, so each sweep's first trial is in a new actor process
 and the rest reuse it) and reads the phases every trial reports (``setup.*`` seconds, see
-``ray_xt.trial.PhaseClock``; ``host``: leasing a warm trainer host, and starting it if it is new)
+``ray_xt.loop.PhaseClock``; ``host``: leasing a warm trainer host, and starting it if it is new)
 plus the wait before the trial function runs: for a sweep's first
 trial from the sweep's start (Tune's setup and the trial actor's process start), for later ones from the
 previous trial's end. The first sweep's hosts are new (created when the study starts); later sweeps find

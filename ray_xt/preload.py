@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from ray_xt.trial import choose_deepspeed_accelerator
+from ray_xt.process_env import choose_deepspeed_accelerator
 
 MODULES = (
     "torch",
@@ -25,7 +25,7 @@ MODULES = (
     "deepspeed",
     "deepspeed.runtime.engine",
     "deepspeed.runtime.zero.muon.muon_optimizer",
-    "ray_xt.trial",
+    "ray_xt.loop",
     "ray_xt.families",
     # a host's first trial loaded these itself (0.4 s, 2026-12-01): cached features (datasets, Arrow) and the
     # SentencePiece tokenizer stack

@@ -200,7 +200,7 @@ class StudyRunner:
         number of training features; tokenised once, shared by all trials."""
         from ray_xt.data import load_features
         from ray_xt.families import family_of
-        from ray_xt.trial import TaskInputs
+        from ray_xt.loop import TaskInputs
 
         assert self.resolved is not None
         names = self._training_tasks(stage)
@@ -254,7 +254,8 @@ class StudyRunner:
     def run_stage(self, stage: Stage) -> dict:
         from ray import tune
 
-        from ray_xt.trial import TrialSpec, stage_trainable
+        from ray_xt.loop import TrialSpec
+        from ray_xt.trial import stage_trainable
 
         assert self.resolved is not None
         cfg, t = self.cfg, self.cfg.trial_for(stage.task)

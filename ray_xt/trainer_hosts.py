@@ -33,7 +33,8 @@ import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
-from ray_xt.trial import OneProcessSession, final_report  # light: torch is imported inside functions
+from ray_xt.loop import OneProcessSession  # light: torch is imported inside functions
+from ray_xt.sessions import final_report
 import ray_xt.trial_workers as trial_workers
 
 ACK_TIMEOUT_S = 900.0  # a report nobody takes for this long: the driving trial is gone, the run stops
@@ -51,7 +52,7 @@ class RunCancelled(Exception):
 
 
 class HostSession(OneProcessSession):
-    """``ray_xt.trial.train``'s session inside a host: reports go to the driving trial and wait for its ack."""
+    """``ray_xt.loop.train``'s session inside a host: reports go to the driving trial and wait for its ack."""
 
     def __init__(self, marker: str | None, resume_dir: str | None):
         self.marker = Path(marker) if marker else None
@@ -134,7 +135,8 @@ class TrainerHost:
         self.thread.start()
 
     def _run(self, run_id: str, config: dict, spec, session: HostSession, entry_time: float) -> None:
-        from ray_xt.trial import PhaseClock, prepare_process, train
+        from ray_xt.loop import PhaseClock, train
+        from ray_xt.process_env import prepare_process
 
         # since the trial function was entered (same node, wall clock): the lease, and a new host's start
         clock = PhaseClock(entry_time, {"host": time.time() - entry_time})

@@ -26,6 +26,7 @@ fails. Kept light: every Ray worker imports this module.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
@@ -35,6 +36,8 @@ TUNE_ACTOR_MARK = ("PL_DISABLE_FORK", "1")
 # A prestarted worker outlives Ray's idle-worker killing this long: long enough for the next sweep to come.
 KEEP_ALIVE_S = 600
 SETUP_HOOK = f"{__name__}.setup_worker"
+# the trainable's module, warmed by name: it imports this module (replace_this_worker), not the other way round
+TRAINABLE_MODULE = "ray_xt.trial"
 
 _replaced_this_worker = False
 replacement_asked = False  # this process's replace_this_worker reached its raylet (reported by hosted trials)
@@ -54,7 +57,7 @@ def setup_worker() -> None:
 
         ray_internals.preimport()  # Tune, and the raylet stubs for this actor's own replace_this_worker
 
-        import ray_xt.trial  # noqa: F401
+        importlib.import_module(TRAINABLE_MODULE)
 
         warmed_at = time.time()
 

@@ -13,7 +13,7 @@ import sys
 
 def main() -> int:
     from ray_xt.deepspeed_ops import load_shm_comm_op
-    from ray_xt.trial import choose_deepspeed_accelerator
+    from ray_xt.process_env import choose_deepspeed_accelerator
 
     choose_deepspeed_accelerator()
     try:

@@ -57,16 +57,21 @@ def _upload_error(source: str) -> BaseException:
 
 
 def test_tunes_race_with_its_own_searcher_state_file_is_silent_and_other_upload_failures_still_print(
-        tmp_path, capfd, monkeypatch, logger_levels):
+        tmp_path, monkeypatch, logger_levels):
     """Tune's syncer logs a failed background upload with the traceback in the message (warning) or as exc_info
     (error); through Ray's own console handler, the vanished temporary searcher-state file is dropped, a real
     failure of the same upload is not."""
+    import io
     import traceback
 
     import ray  # noqa: F401 - installs Ray's console handler on the "ray" logger
 
     monkeypatch.delenv(TUNE_OUTPUT_ENV, raising=False)
     quiet_tune_console()
+    console = io.StringIO()  # Ray's handler keeps the stream it found at import (under pytest, an old capture)
+    handlers = logging.getLogger("ray").handlers
+    streams = [h.setStream(console) for h in handlers if isinstance(h, logging.StreamHandler)]
+    assert streams, "Ray's console handler is not on the 'ray' logger"
     race = _upload_error(str(tmp_path / ".5f0e-tmp-searcher-state-2026-12-05_12-00-00.pkl"))
     real = _upload_error(str(tmp_path / "experiment_state-2026-12-05_12-00-00.json"))
     syncer, state = logging.getLogger("ray.train._internal.syncer"), logging.getLogger("ray.tune.execution.experiment_state")
@@ -74,6 +79,8 @@ def test_tunes_race_with_its_own_searcher_state_file_is_silent_and_other_upload_
         text = "".join(traceback.format_exception(err))
         syncer.warning(f"Last sync command failed with the following error:\n{text}")
         state.error("Saving experiment state to storage failed with exception: ", exc_info=err)
-    printed = capfd.readouterr().err
+    for handler, stream in zip([h for h in handlers if isinstance(h, logging.StreamHandler)], streams):
+        handler.setStream(stream)
+    printed = console.getvalue()
     assert "tmp-searcher-state" not in printed
     assert printed.count("experiment_state-2026-12-05_12-00-00.json") >= 2, printed

@@ -4,12 +4,13 @@ as the whole batch (a real DeepSpeed engine on CPU)."""
 import subprocess
 import sys
 
-from ray_xt.trial import deepspeed_config, micro_batches
+from ray_xt.loop import deepspeed_config, micro_batches
 
 SAME_UPDATE = r"""
 import torch
 from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
-from ray_xt.trial import accumulated_step, deepspeed_config, micro_batches, prepare_process
+from ray_xt.loop import accumulated_step, deepspeed_config, micro_batches
+from ray_xt.process_env import prepare_process
 prepare_process(1)
 import deepspeed
 

@@ -25,7 +25,7 @@ def test_a_module_that_cannot_be_imported_is_reported_not_raised(monkeypatch):
 
 def _extension_build_dir(env: dict) -> str:
     """Where torch would JIT-build DeepSpeed's shm op in a process that prepared itself as a trial does."""
-    code = ("import ray_xt.trial as t\n"
+    code = ("import ray_xt.process_env as t\n"
             "t.choose_deepspeed_accelerator()\n"
             "from torch.utils.cpp_extension import _get_build_directory\n"
             "print(_get_build_directory('deepspeed_shm_comm', False))\n")

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from ray_xt.trial import TaskSchedule, _epoch_order
+from ray_xt.loop import TaskSchedule, _epoch_order
 
 
 def test_single_task_walks_shuffled_epochs():
@@ -56,7 +56,7 @@ def test_length_grouped_batches_cover_each_epoch_once_with_far_less_padding():
 
 
 def test_length_grouped_schedule_resumes_exactly_and_groups_multiple_choice_by_longest_choice():
-    from ray_xt.trial import row_length
+    from ray_xt.loop import row_length
 
     sizes = [500, 200]
     lengths = [[(i * 37) % 90 + 5 for i in range(500)], [(i * 11) % 40 + 5 for i in range(200)]]

@@ -16,7 +16,8 @@ from test_preload import _extension_build_dir
 ENGINE = """
 import os, socket, sys
 import torch
-from ray_xt.trial import deepspeed_config, prepare_process
+from ray_xt.loop import deepspeed_config
+from ray_xt.process_env import prepare_process
 
 prepare_process(1)
 # another process takes the rendezvous port between its choice and the engine's start

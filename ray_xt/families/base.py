@@ -2,7 +2,7 @@
 
 A family turns a task's files into Arrow feature columns (tokenised once per study by
 ``ray_xt.data.FeatureCache``), builds the transformers model with the family's head,
-makes training batches for the lean DeepSpeed loop in ``ray_xt.trial``, and evaluates
+makes training batches for the lean DeepSpeed loop in ``ray_xt.loop``, and evaluates
 a model on one language: the main score (what Tune optimises and the reports
 compare), all metrics, and the predictions in XTREME's submission format.
 """

@@ -1,0 +1,102 @@
+"""The training loop without Ray (ray_xt.loop): one trial on a micro scale with an in-memory session, in a plain
+process; and the package's import graph, which has no circle."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, tiny_study
+from ray_xt.loop import Schedule
+
+TRAIN = r"""
+import json, sys
+from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, train
+from ray_xt.process_env import prepare_process
+
+args = json.loads(sys.argv[1])
+prepare_process(1)
+spec = TrialSpec(model_path=args["model"], tokenizer_path=args["model"],
+                 tasks=(TaskInputs("pawsx", tuple(args["labels"]), args["train"], args["dev"]),),
+                 epochs=2, batch_size=16, evals_per_epoch=2, warmup_ratio=0.1, weight_decay=0.01, zero_stage=0,
+                 bf16=False, cpus=1, seed=0, stage_key="loop-test", git_revision="test")
+session = MemorySession()
+train({"learning_rate": 3e-4}, spec, session)
+print(json.dumps({"reports": session.reports, "checkpoints": session.checkpoints,
+                  "ray_imported": any(m == "ray" or m.startswith("ray.") for m in sys.modules)}))
+"""
+
+
+def test_schedule_is_the_step_arithmetic_the_study_and_the_loop_share():
+    s = Schedule.of(n_train=100, batch_size=16, epochs=2, evals_per_epoch=2)
+    assert (s.steps_per_epoch, s.eval_every, s.total_steps, s.reports) == (7, 3, 14, 5)
+    assert [step for step in range(1, 15) if s.evaluates_after(step)] == [3, 6, 9, 12, 14]
+    assert Schedule.of(3, 16, 0.1, 4).total_steps == 1  # at least one step, one report
+
+
+@pytest.mark.timeout(600)
+def test_train_runs_a_micro_trial_in_a_plain_process_without_ray(tmp_path, micro_cache):
+    from ray_xt.config import parse_study
+    from ray_xt.data import FeatureCache
+    from ray_xt.families import family_of
+    from ray_xt.study import resolve_inputs
+    from ray_xt.tasks.registry import TASKS
+
+    cfg = parse_study(tiny_study(tmp_path, micro_cache))
+    resolved = resolve_inputs(cfg, use_ray=False, progress=False)
+    model = resolved.model_paths["micro-s"]
+    task = TASKS["pawsx"]
+    labels = family_of(task).label_space(resolved.data_root, task)
+    cache = FeatureCache(tmp_path / "features")
+    features = {split: str(cache.features(resolved.data_root, task, split, ["en"], model, max_len=48, labels=labels))
+                for split in ("train", "dev")}
+    args = {"model": model, "labels": labels, **features}
+    out = subprocess.run([sys.executable, "-c", TRAIN, json.dumps(args)], capture_output=True, text=True, timeout=540)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    reports = result["reports"]
+    n_train = 160  # tiny_study's train_size
+    schedule = Schedule.of(n_train, 16, 2, 2)
+    assert [r["step"] for r in reports] == [s for s in range(1, schedule.total_steps + 1) if schedule.evaluates_after(s)]
+    assert [r["final"] for r in reports] == [False] * (len(reports) - 1) + [True]
+    assert result["checkpoints"] == [f"checkpoint_{r['step']:08d}" for r in reports]
+    assert all(0.0 <= r["score"] <= 1.0 and r["train_loss"] > 0 for r in reports)
+    assert not result["ray_imported"]
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """ray_xt modules ``path`` imports, at any depth of the file (imports inside functions count)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n.split(".")[0] == package}
+    return found
+
+
+def test_the_package_import_graph_has_no_circle():
+    """Every import, inside functions too: a circle held together by function-level imports is still a circle."""
+    import graphlib
+
+    package = ROOT / "ray_xt"
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {name: {m for m in _imports(path, "ray_xt") if m in modules and m != name}
+             for name, path in modules.items()}
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the circle
+
+
+def test_the_loop_and_process_environment_import_no_launcher():
+    for module in ("loop", "process_env"):
+        imported = _imports(ROOT / "ray_xt" / f"{module}.py", "ray_xt") | _imports(ROOT / "ray_xt" / f"{module}.py", "ray")
+        assert not {m for m in imported if m.split(".")[0] == "ray"}, (module, imported)
+        launchers = {"ray_xt.trial", "ray_xt.sessions", "ray_xt.trainer_hosts", "ray_xt.trial_workers", "ray_xt.sweep",
+                     "ray_xt.study"}
+        assert not imported & launchers, (module, imported & launchers)
