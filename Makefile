@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # real public samples for the tests that read real text, when shared/ sits beside the checkout
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
-.PHONY: install test test-slow test-all demo demo-quick micro micro-check plan report mlflow-ui bench bench-smoke clean \
+.PHONY: install lint test test-slow test-all demo demo-quick micro micro-check plan report mlflow-ui bench bench-smoke clean \
 	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-report cluster-down
 
 install:
@@ -18,6 +18,11 @@ install:
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/python -m ray_xt.warmup
+
+# ruff over the code, tests and benchmarks; mypy over the core modules (pyproject.toml lists them)
+lint:
+	$(BIN)/ruff check ray_xt tests bench
+	$(BIN)/mypy
 
 # Unit and integration tests on real Ray, DeepSpeed and MLflow (7-11 minutes on 2 cores).
 test:

@@ -82,8 +82,8 @@ def main() -> None:
     from datasets import Dataset, DatasetDict
     from transformers import Trainer, TrainingArguments, XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    from ray_xt.micro.pretrain import train_tokenizer
     from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, _use_bf16, train
+    from ray_xt.micro.pretrain import train_tokenizer
     from ray_xt.process_env import prepare_process
 
     work = work_folder("ray_xt_bench_gpu_")

@@ -30,7 +30,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _world import machine, start_local_ray, work_folder  # noqa: E402
+from _world import machine, start_local_ray, work_folder
 
 
 def plain_trainer_trial(args: tuple) -> tuple[float, None]:

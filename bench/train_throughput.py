@@ -50,9 +50,9 @@ def main() -> None:
     from ray_xt.data import load_features
     from ray_xt.families import family_of
     from ray_xt.families.base import quiet_transformers
-    from ray_xt.tasks.registry import TASKS
     from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, train
     from ray_xt.process_env import prepare_process
+    from ray_xt.tasks.registry import TASKS
 
     work = work_folder("ray_xt_bench_train_")
     world = bench_world(work, opts.smoke, scale=opts.scale, target={"tasks": [opts.task]})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -65,7 +64,7 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
-def _checks(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
+def _checks(cfg: StudyConfig, tracking_uri: str | None = None) -> None:
     """What `ray-xt plan` and `ray-xt run` both check before Ray starts (the study file was checked on loading):
     the tracking store, and the folders the study writes."""
     from ray_xt.storage import is_uri
@@ -89,7 +88,7 @@ def _checks(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> None:
         raise typer.Exit(2)
 
 
-def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> list | None:
+def _preflight(cfg: StudyConfig, tracking_uri: str | None = None) -> list | None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested; the real
     data's manifest entries (None for the micro world, built after Ray starts)."""
     from ray_xt.data import DataError
@@ -105,7 +104,7 @@ def _preflight(cfg: StudyConfig, tracking_uri: Optional[str] = None) -> list | N
     return None
 
 
-def _init_ray(address: Optional[str]) -> None:
+def _init_ray(address: str | None) -> None:
     """Ray, or one clear line: an --address where no Ray listens fails in seconds, not after Ray's minute of
     retries."""
     import socket
@@ -189,10 +188,10 @@ def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiment
 @app.command()
 def run(
     experiment: Path = typer.Argument(..., help="study YAML (see experiments/)"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray instance)"),
-    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
-    storage: Optional[str] = typer.Option(None, help="study storage (overrides storage:)"),
-    seeds: Optional[str] = typer.Option(None, help="run only these of the study's seeds, e.g. 0 (a first look); "
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray instance)"),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
+    storage: str | None = typer.Option(None, help="study storage (overrides storage:)"),
+    seeds: str | None = typer.Option(None, help="run only these of the study's seeds, e.g. 0 (a first look); "
                                                    "a later run without it runs only the other seeds' stages"),
 ) -> None:
     """Run (or continue) a study; finished stages are skipped."""
@@ -233,8 +232,8 @@ def run(
 @app.command()
 def report(
     experiment: Path = typer.Argument(..., help="study YAML"),
-    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
-    storage: Optional[str] = typer.Option(None, help="study storage (overrides storage:), as given to run"),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
+    storage: str | None = typer.Option(None, help="study storage (overrides storage:), as given to run"),
 ) -> None:
     """Rebuild the comparison report from the study's finished stages (runs nothing)."""
     from ray_xt.stages import expand
@@ -271,7 +270,7 @@ def data_prepare(experiment: Path = typer.Argument(..., help="study YAML (see ex
 @micro_app.command("build")
 def micro_build(
     experiment: Path = typer.Argument(Path("experiments/demo.yaml"), help="study YAML whose micro: section to build"),
-    scales: Optional[str] = typer.Option(None, help="comma-separated micro scales (default: the study's)"),
+    scales: str | None = typer.Option(None, help="comma-separated micro scales (default: the study's)"),
 ) -> None:
     """Build (or find cached) the micro world and its pretrained scales."""
     from ray_xt.study import resolve_inputs
@@ -292,14 +291,19 @@ def micro_build(
 @micro_app.command("check")
 def micro_check(
     experiment: Path = typer.Argument(Path("experiments/micro_check.yaml"), help="a study with target tasks only"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
 ) -> None:
     """Fine-tune each micro scale on English data and print zero-shot accuracy vs chance per language."""
     from ray_xt.report import log_report
     from ray_xt.study import StudyRunner
     from ray_xt.tasks.registry import TASKS
-    from ray_xt.validity import (AVERAGE_ROW, constant_predictor_score, eval_example_counts, validity_table,
-                                 validity_verdict)
+    from ray_xt.validity import (
+        AVERAGE_ROW,
+        constant_predictor_score,
+        eval_example_counts,
+        validity_table,
+        validity_verdict,
+    )
 
     cfg = _load(experiment)
     if cfg.intermediate.tasks:
@@ -330,13 +334,13 @@ def translate(
     task: str = typer.Option(..., help="intermediate task to translate (pair, multiple-choice or QA family)"),
     languages: str = typer.Option(..., help="comma-separated target languages, e.g. de,fr,sw"),
     model: str = typer.Option(..., help="transformers seq2seq MT model (hub id or folder)"),
-    lang_token: Optional[str] = typer.Option(None, help="forced first token per language, e.g. '__{lang}__' (M2M100)"),
+    lang_token: str | None = typer.Option(None, help="forced first token per language, e.g. '__{lang}__' (M2M100)"),
     splits: str = typer.Option("train,dev", help="splits to translate"),
     workers: int = typer.Option(1, help="translator actors (one model each)"),
     gpus_per_worker: float = typer.Option(0, help="GPUs per translator actor"),
     batch_size: int = typer.Option(32),
-    max_examples: Optional[int] = typer.Option(None, help="translate only the first N examples"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
+    max_examples: int | None = typer.Option(None, help="translate only the first N examples"),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
 ) -> None:
     """Machine-translate an intermediate task's English data into target languages (a Ray Data job)."""
     from ray_xt.families import DataError
@@ -359,7 +363,7 @@ def translate(
                                  workers, gpus_per_worker, max_examples=max_examples)
     except DataError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     for r in results:
         typer.echo(f"{task} {r.split} -> {r.lang}: {r.examples} examples ({r.dropped} dropped) in {r.path}")
 
@@ -368,8 +372,8 @@ def translate(
 def score(
     predictions: Path = typer.Option(..., help="submission folder: <task>/test-<lang>.{tsv,json}"),
     labels: Path = typer.Option(..., help="gold labels in the same layout"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write all scores to this JSON file"),
-    languages: Optional[str] = typer.Option(None, help="comma-separated languages to score (default: XTREME's "
+    json_out: Path | None = typer.Option(None, "--json", help="also write all scores to this JSON file"),
+    languages: str | None = typer.Option(None, help="comma-separated languages to score (default: XTREME's "
                                             "list per task, else those the labels folder has, e.g. a micro world's)"),
 ) -> None:
     """Score an XTREME submission exactly as google-research/xtreme's evaluate.py does, plus the XTREME average."""
@@ -386,7 +390,7 @@ def score(
         overall, detailed = score_submission(predictions, labels, chosen)
     except ScoreError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     typer.echo("| task | languages | " + "avg metric |")
     typer.echo("| --- | --- | --- |")
     for task, scores in detailed.items():

@@ -414,7 +414,7 @@ class StudyConfig(Strict):
         for scale in self.scales:
             workers = self.workers_for(scale)
             for task in sorted(study_tasks):
-                batch = self.trial_for(task).batch_size or SCALES[scale].train_batch_size
+                batch = self.batch_size_for(task, scale)
                 accum = self.grad_accum_for(task, scale)
                 if batch % (workers * accum):
                     parts = f"{workers} workers" + (f" x {accum} accumulation micro-batches" if accum > 1 else "")
@@ -436,6 +436,10 @@ class StudyConfig(Strict):
             if "en" not in self.target.languages:
                 raise ValueError("target.languages: must include 'en' (model selection uses English dev)")
         return self
+
+    def batch_size_for(self, task: str, scale: str) -> int:
+        """The effective (global) batch of a task's trials at a scale: the study's batch_size, else the scale's."""
+        return self.trial_for(task).batch_size or SCALES[scale].train_batch_size
 
     def workers_for(self, scale: str) -> int:
         """Ray Train workers per trial of a scale (1: the trial is one process)."""
@@ -461,7 +465,7 @@ class StudyConfig(Strict):
         budget = (override and override.micro_batch_tokens) or SCALES[scale].micro_batch_tokens
         if budget is None:
             return 1
-        share = (t.batch_size or SCALES[scale].train_batch_size) // self.workers_for(scale)
+        share = self.batch_size_for(task, scale) // self.workers_for(scale)
         if share < 1:
             return 1  # batch_size smaller than the workers: refused by the batch-split check
         largest = max(1, budget // t.max_seq_length)  # examples per micro-batch
@@ -547,7 +551,7 @@ def load_study(path: str | Path) -> StudyConfig:
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read: {err.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     return parse_study(data, str(path))

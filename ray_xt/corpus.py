@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ray_xt.config import StudyConfig
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS

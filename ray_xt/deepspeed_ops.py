@@ -40,7 +40,7 @@ def load_shm_comm_op():
         return _loaded[builder.name]
     folder = build_folder(builder.name)
     try:
-        lock = open(folder / "ray_xt.flock", "a")  # noqa: SIM115 - held until the op is loaded
+        lock = open(folder / "ray_xt.flock", "a")
     except OSError:  # a read-only environment: nothing is built here, and no lock to guard
         _loaded[builder.name] = builder.load()
         return _loaded[builder.name]

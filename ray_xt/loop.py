@@ -20,7 +20,11 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ray_xt.families.base import Family
+    from ray_xt.tasks.registry import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class TrialSpec:
     trainer_pool: str | None = None
 
     @classmethod
-    def from_record(cls, fields: dict) -> "TrialSpec":
+    def from_record(cls, fields: dict) -> TrialSpec:
         """The spec a stage record stores as ``asdict(spec)`` (JSON lists where the spec has tuples)."""
         tasks = tuple(TaskInputs(**{**t, "labels": tuple(t["labels"])}) for t in fields["tasks"])
         return cls(**{**fields, "tasks": tasks})
@@ -106,7 +110,7 @@ class Schedule:
     total_steps: int
 
     @classmethod
-    def of(cls, n_train: int, batch_size: int, epochs: float, evals_per_epoch: int) -> "Schedule":
+    def of(cls, n_train: int, batch_size: int, epochs: float, evals_per_epoch: int) -> Schedule:
         steps_per_epoch = math.ceil(n_train / batch_size)
         return cls(steps_per_epoch, max(1, steps_per_epoch // evals_per_epoch),
                    max(1, round(steps_per_epoch * epochs)))
@@ -200,9 +204,9 @@ def row_length(row) -> int:
 @dataclass
 class TaskPart:
     name: str
-    spec: object  # TaskSpec
-    family: object
-    model: object
+    spec: TaskSpec
+    family: Family
+    model: Any  # the family's transformers model
     train: dict
     dev: dict
     dev_examples: list

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from ray_xt.data import write_examples
 from ray_xt.families import DataError
@@ -256,7 +256,7 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
                     on_written(written[-1])
             except HubUnavailable as err:
                 problems.append(str(err))
-            except Exception as err:  # offline, unknown config, ...: say which task and what to do
+            except Exception as err:  # noqa: BLE001 - offline, unknown config, ...: say which task and what to do
                 problems.append(
                     f"task {task_name!r} {split} {lang}: could not load {task.hub.dataset if task.hub else '?'} "
                     f"config {hub_config(task, lang)!r}{' from the mirror ' + str(mirror) if mirror else ' from the HF hub'}"

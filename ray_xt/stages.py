@@ -23,7 +23,7 @@ class Stage:
     seed: int
     condition: str = "none"  # for target stages: the upstream's condition ("none" = from the pretrained model)
     intermediate_task: str | None = None
-    upstream: "Stage | None" = None
+    upstream: Stage | None = None
     inputs_digest: str = ""
 
     @property
@@ -61,7 +61,7 @@ class Stage:
 # the finished stages of existing studies keep their keys (and are not run again).
 # grad_accum's default became None (chosen per scale) after it had been 1: both stay out of stage keys, as
 # accumulation changes how an effective batch is computed, not what it is.
-LATER_TRIAL_DEFAULTS = {"workers": [None], "freeze_embeddings": [False], "group_by_length": [False],
+LATER_TRIAL_DEFAULTS: dict[str, list] = {"workers": [None], "freeze_embeddings": [False], "group_by_length": [False],
                         "grad_accum": [None, 1]}
 
 
@@ -77,7 +77,7 @@ def _micro_scale_specs(cfg: StudyConfig) -> dict:
 
     from ray_xt.scales import SCALES
 
-    return {s: asdict(SCALES[s].micro) for s in cfg.scales if SCALES[s].is_micro}
+    return {s: asdict(micro) for s in cfg.scales if (micro := SCALES[s].micro) is not None}
 
 
 def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:

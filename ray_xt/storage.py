@@ -14,7 +14,6 @@ import os
 import shutil
 from pathlib import Path
 
-
 PUBLISHED = ".published"
 # the filesystems pyarrow.fs (and so Ray Tune's storage) has for a URI's scheme
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")

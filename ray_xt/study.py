@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from ray_xt import storage
 from ray_xt.config import StudyConfig
 from ray_xt.data import FeatureCache
+from ray_xt.loop import Schedule
 from ray_xt.prepare import data_needs, prepare_data, training_source
 from ray_xt.scales import SCALES, model_location
-from ray_xt.storage import StudyStorage
 from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
+from ray_xt.storage import StudyStorage
 from ray_xt.sweep import SweepSettings, run_sweep
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS
 from ray_xt.tracking import MLflowTrialCallback, Tracker
@@ -227,17 +227,15 @@ class StudyRunner:
 
     def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
         cfg, t = self.cfg, self.cfg.trial_for(stage.task)
-        batch = t.batch_size or SCALES[stage.scale].train_batch_size
-        steps_per_epoch = math.ceil(n_train / batch)
-        eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
-        total = max(1, round(steps_per_epoch * t.epochs))
+        schedule = Schedule.of(n_train, cfg.batch_size_for(stage.task, stage.scale), t.epochs,
+                               t.evals_per_epoch)  # the loop's own arithmetic (ray_xt.loop), so ASHA's horizon agrees
         cpus, gpus = self._trial_resources(stage.scale)
         return SweepSettings(
             lr_low=cfg.search.learning_rate.low, lr_high=cfg.search.learning_rate.high,
             initial_lr=cfg.search.initial_learning_rate, num_samples=cfg.search.num_samples,
             max_concurrent=cfg.search.max_concurrent, search_seed=cfg.search.seed + stage.seed,
             asha=cfg.scheduler.enabled, grace_period=cfg.scheduler.grace_period,
-            reduction_factor=cfg.scheduler.reduction_factor, max_reports=math.ceil(total / eval_every),
+            reduction_factor=cfg.scheduler.reduction_factor, max_reports=schedule.reports,
             max_failures=cfg.max_failures, cpus=cpus, gpus=gpus, workers=cfg.workers_for(stage.scale),
         )
 
@@ -266,7 +264,7 @@ class StudyRunner:
         spec = TrialSpec(
             model_path=self._model_path(stage), tokenizer_path=self.resolved.model_paths[stage.scale],
             tasks=tuple(inputs), epochs=t.epochs,
-            batch_size=t.batch_size or SCALES[stage.scale].train_batch_size, evals_per_epoch=t.evals_per_epoch,
+            batch_size=cfg.batch_size_for(stage.task, stage.scale), evals_per_epoch=t.evals_per_epoch,
             warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
             zero_stage=t.zero_stage if t.zero_stage is not None else SCALES[stage.scale].zero_stage,
             bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,

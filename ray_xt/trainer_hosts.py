@@ -33,9 +33,9 @@ import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
+import ray_xt.trial_workers as trial_workers
 from ray_xt.loop import OneProcessSession  # light: torch is imported inside functions
 from ray_xt.sessions import final_report
-import ray_xt.trial_workers as trial_workers
 
 ACK_TIMEOUT_S = 900.0  # a report nobody takes for this long: the driving trial is gone, the run stops
 CANCEL_WAIT_S = 1.0  # well below Tune's 2 s wait for a reused trial actor's thread (TUNE_FUNCTION_THREAD_TIMEOUT_S)

@@ -19,7 +19,7 @@ def main() -> int:
     try:
         if load_shm_comm_op() is not None:  # under the same lock as trials (ray_xt.deepspeed_ops)
             print("ray_xt.warmup: DeepSpeed shm comm op ready")
-    except Exception as err:  # a missing compiler only costs speed: DeepSpeed falls back to plain gloo
+    except Exception as err:  # noqa: BLE001 - a missing compiler only costs speed: DeepSpeed falls back to plain gloo
         print(f"ray_xt.warmup: DeepSpeed op prebuild skipped ({err})", file=sys.stderr)
     return 0
 

@@ -41,7 +41,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-import local_ssh  # noqa: E402
+import local_ssh
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 STUDY = "experiments/cluster_smoke.yaml"
 MLFLOW_TUNNEL = 15000  # `ssh -L 5000:127.0.0.1:5000 ...` in the README, to a free port here
-DASHBOARD_TUNNEL = 18265
+DASHBOARD_TUNNEL = 18265  # `ray dashboard --port`: the head's own 8265 is taken on this machine
 GRPC_PROBES = ("/ray.rpc.NodeInfoGcsService/GetClusterId", "/ray.rpc.NodeManagerService/GetResourceLoad",
-               "/ray.rpc.ObjectManagerService/Pull", "/ray.rpc.LogService/ListLogs", "/ray.rpc.RayletDriver/ClusterInfo")  # `ray dashboard --port`: the head's own 8265 is taken on this machine
+               "/ray.rpc.ObjectManagerService/Pull", "/ray.rpc.LogService/ListLogs", "/ray.rpc.RayletDriver/ClusterInfo")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def exposure(address: str, port: int, token: str) -> str:
         probe.settimeout(5)
         try:
             answer = probe.recv(4096)
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             answer = b""
     if answer.startswith(b"HTTP/1"):
         def status(headers: dict) -> tuple[int, bytes]:

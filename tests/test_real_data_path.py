@@ -10,14 +10,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from real_formats import (build_bucc, build_hub_mirror, build_model_mirror, build_translations, corpus_for_tokenizer,
-                          place_translated_choices)
 from ray_xt.config import parse_study
 from ray_xt.data import read_examples
 from ray_xt.families import DataError
 from ray_xt.prepare import data_needs, prepare_data
 from ray_xt.sources import HubUnavailable, materialize
 from ray_xt.tasks.registry import TASKS, XTREME_LANGUAGES
+from real_formats import (
+    build_bucc,
+    build_hub_mirror,
+    build_model_mirror,
+    build_translations,
+    corpus_for_tokenizer,
+    place_translated_choices,
+)
 
 SHARED = Path(os.environ["RAY_XT_SHARED_DATA"]) if os.environ.get("RAY_XT_SHARED_DATA") else None
 ROOT = Path(__file__).resolve().parents[1]
@@ -364,8 +370,8 @@ def test_the_mlm_condition_reads_its_text_from_a_hub_corpus_mirror(tmp_path):
     (wikimedia/wikipedia's layout: a config per dump and language, a `text` column of articles)."""
     from datasets import Dataset, Features, Value
 
-    from real_formats import _write_repo
     from ray_xt.corpus import materialize_corpus
+    from real_formats import _write_repo
 
     features = Features({"id": Value("string"), "url": Value("string"), "title": Value("string"),
                          "text": Value("string")})

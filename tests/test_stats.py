@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ray_xt.stats import (detectable_difference, hierarchical_bootstrap, holm, t_interval, welch_interval)
+from ray_xt.stats import detectable_difference, hierarchical_bootstrap, holm, t_interval, welch_interval
 
 
 def test_t_interval_by_hand():

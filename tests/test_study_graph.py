@@ -138,6 +138,6 @@ def test_the_mlm_condition_trains_the_task_with_target_language_mlm_mixed_in(tmp
                and r.data.tags.get("stage") == "intermediate" and "mlflow.parentRunId" not in r.data.tags)
     names = {d.dataset.name for d in MlflowClient(study["tracking"]["uri"]).get_run(run.info.run_id).inputs.dataset_inputs}
     assert {"mnli/train/en", "mlm/train/qca", "mlm/train/qso"} <= names
-    from ray_xt.report import statistics, scores_frame
+    from ray_xt.report import scores_frame, statistics
 
     assert "mlm_minus_en" in statistics(scores_frame(records))

@@ -66,8 +66,8 @@ def test_a_live_server_with_basic_auth_lets_valid_credentials_in_and_names_the_u
 
     import pytest
 
-    from ray_xt.tracking import TrackingUnavailable, check_tracking_server
     from conftest import AUTH_PASSWORD, AUTH_USER
+    from ray_xt.tracking import TrackingUnavailable, check_tracking_server
 
     host = urllib.parse.urlsplit(mlflow_auth_server).netloc
     good = f"http://{AUTH_USER}:{AUTH_PASSWORD}@{host}"

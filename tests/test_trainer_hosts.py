@@ -10,9 +10,9 @@ import pytest
 
 from conftest import tiny_study, tune_env_workers
 from ray_xt.config import parse_study
+from ray_xt.loop import TrialSpec
 from ray_xt.study import StudyRunner
 from ray_xt.trainer_hosts import pool_name, start_pool
-from ray_xt.loop import TrialSpec
 
 pytestmark = pytest.mark.integration
 

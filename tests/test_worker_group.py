@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from conftest import tiny_study
 from ray_xt.config import ConfigError, parse_study
-from ray_xt.study import StudyRunner
 from ray_xt.loop import deepspeed_config, rank_share
+from ray_xt.study import StudyRunner
 
 pytestmark = pytest.mark.integration
 

@@ -143,7 +143,7 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-class eval_mode:
+class eval_mode:  # noqa: N801 - used as a function-like context manager
     """model.eval() and inference mode for a block, restoring training mode after."""
 
     def __init__(self, model):

@@ -21,7 +21,7 @@ def read_choice_file(path: Path, num_choices: int = 0) -> list[dict]:
             row = json.loads(line)
             choices, label = row["choices"], row.get("label")
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise DataError(f"{path}:{n}: expected a JSON object with id, context, question, choices, label ({err})")
+            raise DataError(f"{path}:{n}: expected a JSON object with id, context, question, choices, label ({err})") from None
         if num_choices and len(choices) != num_choices:
             raise DataError(f"{path}:{n}: {len(choices)} choices, the task has {num_choices}")
         if label is not None and not 0 <= int(label) < len(choices):

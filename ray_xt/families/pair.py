@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from ray_xt.families.base import (
-    DataError, Evaluation, Family, eval_mode, length_sorted_batches, padded_inputs, require,
+    DataError,
+    Evaluation,
+    Family,
+    eval_mode,
+    length_sorted_batches,
+    padded_inputs,
+    require,
 )
 from ray_xt.families.first_token import classification_logits
 from ray_xt.tasks.registry import TaskSpec

@@ -13,7 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from ray_xt.families.base import (
-    DataError, Evaluation, Family, eval_mode, length_sorted_batches, padded_inputs, require,
+    DataError,
+    Evaluation,
+    Family,
+    eval_mode,
+    length_sorted_batches,
+    padded_inputs,
+    require,
 )
 from ray_xt.formats import FormatError, read_squad
 

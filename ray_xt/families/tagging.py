@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ray_xt.families.base import (
-    DataError, Evaluation, Family, eval_mode, length_sorted_batches, pad, padded_inputs, require,
+    DataError,
+    Evaluation,
+    Family,
+    eval_mode,
+    length_sorted_batches,
+    pad,
+    padded_inputs,
+    require,
 )
 from ray_xt.formats import FormatError, read_conll
 

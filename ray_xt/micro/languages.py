@@ -131,7 +131,7 @@ class Renderer:
         self.seed = seed
         self._code_switch_rng = code_switch_rng  # set only for web text (see ``web_text``)
 
-    def web_text(self, rng: random.Random) -> "Renderer":
+    def web_text(self, rng: random.Random) -> Renderer:
         """This language as its pretraining corpus writes it: with the profile's English loans (code-switching)."""
         return Renderer(self.profile, self.vocabulary, self.seed, code_switch_rng=rng)
 

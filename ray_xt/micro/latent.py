@@ -36,7 +36,7 @@ VERBS_PER_NOUN, OBJECTS_PER_VERB, ADJECTIVES_PER_NOUN = 4, 8, 3
 CONTINUATION_RATE = 0.8
 
 
-@functools.lru_cache(maxsize=None)  # a pure function of its arguments, asked millions of times per world
+@functools.cache  # a pure function of its arguments, asked millions of times per world
 def preferences(word: str, pool: tuple[str, ...], k: int, kind: str) -> tuple[str, ...]:
     """The ``k`` members of ``pool`` that ``word`` usually goes with: a fixed fact of the latent world."""
     return tuple(random.Random(zlib.crc32(f"{kind}:{word}".encode())).sample(pool, k))
@@ -78,7 +78,7 @@ class Clause:
     place: str | None = None
     place_first: bool = False  # "in the garden, the dog sees the cat": same meaning, other order
 
-    def swapped_roles(self) -> "Clause":
+    def swapped_roles(self) -> Clause:
         """Same words, roles exchanged: the PAWS-style adversarial non-paraphrase."""
         return replace(self, subject=self.object, object=self.subject)
 

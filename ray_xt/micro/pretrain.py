@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import sentencepiece as spm
 
@@ -124,7 +124,7 @@ class PretrainSpec:
     # the cost of a step about in half, and the build spends what it saves on more optimizer steps. 1 = plain.
     length_group: int = 32
 
-    def resolved(self) -> "PretrainSpec":
+    def resolved(self) -> PretrainSpec:
         return replace(self, bf16=cpu_has_native_bf16()) if self.bf16 == "auto" else self
 
     def cost(self) -> float:

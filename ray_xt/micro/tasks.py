@@ -7,8 +7,8 @@ loaders in ``ray_xt.tasks`` read micro and real data through the same code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ray_xt.micro.latent import Clause, LatentSampler
 

@@ -13,8 +13,8 @@ in the formats ray_xt reads (the micro world writes both).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 FAMILIES = ("pair_classification", "multiple_choice", "tagging", "span_qa", "retrieval", "masked_lm")
 
