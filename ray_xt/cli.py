@@ -18,9 +18,16 @@ data_app = typer.Typer(help="The study's data: fetch, translate-in and check it 
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-def _load(path: Path) -> StudyConfig:
+config_app = typer.Typer(help="The study file's settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+SET_HELP = ("override a study-file setting, FIELD=VALUE with FIELD dotted as in the file (trial.epochs=3, "
+            "search.learning_rate.low=1e-5); repeatable; validated as the file is and recorded with the stages")
+
+
+def _load(path: Path, overrides: list[str] | None = None) -> StudyConfig:
     try:
-        return load_study(path)
+        return load_study(path, overrides or ())
     except ConfigError as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
@@ -139,12 +146,15 @@ def _publish_report(runner, records: list[dict]) -> None:
 
 
 @app.command()
-def plan(experiment: Path = typer.Argument(..., help="study YAML (see experiments/)")) -> None:
+def plan(
+    experiment: Path = typer.Argument(..., help="study YAML (see experiments/)"),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
     """Print the stages and trial counts of a study; schedules nothing. Runs the checks `run` runs before Ray
     starts, so a study `plan` accepts gets past them."""
     from ray_xt.stages import expand
 
-    cfg = _load(experiment)
+    cfg = _load(experiment, overrides)
     _checks(cfg)
     stages = expand(cfg)
     swept = sum(s.kind != "retrieval" for s in stages)
@@ -193,11 +203,12 @@ def run(
     storage: str | None = typer.Option(None, help="study storage (overrides storage:)"),
     seeds: str | None = typer.Option(None, help="run only these of the study's seeds, e.g. 0 (a first look); "
                                                    "a later run without it runs only the other seeds' stages"),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Run (or continue) a study; finished stages are skipped."""
     from ray_xt.study import StudyRunner
 
-    cfg = _load(experiment)
+    cfg = _load(experiment, overrides)
     if seeds:
         try:
             cfg = only_seeds(cfg, seeds, str(experiment))
@@ -234,12 +245,13 @@ def report(
     experiment: Path = typer.Argument(..., help="study YAML"),
     tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
     storage: str | None = typer.Option(None, help="study storage (overrides storage:), as given to run"),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP + " (the same as given to run)"),
 ) -> None:
     """Rebuild the comparison report from the study's finished stages (runs nothing)."""
     from ray_xt.stages import expand
     from ray_xt.study import StudyRunner
 
-    cfg = _load(experiment)
+    cfg = _load(experiment, overrides)
     if storage:
         cfg = _with_storage(cfg, storage)
     _checks(cfg, tracking_uri)
@@ -247,15 +259,31 @@ def report(
     _publish_report(runner, [r for r in (runner.store.get(s) for s in expand(cfg)) if r is not None])
 
 
+@config_app.command("explain")
+def config_explain(field: str | None = typer.Argument(None, help="a setting or group, dotted (trial, trial.epochs); "
+                                                                "default: every setting")) -> None:
+    """Each study-file setting: its type, default and what it does (from the settings' own definitions)."""
+    from ray_xt.config import explain
+
+    try:
+        typer.echo("\n".join(explain(field)))
+    except ConfigError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 @data_app.command("prepare")
-def data_prepare(experiment: Path = typer.Argument(..., help="study YAML (see experiments/)")) -> None:
+def data_prepare(
+    experiment: Path = typer.Argument(..., help="study YAML (see experiments/)"),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
     """Fetch (hub or mirror), translate-in (XTREME's translations) and check everything the study reads, without
     training; writes <data root>/manifest.json and prints what came from where."""
     from ray_xt.data import DataError
     from ray_xt.prepare import prepare_data
     from ray_xt.study import resolve_inputs
 
-    cfg = _load(experiment)
+    cfg = _load(experiment, overrides)
     try:
         if cfg.data.source == "micro":  # the micro world's files and models are built, then checked
             resolved = resolve_inputs(cfg, use_ray=False)

@@ -7,8 +7,9 @@ Every error names the field path and what would be valid.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -116,6 +117,8 @@ class MicroWorldConfig(Strict):
 
 
 class DataConfig(Strict):
+    """Where the task data come from: the micro world, a local XTREME download or the HF hub."""
+
     source: Literal["micro", "xtreme_dir", "hub"] = Field(
         "micro", description="'micro': the generated offline world; 'xtreme_dir': a local XTREME download; "
         "'hub': fetched from the HF hub into root (files already there are kept)",
@@ -158,6 +161,8 @@ class MLMCorpus(Strict):
 
 
 class IntermediateConfig(Strict):
+    """Intermediate tasks and the conditions (languages of their data) each is trained in."""
+
     tasks: list[str] = Field(default_factory=list, description="intermediate tasks (e.g. mnli, qqp)")
     conditions: list[Literal["en", "translate-train", "translate-train-each", "mlm"]] = Field(
         default_factory=lambda: ["en"],
@@ -188,6 +193,8 @@ class IntermediateConfig(Strict):
 
 
 class TargetConfig(Strict):
+    """XTREME target tasks, fine-tuned on English and evaluated zero-shot."""
+
     tasks: list[str] = Field(min_length=1, description="XTREME target tasks (e.g. pawsx, xnli)")
     languages: list[str] | None = Field(None, description="zero-shot evaluation languages (default: all of the task's)")
 
@@ -218,8 +225,8 @@ class TrialConfig(Strict):
                                    "examples per rank, so batch_size stays the effective batch (jiant's XTREME runs: "
                                    "4 x 8 = 32; QA 4 x 4 = 16) while a large model's micro-batch fits the device "
                                    "(default: as few as keep each micro-batch within the scale's micro_batch_tokens)")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0, le=10)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps the learning rate warms up over")
+    weight_decay: float = Field(0.01, ge=0, le=10, description="AdamW weight decay (not on biases and LayerNorms)")
     zero_stage: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage (default: the scale's)")
     bf16: Literal["auto", True, False] = Field("auto", description="bf16 on GPUs that support it; fp32 on CPU")
     cpus: float | None = Field(None, gt=0, le=1024, description="CPUs per trial, per worker when workers > 1 (default: the scale's)")
@@ -235,18 +242,28 @@ class TrialConfig(Strict):
                                   "as the paper's runs): plain shuffled batches")
 
 
-class TaskOverride(Strict):
-    """Per-task trial settings (the paper's protocol differs by task: epochs, sequence length...)."""
+# where a trial runs is per scale (scale_overrides), not per task: a task cannot change it
+PLACEMENT_FIELDS = ("cpus", "gpus", "workers")
 
-    epochs: float | None = Field(None, gt=0, le=1000)
-    batch_size: int | None = Field(None, ge=1, le=65536)
-    max_seq_length: int | None = Field(None, ge=8, le=4096)
-    doc_stride: int | None = Field(None, ge=1, le=4096)
-    max_train_examples: int | None = Field(None, ge=1, le=10**9)
-    max_eval_examples: int | None = Field(None, ge=1, le=10**9)
-    evals_per_epoch: int | None = Field(None, ge=1, le=1000)
-    retrieval_layer: int | None = Field(None, ge=1, le=1000)
-    grad_accum: int | None = Field(None, ge=1, le=1024)
+
+def _task_override_model() -> type[Strict]:
+    """TrialConfig with every field optional (None: the study's trial: value) and the same bounds and descriptions,
+    placement left out."""
+    from pydantic import create_model
+    from pydantic.fields import FieldInfo
+
+    fields: dict[str, Any] = {
+        name: (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+        for name, info in TrialConfig.model_fields.items() if name not in PLACEMENT_FIELDS
+    }
+    return create_model("TaskOverride", __base__=Strict, __doc__="Per-task trial settings (the paper's protocol "
+                        "differs by task: epochs, sequence length...): any trial: setting but placement.", **fields)
+
+
+if TYPE_CHECKING:  # a model class built at import: type checkers see a Strict model
+    class TaskOverride(Strict): ...
+else:
+    TaskOverride = _task_override_model()
 
 
 class ScaleOverride(Strict):
@@ -262,8 +279,10 @@ class ScaleOverride(Strict):
 
 
 class LogRange(Strict):
-    low: float = Field(gt=0, le=10)
-    high: float = Field(gt=0, le=10)
+    """A range searched log-uniformly."""
+
+    low: float = Field(gt=0, le=10, description="lowest value (sampled log-uniformly)")
+    high: float = Field(gt=0, le=10, description="highest value")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -297,12 +316,14 @@ class SearchConfig(Strict):
 class SchedulerConfig(Strict):
     """ASHA early stopping on the dev score reported at each evaluation."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="ASHA early stopping of weak trials (false: every trial runs to the end)")
     grace_period: int = Field(1, ge=1, le=100_000, description="evaluations before a trial may be stopped")
-    reduction_factor: float = Field(2.0, gt=1, le=100)
+    reduction_factor: float = Field(2.0, gt=1, le=100, description="ASHA keeps 1/reduction_factor of trials per rung")
 
 
 class TrackingConfig(Strict):
+    """Where MLflow records the study."""
+
     uri: str = Field("sqlite:///mlruns.db", description="MLflow tracking URI (SQLite file or http://server)")
     experiment: str | None = Field(None, description="MLflow experiment name (default: ray_xt/<study name>)")
 
@@ -316,13 +337,14 @@ class TrackingConfig(Strict):
 
 class StudyConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="study name (used in paths and MLflow)")
-    description: str = ""
+    description: str = Field("", description="free text about the study, for its readers")
     data: DataConfig = Field(default_factory=DataConfig)
     micro: MicroWorldConfig = Field(default_factory=MicroWorldConfig)
     scales: list[str] = Field(min_length=1, description="model scales to compare")
     intermediate: IntermediateConfig = Field(default_factory=IntermediateConfig)
     target: TargetConfig
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=1000)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=1000,
+                             description="fine-tuning seeds: every stage runs once per seed")
     trial: TrialConfig = Field(default_factory=TrialConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
@@ -538,8 +560,36 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    """Load and validate a study YAML; raises ConfigError naming the file and field."""
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """A study file's settings with ``--set FIELD=VALUE`` overrides applied (FIELD dotted, as in the file:
+    trial.epochs, search.learning_rate.low, task_overrides.udpos.epochs; VALUE read as YAML: 3, 1e-4, [a, b],
+    true). The result is validated as the file is."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        field, sep, text = item.partition("=")
+        parts = field.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item}: expected FIELD=VALUE with FIELD as in the study file, e.g. "
+                              "--set trial.epochs=3 (`ray-xt config explain` lists the fields)")
+        try:
+            value = yaml.load(text, Loader=_UniqueKeyLoader)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item}: the value is not YAML ({err})") from None
+        node = data
+        for depth, key in enumerate(parts[:-1], 1):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item}: {'.'.join(parts[:depth])} is a value ({child!r}), not a group of "
+                                  "settings")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
+    """Load and validate a study YAML (with ``--set`` overrides); raises ConfigError naming the file and field."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: study file not found (experiments/ holds the shipped ones)")
@@ -554,4 +604,45 @@ def load_study(path: str | Path) -> StudyConfig:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_study(data, str(path))
+    if not overrides:
+        return parse_study(data, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of study settings at the top level, got {type(data).__name__}")
+    return parse_study(apply_overrides(data, overrides), f"{path} with --set {' --set '.join(overrides)}")
+
+
+def explain(field: str | None = None) -> list[str]:
+    """Every study-file setting under ``field`` (all when None), one line each: dotted name, type, default and
+    description, from the models' own fields. Raises ConfigError for a field the study file has no place for."""
+    lines = [line for line in _explain(StudyConfig, "") if field is None or line[0] == field
+             or line[0].startswith(field + ".")]
+    if not lines:
+        top = ", ".join(StudyConfig.model_fields)
+        raise ConfigError(f"no study setting {field!r}; top-level settings: {top}")
+    width = max(len(name) for name, _ in lines)
+    return [f"{name.ljust(width)}  {text}" for name, text in lines]
+
+
+def _explain(model: type[BaseModel], prefix: str) -> list[tuple[str, str]]:
+    out = []
+    for name, info in model.model_fields.items():
+        dotted = prefix + name
+        annotation = info.annotation
+        per_key = get_args(annotation)[1] if get_origin(annotation) is dict else None
+        per_key = per_key if isinstance(per_key, type) and issubclass(per_key, BaseModel) else None
+        inner = [] if per_key else [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
+        group = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        kind = "group" if group else "one group per key" if per_key else _type_name(annotation)
+        about = info.description or (group.__doc__ or "").strip().split("\n")[0] if group else info.description
+        default = "" if info.is_required() or group or per_key else f" = {info.get_default(call_default_factory=True)!r}"
+        out.append((dotted, f"{kind}{default}" + (f" — {about}" if about else "")))
+        if group:
+            out += _explain(group, dotted + ".")
+        elif per_key:
+            out += _explain(per_key, dotted + ".<key>.")
+    return out
+
+
+def _type_name(annotation) -> str:
+    text = str(annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
+    return text.replace("NoneType", "None")

@@ -19,13 +19,10 @@ WORKER_ENV = {
 }
 
 
-# What every worker of a local Ray instance imports before accepting work. Nothing heavy: Ray starts a new
-# worker process for every Tune trial actor in every sweep, and those only drive warm trainer hosts
-# (ray_xt.trainer_hosts), which import torch, transformers and DeepSpeed once per study themselves.
-# Preloading them here cost every trial actor ~6 s per sweep (docs/benchmarks.md, "Orchestration overhead").
-PRELOAD_MODULES: tuple[str, ...] = ()
-
-
+# No preload_python_modules: Ray starts a new worker process for every Tune trial actor in every sweep, and those
+# only drive warm trainer hosts (ray_xt.trainer_hosts), which import torch, transformers and DeepSpeed once per
+# study themselves. Preloading them into every worker cost every trial actor ~6 s per sweep (docs/benchmarks.md,
+# "Orchestration overhead").
 # Ray kills a task worker idle for 1 s whenever the node's idle workers outnumber its free CPUs, and while trials
 # hold every CPU that is any idle worker: every stage driver and zero-shot evaluation (Ray tasks) then started a
 # new process that imported Tune or torch again (a one-seed demo's stages took 1.37x as long; docs/benchmarks.md,
@@ -35,8 +32,7 @@ IDLE_WORKER_SECONDS = 60
 
 def ray_system_config() -> dict:
     """Ray system settings for an instance ray_xt starts (``ray.init``); cluster YAMLs set them on ``ray start``."""
-    return {"preload_python_modules": list(PRELOAD_MODULES),
-            "idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
+    return {"idle_worker_killing_time_threshold_ms": IDLE_WORKER_SECONDS * 1000}
 
 
 def job_runtime_env(fast_start: bool = True) -> dict:

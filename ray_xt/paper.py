@@ -36,19 +36,11 @@ XLMR_LARGE: dict[str, Published] = {
     "udpos": _test(72.6, "f1", confirmed=False), "bucc2018": _test(66.0, "f1", confirmed=False),
     "tatoeba": _test(57.3, "accuracy", confirmed=False),
 }
-XLMR_LARGE_XTREME_AVERAGE = Published(68.2, "test", "xtreme_average", FROM_MEMORY, False)
 # X-STILTs: XLM-R large after the best intermediate task per target (Phang et al. 2020), XTREME test scores
 X_STILTS: dict[str, Published] = {
     "xnli": _test(80.4, "accuracy"), "pawsx": _test(87.7, "accuracy"), "panx": _test(64.7, "f1"),
     "xquad": _test(77.2, "f1"), "mlqa": _test(72.3, "f1"), "tydiqa": _test(76.0, "f1"),
 }
-# Phang et al. 2020: average target-task improvement of the best single intermediate tasks (English); the v1
-# abstract's SQuAD +8.4 is over dev sets: these are dev-set averages at best
-AVERAGE_IMPROVEMENT: dict[str, Published] = {
-    name: Published(value, "dev", "average_improvement", FROM_MEMORY, False)
-    for name, value in {"squad": 8.2, "mnli": 7.5, "hellaswag": 7.0}.items()
-}
-
 # which of our scales the paper's numbers describe
 PAPER_SCALE = "xlmr-large"
 
@@ -59,10 +51,6 @@ def paper_baseline(scale: str, target: str) -> Published | None:
 
 def paper_best_intermediate(scale: str, target: str) -> Published | None:
     return X_STILTS.get(target) if scale == PAPER_SCALE else None
-
-
-def paper_improvement(scale: str, intermediate: str) -> Published | None:
-    return AVERAGE_IMPROVEMENT.get(intermediate) if scale == PAPER_SCALE else None
 
 
 def label(published: Published) -> str:

@@ -83,13 +83,6 @@ SCALES: dict[str, Scale] = {
 }
 
 
-def get_scale(name: str) -> Scale:
-    try:
-        return SCALES[name]
-    except KeyError:
-        raise KeyError(f"unknown scale {name!r}; known scales: {', '.join(SCALES)}") from None
-
-
 MODEL_MIRROR_ENV = "RAY_XT_MODEL_MIRROR"
 
 

@@ -102,6 +102,11 @@ CLI_CASES = [
     ("address where nothing listens", ["--address", "127.0.0.1:1"], ["--address 127.0.0.1:1", "no Ray cluster"]),
     ("unknown tracking scheme", ["--tracking-uri", "foo://bar"], ["foo://", "MLflow has no tracking store"]),
     ("storage URI nothing opens", ["--storage", "foo://bucket/x"], ["--storage", "foo://"]),
+    ("--set without a value", ["--set", "trial.epochs"], ["--set trial.epochs", "FIELD=VALUE"]),
+    ("--set of an unknown field", ["--set", "trial.epochz=3"], ["with --set trial.epochz=3", "unknown key(s) ['epochz']"]),
+    ("--set of a wrong type", ["--set", "trial.epochs=many"], ["with --set trial.epochs=many", "trial.epochs"]),
+    ("--set inside a value", ["--set", "name.x=1"], ["--set name.x=1", "name is a value"]),
+    ("--set to infinity", ["--set", "trial.epochs=.inf"], ["trial.epochs", "not a finite number"]),
 ]
 
 
@@ -110,6 +115,8 @@ def test_a_bad_run_option_is_refused_before_ray(case, options, named, tmp_path, 
     out = refused(tmp_path, demo(tmp_path), *options)
     for words in named:
         assert words in out, (words, out)
+    if options[0] == "--set":  # plan validates overrides as run does
+        assert refused(tmp_path, demo(tmp_path), *options, command="plan") == out
 
 
 def test_translate_without_its_data_root_is_refused_before_ray(tmp_path, ray_never_started):

@@ -181,3 +181,47 @@ def test_reachable_mlflow_server_passes_the_check(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_set_overrides_change_the_study_as_the_file_would_and_are_recorded_with_its_stages(tmp_path):
+    """`--set trial.epochs=3 --set search.num_samples=8`: the same study as a file saying so (same stage keys), and the
+    resolved config every stage record and checkpoint keeps carries the values."""
+    from ray_xt.config import load_study
+    from ray_xt.stages import expand
+    from ray_xt.study import recordable
+
+    base = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
+    edited = {**base, "trial": {**base["trial"], "epochs": 3}, "search": {**base["search"], "num_samples": 8},
+              "task_overrides": {"udpos": {"epochs": 5}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
+    overridden = load_study(tmp_path / "base.yaml", ["trial.epochs=3", "search.num_samples=8",
+                                                     "task_overrides.udpos.epochs=5"])
+    assert overridden == load_study(tmp_path / "edited.yaml")
+    assert [s.key for s in expand(overridden)] == [s.key for s in expand(load_study(tmp_path / "edited.yaml"))]
+    assert [s.key for s in expand(overridden)] != [s.key for s in expand(load_study(tmp_path / "base.yaml"))]
+    assert overridden.trial_for("udpos").epochs == 5 and overridden.trial_for("pawsx").epochs == 3
+    recorded = recordable(overridden)
+    assert recorded["trial"]["epochs"] == 3 and recorded["search"]["num_samples"] == 8
+
+
+def test_config_explain_describes_every_setting_and_names_an_unknown_one():
+    """Every setting of the study file has a description (a new field without one fails here), and
+    `ray-xt config explain FIELD` prints a field or a group."""
+    from typer.testing import CliRunner
+
+    from ray_xt.cli import app
+    from ray_xt.config import explain
+
+    lines = explain()
+    assert all(" — " in line for line in lines), [line for line in lines if " — " not in line]
+    names = {line.split()[0] for line in lines}
+    assert {"trial.epochs", "search.learning_rate.low", "task_overrides.<key>.epochs", "scale_overrides.<key>.gpus",
+            "tracking.uri"} <= names
+    assert "task_overrides.<key>.cpus" not in names  # placement is per scale
+    result = CliRunner().invoke(app, ["config", "explain", "trial.epochs"])
+    assert result.exit_code == 0 and result.output.startswith("trial.epochs") and "passes over the training data" in result.output
+    result = CliRunner().invoke(app, ["config", "explain", "trial"])
+    assert result.exit_code == 0 and "trial.group_by_length" in result.output and "search." not in result.output
+    result = CliRunner().invoke(app, ["config", "explain", "trail"])
+    assert result.exit_code == 2 and "no study setting 'trail'" in result.output and "trial" in result.output

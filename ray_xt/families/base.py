@@ -53,7 +53,6 @@ class Family:
     """Base class: subclasses fill in the task-specific steps."""
 
     name = ""
-    trainable = True
     scored = True  # False: trained alongside a task (the MLM companion), never evaluated
     parallel = True  # a task's files in several languages render the same examples (translations)
     # Logits from the first token's last-layer state only (``families.first_token``), for heads that read

@@ -28,7 +28,6 @@ def default_layer(num_layers: int) -> int:
 
 class Retrieval(Family):
     name = "retrieval"
-    trainable = False
 
     def __init__(self, layer: int | None = None, threshold: float | None = None):
         self.layer = layer

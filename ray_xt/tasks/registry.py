@@ -216,13 +216,6 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-def get_task(name: str) -> TaskSpec:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
-
-
 # Approximate English training-set sizes (examples) of the real tasks, for `ray-xt plan`'s cost estimates.
 TRAIN_SIZES: dict[str, int] = {
     "xnli": 392_702, "pawsx": 49_401, "udpos": 12_543, "panx": 20_000, "xquad": 87_599, "mlqa": 87_599,
