@@ -107,6 +107,19 @@ def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
 
 MULTI_TASK = "multi-task"  # the task (and condition) of a stage trained on all intermediate tasks at once
 
+# Stage-key versions, each bumped when a fix changes what some stages compute (their finished records must not be
+# reused); docs/migrations.md says which stages each bump re-runs.
+# 2: a target stage's fresh head is drawn anew even where its upstream checkpoint has a head of the same shape
+# (families.base.init_head); before, transformers kept the loaded head (QQP's before PAWS-X, MNLI's before XNLI).
+FRESH_HEAD_VERSION = 2
+
+
+def _head_carried_over(upstream: Stage | None, target: str) -> bool:
+    """The stages FRESH_HEAD_VERSION re-runs: targets after a single intermediate task of their own family (whose
+    checkpoint has a head the target's may match in shape; a multi-task upstream saves the encoder alone)."""
+    return (upstream is not None and upstream.task != MULTI_TASK
+            and TASKS[upstream.task].family == TASKS[target].family)
+
 
 def translate_languages(cfg: StudyConfig) -> list[str]:
     """The languages of target-language intermediate data: intermediate.languages, else every zero-shot language
@@ -131,6 +144,7 @@ def condition_language(condition: str) -> str | None:
 def expand(cfg: StudyConfig) -> list[Stage]:
     """Stages in dependency order: per scale and seed, intermediates first, then targets."""
     digest = inputs_digest(cfg)
+    head_digest = inputs_digest(cfg, {"fresh_head": FRESH_HEAD_VERSION})
     stages: list[Stage] = []
     for scale in cfg.scales:
         for seed in cfg.seeds:
@@ -154,7 +168,7 @@ def expand(cfg: StudyConfig) -> list[Stage]:
                             kind, scale, target, seed,
                             condition=up.condition if up else "none",
                             intermediate_task=up.task if up else None,
-                            upstream=up, inputs_digest=digest,
+                            upstream=up, inputs_digest=head_digest if _head_carried_over(up, target) else digest,
                         )
                     )
     return stages

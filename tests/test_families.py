@@ -233,3 +233,32 @@ def test_first_token_training_gives_the_full_models_loss_gradients_and_names(tmp
     assert json.loads((tmp_path / "saved" / "config.json").read_text())["architectures"] == ["XLMRobertaForMultipleChoice"]
     reloaded = XLMRobertaForMultipleChoice.from_pretrained(str(tmp_path / "saved"))
     torch.testing.assert_close(reloaded.classifier.weight, model.classifier.weight)
+
+
+def test_a_fresh_head_is_drawn_anew_even_where_the_upstream_checkpoint_has_one_of_the_same_shape(tmp_path):
+    """QQP (2 labels) before PAWS-X (2 labels): the target trains a new head on the intermediate encoder, as the
+    protocol says; the encoder, and an MLM decoder tied to its word embeddings, are the checkpoint's."""
+    import torch
+    from transformers import XLMRobertaForSequenceClassification
+
+    from ray_xt.families import family_of
+    from ray_xt.tasks.registry import MLM_CORPUS, TASKS
+
+    config, _ = _tiny_xlmr()
+    config.num_labels = 2
+    upstream = XLMRobertaForSequenceClassification(config)
+    with torch.no_grad():
+        for param in upstream.classifier.parameters():
+            param.fill_(0.5)
+    upstream.save_pretrained(str(tmp_path / "qqp"))
+    target = family_of(TASKS["pawsx"]).load_model(str(tmp_path / "qqp"), 2, fresh_head=True, labels=["0", "1"])
+    head = dict(target.classifier.named_parameters())
+    assert not any(bool((p == 0.5).any()) for p in head.values()), "the upstream head carried over"
+    assert bool((head["dense.bias"] == 0).all()) and 0.5 * config.initializer_range < float(
+        head["out_proj.weight"].std()) < 2 * config.initializer_range
+    for name, param in upstream.roberta.state_dict().items():
+        torch.testing.assert_close(target.roberta.state_dict()[name], param)
+    mlm = family_of(TASKS[MLM_CORPUS]).load_model(str(tmp_path / "qqp"), 0, fresh_head=True)
+    assert mlm.lm_head.decoder.weight is mlm.roberta.embeddings.word_embeddings.weight
+    torch.testing.assert_close(mlm.roberta.embeddings.word_embeddings.weight,
+                               upstream.roberta.embeddings.word_embeddings.weight)

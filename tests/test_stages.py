@@ -52,7 +52,8 @@ def test_new_trial_settings_at_their_defaults_keep_existing_keys_and_a_new_world
 
     hub = {**BASE, "scales": ["xlmr-base"], "data": {"source": "hub"}}
     stages = expand(parse_study(hub))
-    assert (stages[0].key, stages[-1].key) == ("4589469aafb80be5", "308795bf6ca67ff1")
+    # the last stage (xnli after qqp, one family) was 308795bf6ca67ff1 until stages.FRESH_HEAD_VERSION 2
+    assert (stages[0].key, stages[-1].key) == ("4589469aafb80be5", "b94a93ae755bddfc")
     assert [s.key for s in expand(parse_study({**hub, "trial": {"workers": 2}}))][0] != stages[0].key
     assert [s.key for s in expand(parse_study({**hub, "trial": {"freeze_embeddings": True}}))][0] != stages[0].key
     assert [s.key for s in expand(parse_study({**hub, "trial": {"group_by_length": True}}))][0] != stages[0].key
@@ -183,3 +184,22 @@ def test_measured_throughput_is_filed_under_the_scales_shape(tmp_path, monkeypat
     assert reread.examples_per_second("micro-m") == (40.0, "measured over 1 trials")
     monkeypatch.setitem(scales.SCALES, "micro-m", old)
     assert reread.examples_per_second("micro-m") == (200.0, "measured over 2 trials")
+
+
+def test_the_fresh_head_fix_reruns_exactly_the_targets_after_an_intermediate_task_of_their_own_family():
+    """docs/migrations.md, FRESH_HEAD_VERSION 2: a target after a same-family intermediate task (whose head the
+    target's could match in shape) gets a new key; after another family, the pretrained model or a multi-task
+    encoder, its key is what it always was (the plain inputs digest)."""
+    from ray_xt.stages import Stage, inputs_digest
+
+    cfg = parse_study({**BASE, "scales": ["micro-s"], "seeds": [0],
+                       "intermediate": {"tasks": ["qqp", "hellaswag"], "conditions": ["en"], "multi_task": True},
+                       "target": {"tasks": ["pawsx", "udpos"]}})
+    plain = inputs_digest(cfg)
+    for stage in expand(cfg):
+        if stage.kind != "target":
+            continue
+        rerun = stage.intermediate_task == "qqp" and stage.task == "pawsx"
+        unchanged = Stage(stage.kind, stage.scale, stage.task, stage.seed, stage.condition, stage.intermediate_task,
+                          stage.upstream, plain)
+        assert (stage.key != unchanged.key) == rerun, stage.label

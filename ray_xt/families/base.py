@@ -91,9 +91,7 @@ class Family:
             kwargs["label2id"] = {label: i for i, label in enumerate(labels)}
         model = self.auto_class().from_pretrained(path, **kwargs)
         if fresh_head:
-            for name, module in model.named_children():
-                if name != model.base_model_prefix:
-                    module.apply(model._init_weights)
+            init_head(model)
         return model
 
     # ---- training and evaluation
@@ -103,6 +101,31 @@ class Family:
     def evaluate(self, model, features, examples: list[dict], pad_id: int, task: TaskSpec, lang: str,
                  batch_size: int = 64) -> Evaluation:
         raise NotImplementedError
+
+
+def init_head(model) -> None:
+    """Every parameter outside the encoder drawn afresh, as XLM-R initialises a new head: weights normal(0,
+    initializer_range), biases 0, LayerNorms 1 and 0. Parameters the head shares with the encoder (an MLM decoder
+    tied to the word embeddings) are kept. Written with torch.nn.init: transformers' own initialiser skips every
+    weight ``from_pretrained`` loaded, so an upstream checkpoint's head of the same shape (QQP's 2 labels before
+    PAWS-X's, SQuAD's span head before XQuAD's) would otherwise carry over into the target task."""
+    import torch
+
+    prefix = model.base_model_prefix
+    shared = {id(p) for p in getattr(model, prefix).parameters()}
+    std = model.config.initializer_range
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name == prefix or name.startswith(prefix + "."):
+                continue
+            norm = isinstance(module, torch.nn.LayerNorm)
+            for param_name, param in module.named_parameters(recurse=False):
+                if id(param) in shared:
+                    continue
+                if param_name == "weight":
+                    torch.nn.init.ones_(param) if norm else torch.nn.init.normal_(param, mean=0.0, std=std)
+                else:
+                    torch.nn.init.zeros_(param)
 
 
 def quiet_transformers() -> None:
