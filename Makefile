@@ -105,6 +105,7 @@ bench:
 	$(BIN)/python bench/featurisation.py
 	$(BIN)/python bench/eval_throughput.py
 	$(BIN)/python bench/eval_throughput.py --task xnli
+	$(BIN)/python bench/first_token_cut.py
 	$(BIN)/python bench/retrieval_throughput.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/train_throughput.py --task xnli
@@ -119,6 +120,7 @@ bench-smoke:
 	$(BIN)/python bench/trial_fixed_cost.py --smoke
 	$(BIN)/python bench/featurisation.py --smoke --seeds 1 --samples 2
 	$(BIN)/python bench/eval_throughput.py --smoke
+	$(BIN)/python bench/first_token_cut.py --smoke
 	$(BIN)/python bench/retrieval_throughput.py --smoke
 	$(BIN)/python bench/train_throughput.py --smoke --group-by-length
 	$(BIN)/python bench/compute_to_answer.py --smoke --samples 2

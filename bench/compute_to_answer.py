@@ -47,7 +47,7 @@ def main() -> None:
     import ray
 
     from ray_xt.stages import expand
-    from ray_xt.study import StudyRunner
+    from ray_xt.study import StudyDriver
 
     work = work_folder("ray_xt_bench_compute_")
     size = {"train_size": 160, "dev_size": 40, "pretrain_steps": 30} if opts.smoke else \
@@ -69,7 +69,7 @@ def main() -> None:
     for side, study in sides.items():
         folder = work / side.replace(" ", "_")
         cfg = study_in(folder, name="compute", **study)
-        records = StudyRunner(cfg, log=lambda m: None).run(progress=False)
+        records = StudyDriver(cfg, log=lambda m: None).run(progress=False)
         steps = trial_steps(folder / "results" / "compute" / "tune")
         stages = {s.name: s for s in expand(cfg)}
         total = sum(steps.values())

@@ -29,7 +29,7 @@ def main() -> None:
     import ray
 
     from ray_xt.data import load_features
-    from ray_xt.study import StudyRunner
+    from ray_xt.study import StageRunner, StudyDriver
 
     work = work_folder("ray_xt_bench_feat_")
     world = bench_world(
@@ -38,7 +38,7 @@ def main() -> None:
         trial={"epochs": 1, "evals_per_epoch": 1}, search={"num_samples": opts.samples, "max_concurrent": 2},
         scheduler={"enabled": False}, parallel_stages=1)
     start_local_ray()
-    runner = StudyRunner(world.cfg, log=lambda m: None)
+    runner = StudyDriver(world.cfg, log=lambda m: None)
     started = time.perf_counter()
     records = runner.run(progress=False)
     study_seconds = time.perf_counter() - started
@@ -62,9 +62,10 @@ def main() -> None:
 
     stages = {stage.key: stage for stage in expand(world.cfg)}
     for i, record in enumerate(r for r in records if "sweep" in r):  # each sweep's inputs, tokenised afresh
-        runner.features = fresh = FeatureCache(work / f"fresh{i}")
+        fresh = FeatureCache(work / f"fresh{i}")
+        stage_runner = StageRunner(runner.context(), features=fresh)
         t0 = time.perf_counter()
-        runner._features(stages[record["stage"]["stage_key"]])
+        stage_runner._features(stages[record["stage"]["stage_key"]])
         tokenise_seconds.append((time.perf_counter() - t0) / max(1, fresh.misses))
     mean_tokenise = (sum(tokenise_seconds) / len(tokenise_seconds)) if tokenise_seconds else float("nan")
     mean_load = sum(load_seconds) / len(load_seconds)

@@ -166,7 +166,7 @@ def main() -> None:
 
     from conftest import tiny_study
     from ray_xt.config import parse_study
-    from ray_xt.study import StudyRunner
+    from ray_xt.study import StudyDriver
 
     work = work_folder("ray_xt_bench_")
     size = {"train_size": 160, "corpus_sentences": 600, "pretrain_steps": 30} if opts.smoke else \
@@ -181,7 +181,7 @@ def main() -> None:
     )
     cfg = parse_study(study)
     start_local_ray(opts.concurrency)
-    records = StudyRunner(cfg, log=lambda m: print(m, flush=True)).run(progress=False)
+    records = StudyDriver(cfg, log=lambda m: print(m, flush=True)).run(progress=False)
     ray.shutdown()
     sweep_seconds = [r["sweep_seconds"] for r in records]
     ray_seconds = sum(sweep_seconds)

@@ -6,7 +6,7 @@ A small micro-world study (one scale, ``en`` + 2 synthetic languages, one
 intermediate task in English, PAWS-X-like and UD-POS-like targets, one seed,
 one trial per sweep) is run, then the same study with the languages, the
 intermediate tasks or the seeds doubled, each on a fresh storage folder and the
-same local Ray instance (2 CPUs, 2 stages at once). Timed: ``StudyRunner.run``
+same local Ray instance (2 CPUs, 2 stages at once). Timed: ``StudyDriver.run``
 after the micro world is built (a world with other languages has its own
 tokenizer and models, which is build cost, not study cost). A row per variant:
 stages, wall time, seconds per stage and growth against the base (time growth /
@@ -30,7 +30,7 @@ def main() -> None:
     import ray
 
     from ray_xt.stages import expand
-    from ray_xt.study import StudyRunner, resolve_inputs
+    from ray_xt.study import StudyDriver, resolve_inputs
 
     work = work_folder("ray_xt_bench_scaling_")
     size = {"train_size": 160, "dev_size": 40, "pretrain_steps": 30} if opts.smoke else \
@@ -54,7 +54,7 @@ def main() -> None:
         cfg = study_in(folder, name="scaling", **{**base, **change})
         resolve_inputs(cfg, use_ray=False, progress=False)  # build outside the timing
         started = time.perf_counter()
-        StudyRunner(cfg, log=lambda m: None).run(progress=False)
+        StudyDriver(cfg, log=lambda m: None).run(progress=False)
         rows.append((name, len(expand(cfg)), time.perf_counter() - started))
     ray.shutdown()
     base_stages, base_seconds = rows[0][1], rows[0][2]

@@ -68,7 +68,7 @@ def main() -> None:
     import ray
 
     from ray_xt.families import family_of
-    from ray_xt.study import StudyRunner
+    from ray_xt.study import StudyDriver
     from ray_xt.tasks.registry import TASKS
 
     work = work_folder("ray_xt_bench_fixed_")
@@ -76,7 +76,7 @@ def main() -> None:
                         search={"num_samples": opts.trials, "max_concurrent": 1}, scheduler={"enabled": False},
                         seeds=list(range(opts.sweeps)), parallel_stages=1)
     start_local_ray()
-    records = StudyRunner(world.cfg, log=lambda m: None).run(progress=False)
+    records = StudyDriver(world.cfg, log=lambda m: None).run(progress=False)
     ray.shutdown()
 
     rows, trial_labels = [], []

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ray_xt.config import ConfigError, StudyConfig, load_study, parse_study
+from ray_xt.records import StageRecord
 from ray_xt.tracking_uri import without_password
 
 app = typer.Typer(help="Distributed sweeps for multilingual intermediate-task transfer studies.", no_args_is_help=True)
@@ -133,7 +134,7 @@ def _init_ray(address: str | None) -> None:
         raise typer.Exit(2) from None
 
 
-def _publish_report(runner, records: list[dict]) -> None:
+def _publish_report(runner, records: list[StageRecord]) -> None:
     """Comparison tables to the console, to <storage>/<study>/report/ and to the study's MLflow summary run."""
     from ray_xt.report import log_report, write_report
 
@@ -206,7 +207,7 @@ def run(
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Run (or continue) a study; finished stages are skipped."""
-    from ray_xt.study import StudyRunner
+    from ray_xt.study import StudyDriver
 
     cfg = _load(experiment, overrides)
     if seeds:
@@ -228,7 +229,7 @@ def run(
         if problem:
             typer.secho(problem, fg="red", err=True)
             raise typer.Exit(2)
-    runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
+    runner = StudyDriver(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     runner.prepared = prepared
     from ray_xt.data import DataError
 
@@ -249,13 +250,13 @@ def report(
 ) -> None:
     """Rebuild the comparison report from the study's finished stages (runs nothing)."""
     from ray_xt.stages import expand
-    from ray_xt.study import StudyRunner
+    from ray_xt.study import StudyDriver
 
     cfg = _load(experiment, overrides)
     if storage:
         cfg = _with_storage(cfg, storage)
     _checks(cfg, tracking_uri)
-    runner = StudyRunner(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
+    runner = StudyDriver(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     _publish_report(runner, [r for r in (runner.store.get(s) for s in expand(cfg)) if r is not None])
 
 
@@ -323,7 +324,7 @@ def micro_check(
 ) -> None:
     """Fine-tune each micro scale on English data and print zero-shot accuracy vs chance per language."""
     from ray_xt.report import log_report
-    from ray_xt.study import StudyRunner
+    from ray_xt.study import StudyDriver
     from ray_xt.tasks.registry import TASKS
     from ray_xt.validity import (
         AVERAGE_ROW,
@@ -338,7 +339,7 @@ def micro_check(
         typer.secho(f"{experiment}: intermediate.tasks must be empty for a validity check", fg="red", err=True)
         raise typer.Exit(2)
     _init_ray(address)
-    runner = StudyRunner(cfg, log=lambda m: typer.echo(m))
+    runner = StudyDriver(cfg, log=lambda m: typer.echo(m))
     records = runner.run()
     chance = {task: constant_predictor_score(runner.resolved.data_root, TASKS[task]) for task in cfg.target.tasks}
     table = validity_table(records, chance, cfg.scales)

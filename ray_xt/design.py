@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from ray_xt.config import StudyConfig
+from ray_xt.records import StageRecord
 from ray_xt.stats import detectable_difference
 from ray_xt.tasks.registry import TASKS, shared_training_data
 
@@ -25,7 +26,7 @@ def contrast_pairs(cfg: StudyConfig) -> list[tuple[str, str, str | None]]:
     return [(t, i, shared_training_data(i, t)) for t in cfg.target.tasks for i in cfg.intermediate.tasks]
 
 
-def pooled_seed_sd(records: list[dict]) -> tuple[float, int] | None:
+def pooled_seed_sd(records: list[StageRecord]) -> tuple[float, int] | None:
     """Pooled standard deviation over seeds of the language-averaged English − target-language difference in
     finished stage records, and its degrees of freedom; None with fewer than two seeds in any cell."""
     from ray_xt.report import scores_frame
@@ -47,7 +48,7 @@ def pooled_seed_sd(records: list[dict]) -> tuple[float, int] | None:
     return (math.sqrt(squares / df), df) if df else None
 
 
-def power_lines(cfg: StudyConfig, records: list[dict]) -> list[str]:
+def power_lines(cfg: StudyConfig, records: list[StageRecord]) -> list[str]:
     """The plan's lines on contrasts and the detectable difference."""
     pairs = contrast_pairs(cfg)
     if not pairs:

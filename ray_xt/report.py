@@ -7,17 +7,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ray_xt.records import StageRecord
+from ray_xt.stages import Condition
 
-def scores_frame(records: list[dict]) -> pd.DataFrame:
+
+def scores_frame(records: list[StageRecord]) -> pd.DataFrame:
     """One row per (scale, target task, seed, condition, intermediate task, language)."""
     rows = []
     for rec in records:
         if "zero_shot" not in rec:
             continue
         tags = rec["stage"]
-        condition, only = tags["condition"], None
-        if condition.startswith("translate-train:"):  # one model per language: it speaks for that language only
-            condition, only = "translate-train-each", condition.split(":", 1)[1]
+        parsed = Condition.parse(tags["condition"])
+        condition, only = parsed.group, parsed.language  # one model per language speaks for that language only
         for lang, score in rec["zero_shot"].items():
             if only and lang != only:
                 continue
@@ -78,7 +80,7 @@ PUBLISHED_METRIC = {"xnli": "accuracy", "pawsx": "accuracy", "tatoeba": "accurac
                     "bucc2018": "f1", "xquad": "f1", "mlqa": "f1", "tydiqa": "f1"}
 
 
-def xtreme_test_scores(records: list[dict]) -> pd.DataFrame:
+def xtreme_test_scores(records: list[StageRecord]) -> pd.DataFrame:
     """Per (scale, target, condition, intermediate, seed): the test-set score in the published metric, averaged
     over XTREME's languages for the task (English included where XTREME includes it), from the submission files
     scored against gold labels (``test_metrics`` of each record); ``languages`` says how many were there."""
@@ -88,7 +90,7 @@ def xtreme_test_scores(records: list[dict]) -> pd.DataFrame:
     for rec in records:
         metrics = rec.get("test_metrics")
         tags = rec["stage"]
-        if not metrics or tags["task"] not in PUBLISHED_METRIC or tags["condition"].startswith("translate-train:"):
+        if not metrics or tags["task"] not in PUBLISHED_METRIC or Condition.parse(tags["condition"]).language:
             continue
         wanted = TASKS[tags["task"]].languages
         values = [metrics[lang][PUBLISHED_METRIC[tags["task"]]] for lang in wanted if lang in metrics]
@@ -99,7 +101,7 @@ def xtreme_test_scores(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def published_comparison(records: list[dict]) -> pd.DataFrame:
+def published_comparison(records: list[StageRecord]) -> pd.DataFrame:
     """Like for like: our XTREME test scores (published metric, XTREME's language list, mean over seeds) of the
     baseline and of the best English intermediate task per target, beside the published XLM-R large and
     X-STILTs test numbers for the scale they describe, each marked confirmed or unverified."""
@@ -392,7 +394,7 @@ def plot(tables: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
     return _save_figure(fig, path)
 
 
-def write_report(records: list[dict], out_dir: Path) -> tuple[str, list[Path]]:
+def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[Path]]:
     """Writes comparison.md, scores.csv and comparison.png; returns the markdown and the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = scores_frame(records)

@@ -132,13 +132,39 @@ def translate_languages(cfg: StudyConfig) -> list[str]:
 def _variants(cfg: StudyConfig, condition: str) -> list[str]:
     """translate-train-each becomes one stage condition per language: 'translate-train:<lang>'."""
     if condition == "translate-train-each":
-        return [f"translate-train:{lang}" for lang in translate_languages(cfg)]
+        return [str(Condition("translate-train", lang)) for lang in translate_languages(cfg)]
     return [condition]
+
+
+PER_LANGUAGE = "translate-train:"  # a per-language condition's prefix: one model for each target language
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A stage's condition as stage keys, records and MLflow tags spell it: ``none`` (no intermediate task),
+    ``en``, ``translate-train``, ``mlm``, ``multi-task``, or ``translate-train:<lang>`` (one model per language)."""
+
+    name: str
+    language: str | None = None  # the one target language of a per-language condition
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        if text.startswith(PER_LANGUAGE):
+            return cls("translate-train", text[len(PER_LANGUAGE):])
+        return cls(text)
+
+    @property
+    def group(self) -> str:
+        """What the report compares: per-language models pooled as ``translate-train-each``."""
+        return "translate-train-each" if self.language else self.name
+
+    def __str__(self) -> str:
+        return f"{PER_LANGUAGE}{self.language}" if self.language else self.name
 
 
 def condition_language(condition: str) -> str | None:
     """The single target language of a 'translate-train:<lang>' condition."""
-    return condition.split(":", 1)[1] if condition.startswith("translate-train:") else None
+    return Condition.parse(condition).language
 
 
 def expand(cfg: StudyConfig) -> list[Stage]:

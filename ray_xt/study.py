@@ -14,6 +14,7 @@ from ray_xt.config import StudyConfig
 from ray_xt.data import FeatureCache
 from ray_xt.loop import Schedule
 from ray_xt.prepare import data_needs, prepare_data, training_source
+from ray_xt.records import StageRecord
 from ray_xt.scales import SCALES, model_location
 from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
 from ray_xt.storage import StudyStorage
@@ -85,11 +86,11 @@ class StageStore:
     def _location(self, stage: Stage) -> str:
         return storage.join(self.directory, f"{stage.key}.json")
 
-    def get(self, stage: Stage) -> dict | None:
+    def get(self, stage: Stage) -> StageRecord | None:
         text = storage.read_text(self._location(stage))
         return json.loads(text) if text is not None else None
 
-    def put(self, stage: Stage, record: dict) -> None:  # whole or absent
+    def put(self, stage: Stage, record: StageRecord) -> None:  # whole or absent
         storage.write_text(self._location(stage), json.dumps(record, indent=1, default=str) + "\n")
 
 
@@ -159,25 +160,41 @@ class StageFailed(RuntimeError):
     pass
 
 
-class StudyRunner:
-    def __init__(self, cfg: StudyConfig, tracking_uri: str | None = None, log: Callable[[str], None] = print):
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage runner needs, small and picklable: built once by the study driver, shipped to every stage's
+    Ray task."""
+
+    cfg: StudyConfig
+    tracking_uri: str  # absolute (ray_xt.study.absolute_uri)
+    resolved: Resolved
+    git_revision: str
+    trainer_pool: str | None = None  # the study's TrainerPool (ray_xt.trainer_hosts), if its CPU trials use one
+
+
+class StudyParts:
+    """A study's storage, paths, stage records, MLflow experiment and feature cache (each built from the config)."""
+
+    def __init__(self, cfg: StudyConfig, tracking_uri: str):
         self.cfg = cfg
         self.storage = StudyStorage(cfg.storage, cfg.name)
         self.paths = StudyPaths(self.storage.local)  # written here first; self.storage publishes them
         self.store = StageStore(self.storage.location_of(self.paths.stages))
-        self.tracker = Tracker(absolute_uri(tracking_uri or cfg.tracking.uri),
-                               cfg.tracking.experiment or f"ray_xt/{cfg.name}")
+        self.tracker = Tracker(tracking_uri, cfg.tracking.experiment or f"ray_xt/{cfg.name}")
         self.features = FeatureCache(self.paths.features, storage=self.storage)
-        self.log = log
-        self.git_revision = git_revision()
-        self.resolved: Resolved | None = None
-        self.trainer_pool: str | None = None  # the running study's TrainerPool name (ray_xt.trainer_hosts)
-        self.prepared: list | None = None  # prepare_data's entries when the caller prepared the data already
+
+
+class StageRunner(StudyParts):
+    """One stage: its features, its Tune sweep (or evaluation), its MLflow runs, zero-shot evaluation, its record."""
+
+    def __init__(self, context: StageContext, features: FeatureCache | None = None):
+        super().__init__(context.cfg, context.tracking_uri)
+        self.context, self.resolved = context, context.resolved
+        self.git_revision, self.trainer_pool = context.git_revision, context.trainer_pool
+        if features is not None:  # the driver's, which counts what it tokenised
+            self.features = features
 
     # ---- pieces -------------------------------------------------------------------------------
-    def _trial_resources(self, scale: str) -> tuple[float, float]:
-        """CPUs and GPUs of a trial process (of each worker, for worker-group trials)."""
-        return self.cfg.resources_for(scale)
 
     def _train_languages(self, stage: Stage) -> list[str]:
         if stage.kind == "intermediate" and stage.condition == "translate-train":
@@ -229,7 +246,7 @@ class StudyRunner:
         cfg, t = self.cfg, self.cfg.trial_for(stage.task)
         schedule = Schedule.of(n_train, cfg.batch_size_for(stage.task, stage.scale), t.epochs,
                                t.evals_per_epoch)  # the loop's own arithmetic (ray_xt.loop), so ASHA's horizon agrees
-        cpus, gpus = self._trial_resources(stage.scale)
+        cpus, gpus = self.cfg.resources_for(stage.scale)
         return SweepSettings(
             lr_low=cfg.search.learning_rate.low, lr_high=cfg.search.learning_rate.high,
             initial_lr=cfg.search.initial_learning_rate, num_samples=cfg.search.num_samples,
@@ -249,7 +266,7 @@ class StudyRunner:
         return record["sweep"]["best_model_dir"]
 
     # ---- one stage ----------------------------------------------------------------------------
-    def run_stage(self, stage: Stage) -> dict:
+    def run_stage(self, stage: Stage) -> StageRecord:
         from ray import tune
 
         from ray_xt.loop import TrialSpec
@@ -271,7 +288,7 @@ class StudyRunner:
             resolved_config=recordable(cfg), workers=settings.workers, gpus_per_worker=settings.gpus,
             worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
             group_by_length=t.group_by_length, grad_accum=cfg.grad_accum_for(stage.task, stage.scale),
-            trainer_pool=self.trainer_pool if self._hosted(stage.scale) else None,
+            trainer_pool=self.trainer_pool if hosted(self.cfg, stage.scale) else None,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self._log_datasets(parent, stage)
@@ -305,7 +322,7 @@ class StudyRunner:
         self.tracker.finish(parent)
         return record
 
-    def run_retrieval(self, stage: Stage) -> dict:
+    def run_retrieval(self, stage: Stage) -> StageRecord:
         """Retrieval straight from the upstream checkpoint (or the pretrained model): no sweep."""
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": self.cfg.name})
         self._log_datasets(parent, stage)
@@ -341,7 +358,7 @@ class StudyRunner:
                        for lang in self.cfg.languages_for(stage.task)]
         self.tracker.log_datasets(parent, [x for x in inputs if x[1] is not None])
 
-    def _log_zero_shot(self, parent: str, record: dict) -> None:
+    def _log_zero_shot(self, parent: str, record: StageRecord) -> None:
         self.tracker.log_metrics(parent, {f"zero_shot.{lang}": v for lang, v in record["zero_shot"].items()}, 0)
         if record.get("predictions_dir"):
             local = self.storage.local_of(record["predictions_dir"])
@@ -389,7 +406,7 @@ class StudyRunner:
         assert self.resolved is not None
         task = TASKS[stage.task]
         feature_dirs = self._eval_features(stage, labels)
-        cpus, gpus = self._trial_resources(stage.scale)
+        cpus, gpus = self.cfg.resources_for(stage.scale)
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(evaluate_languages)
         results = ray.get(remote.remote(model_dir, stage.task, feature_dirs, cpus,
                                           self.cfg.trial_for(stage.task).retrieval_layer))
@@ -408,8 +425,28 @@ class StudyRunner:
             "predictions_dir": self.storage.publish(out_dir) if out_dir.exists() else None,
         }
 
+class StudyDriver(StudyParts):
+    """A whole study: resolves its data and models, expands it into stages, skips finished ones, schedules the rest
+    (``parallel_stages`` at once, each as a Ray task running a StageRunner) and stores their records."""
+
+    def __init__(self, cfg: StudyConfig, tracking_uri: str | None = None, log: Callable[[str], None] = print):
+        super().__init__(cfg, absolute_uri(tracking_uri or cfg.tracking.uri))
+        self.log = log
+        self.git_revision = git_revision()
+        self.resolved: Resolved | None = None
+        self.trainer_pool: str | None = None  # the running study's TrainerPool name (ray_xt.trainer_hosts)
+        self.prepared: list | None = None  # prepare_data's entries when the caller prepared the data already
+
+    def context(self) -> StageContext:
+        assert self.resolved is not None, "resolve the study's inputs first"
+        return StageContext(self.cfg, self.tracker.uri, self.resolved, self.git_revision, self.trainer_pool)
+
+    def stage_runner(self) -> StageRunner:
+        """A stage runner in this process, sharing this driver's feature cache."""
+        return StageRunner(self.context(), features=self.features)
+
     # ---- the whole study ----------------------------------------------------------------------
-    def run(self, progress: bool = True) -> list[dict]:
+    def run(self, progress: bool = True) -> list[StageRecord]:
         """Runs what is not finished, independent stages concurrently (``parallel_stages`` at once), each as a
         Ray task driving its own Tune sweep; a stage starts when its upstream has finished."""
         started = time.perf_counter()
@@ -440,8 +477,9 @@ class StudyRunner:
         import ray
 
         t0 = time.perf_counter()
+        runner = self.stage_runner()
         for stage in pending:
-            self.prepare(stage)
+            runner.prepare(stage)
         if pending:
             self.log(f"[ray-xt] features ready in {time.perf_counter() - t0:.0f}s "
                      f"({self.features.misses} tokenised, {self.features.hits} reused)")
@@ -452,7 +490,7 @@ class StudyRunner:
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         remote = ray.remote(num_cpus=0, max_retries=3, scheduling_strategy=here)(execute_stage)
-        config = self.cfg.model_dump(mode="json")
+        context = self.context()
         running: dict = {}
         failures: list[str] = []
         while pending or running:
@@ -462,8 +500,7 @@ class StudyRunner:
                 pending.remove(stage)
                 self.log(f"[ray-xt] stage {number[stage.key]}/{total} {stage.label}: started "
                          f"({'evaluation only' if stage.kind == 'retrieval' else f'{self.cfg.search.num_samples} trials'})")
-                ref = remote.remote(config, self.tracker.uri, self.resolved, stage, time.perf_counter(),
-                                    self.trainer_pool)
+                ref = remote.remote(context, stage, time.perf_counter())
                 running[ref] = (stage, time.perf_counter())
             if not running:
                 break  # only stages whose upstream failed are left
@@ -489,18 +526,13 @@ class StudyRunner:
             raise StageFailed(f"{len(failures)} stage(s) failed (finished stages are kept; re-run to continue):\n  - "
                               + "\n  - ".join(failures))
 
-    def _hosted(self, scale: str) -> bool:
-        """Trials of this scale train in the study's warm trainer hosts: one-process CPU trials only."""
-        _, gpus = self._trial_resources(scale)
-        return self.cfg.warm_trainers and gpus == 0 and self.cfg.workers_for(scale) == 1
-
     def _driver_node_slots(self, sweeps: list[Stage]) -> tuple[str, int]:
         """The driver's node and how many of these stages' trials run on it at once."""
         import ray
 
         here = ray.get_runtime_context().get_node_id()
         node_cpus = next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == here), 0)
-        per_trial = min(max(self._trial_resources(s.scale)[0], 1e-3) for s in sweeps)
+        per_trial = min(max(self.cfg.resources_for(s.scale)[0], 1e-3) for s in sweeps)
         return here, min(int(node_cpus // per_trial), self.cfg.parallel_stages * self.cfg.search.max_concurrent)
 
     def _start_trainer_pool(self, pending: list[Stage]):
@@ -517,9 +549,9 @@ class StudyRunner:
         sweeps = [s for s in pending if s.kind != "retrieval"]
         if not sweeps:
             return None
-        hosted = [s for s in sweeps if self._hosted(s.scale)]
-        here, slots = self._driver_node_slots(hosted or sweeps)
-        if not hosted:
+        in_hosts = [s for s in sweeps if hosted(self.cfg, s.scale)]
+        here, slots = self._driver_node_slots(in_hosts or sweeps)
+        if not in_hosts:
             prestart_for_tune(here, slots)
             return None
         self.trainer_pool = pool_name()
@@ -528,7 +560,7 @@ class StudyRunner:
             pool.warm.remote(here, slots)
         return pool
 
-    def _log_done(self, i: int, n: int, record: dict) -> None:
+    def _log_done(self, i: int, n: int, record: StageRecord) -> None:
         best = record["sweep"]
         extra = ""
         if "zero_shot" in record:
@@ -538,15 +570,16 @@ class StudyRunner:
         self.log(f"[ray-xt] stage {i}/{n} {record['label']} done in {record['seconds']:.0f}s: {lr}{extra}")
 
 
-def execute_stage(config: dict, tracking_uri: str, resolved: Resolved, stage: Stage, _submitted: float,
-                  trainer_pool: str | None = None) -> dict:
-    """One stage, run as a Ray task: its own Tune sweep (or evaluation), MLflow records, and its record back."""
-    from ray_xt.config import parse_study
 
-    runner = StudyRunner(parse_study(config), tracking_uri=tracking_uri, log=lambda m: None)
-    runner.resolved = resolved
-    runner.trainer_pool = trainer_pool
-    return runner.run_stage(stage)
+def execute_stage(context: StageContext, stage: Stage, _submitted: float) -> StageRecord:
+    """One stage, run as a Ray task: its own Tune sweep (or evaluation), MLflow records, and its record back."""
+    return StageRunner(context).run_stage(stage)
+
+
+def hosted(cfg: StudyConfig, scale: str) -> bool:
+    """Trials of this scale train in the study's warm trainer hosts: one-process CPU trials only."""
+    _, gpus = cfg.resources_for(scale)
+    return cfg.warm_trainers and gpus == 0 and cfg.workers_for(scale) == 1
 
 
 def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, dict[str, str]], cpus: float,

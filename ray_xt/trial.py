@@ -31,7 +31,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     quiet_tune_console()  # this trial actor's checkpoint INFO lines
     marker = divergence_marker()
     stop_if_diverged(marker)
-    if spec.trainer_pool is not None:  # the study set it only for CPU trials (StudyRunner._hosted)
+    if spec.trainer_pool is not None:  # the study set it only for CPU trials (study.hosted)
         from ray_xt.trainer_hosts import run_on_host
 
         # it asks for this actor's replacement once its host runs: a new host's imports come first

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ray_xt.records import StageRecord
 from ray_xt.report import scores_frame
 
 WELL_ABOVE_Z = 3.0  # one-sided p ~ 0.001
@@ -40,7 +41,7 @@ def constant_predictor_score(root: Path, task) -> float:
     return max(labels.count(v) for v in set(labels)) / len(labels)
 
 
-def validity_table(records: list[dict], chance: dict[str, float], scales: list[str] | None = None) -> pd.DataFrame:
+def validity_table(records: list[StageRecord], chance: dict[str, float], scales: list[str] | None = None) -> pd.DataFrame:
     """Zero-shot scores per language (rows) and task/scale (columns) beside each task's chance level
     (``constant_predictor_score``: what a model that ignores its input scores)."""
     frame = scores_frame(records)

@@ -199,15 +199,19 @@ def test_first_token_shortcut_gives_the_full_models_logits(attention):
         torch.testing.assert_close(classification_logits(chunked.eval(), **inputs), chunked(**inputs).logits)
 
 
-def test_first_token_training_gives_the_full_models_loss_gradients_and_names(tmp_path):
-    """Training through the cut: the HF model's loss and gradients (dropout off, so both are deterministic),
-    the same parameter names and state dict (DeepSpeed checkpoints), and save_pretrained writes the HF model."""
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_first_token_training_gives_the_full_models_loss_gradients_and_names(tmp_path, attention):
+    """Training through the cut, under both attention implementations the project runs (sdpa, transformers'
+    default, and eager): the HF model's loss and gradients with the installed transformers (dropout off, so both
+    are deterministic), the same parameter names and state dict (DeepSpeed checkpoints), and save_pretrained
+    writes the HF model."""
     import torch
     from transformers import XLMRobertaForMultipleChoice, XLMRobertaForSequenceClassification
 
     from ray_xt.families.first_token import classification_logits, first_token_training, multiple_choice_logits
 
-    config, inputs = _tiny_xlmr(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config, inputs = _tiny_xlmr(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                attn_implementation=attention)
     cases = [
         (XLMRobertaForSequenceClassification(config), classification_logits, inputs, torch.tensor([0, 2, 1, 2])),
         (XLMRobertaForMultipleChoice(config), multiple_choice_logits, {k: v.view(2, 2, -1) for k, v in inputs.items()},

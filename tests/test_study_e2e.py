@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from conftest import tiny_study
 from ray_xt.config import parse_study
 from ray_xt.stages import expand
-from ray_xt.study import StudyRunner
+from ray_xt.study import StageRunner, StudyDriver
 from ray_xt.tracking import KEY_TAG, PARENT_TAG
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
     cfg = parse_study(tiny_study(tmp_path, micro_cache))
     uri, experiment = cfg.tracking.uri, "ray_xt/tiny"
     lines: list[str] = []
-    records = StudyRunner(cfg, log=lines.append).run(progress=False)
+    records = StudyDriver(cfg, log=lines.append).run(progress=False)
 
     assert len(records) == 1
     record = records[0]
@@ -66,7 +66,7 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
 
     # a second run executes nothing and creates no runs
     lines.clear()
-    StudyRunner(cfg, log=lines.append).run(progress=False)
+    StudyDriver(cfg, log=lines.append).run(progress=False)
     assert any("1 done before (skipped), 0 to run" in line for line in lines)
     assert len(_runs(uri, experiment)) == len(runs)
 
@@ -74,7 +74,7 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
     # Tuner.restore finds every trial finished; still no new runs
     stage = expand(cfg)[0]
     (tmp_path / "results" / "tiny" / "stages" / f"{stage.key}.json").unlink()
-    again = StudyRunner(cfg, log=lines.append).run(progress=False)
+    again = StudyDriver(cfg, log=lines.append).run(progress=False)
     assert again[0]["sweep"]["best_model_dir"] == record["sweep"]["best_model_dir"]
     assert len(_runs(uri, experiment)) == len(runs)
 
@@ -93,7 +93,7 @@ def test_every_family_through_a_study_with_xtreme_submissions(tmp_path, micro_ca
         search={"num_samples": 1, "max_concurrent": 1},
     )
     cfg = parse_study(study)
-    runner = StudyRunner(cfg, log=lambda m: None)
+    runner = StudyDriver(cfg, log=lambda m: None)
     records = runner.run(progress=False)
     assert all(r["trial_spec"]["group_by_length"] for r in records if r["stage"]["stage"] != "retrieval")
     # every (task, split, languages, tokenizer, max_len, stride) was tokenised exactly once, in the driver;
@@ -146,14 +146,15 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_continues(tmp_pat
     study = tiny_study(tmp_path, micro_cache, max_failures=2, search={"num_samples": 2, "max_concurrent": 2},
                        trial={"epochs": 1})
     cfg = parse_study(study)
-    runner = StudyRunner(cfg, log=lambda m: None)
-    original = StudyRunner._sweep_settings
+    driver = StudyDriver(cfg, log=lambda m: None)
+    original = StageRunner._sweep_settings
     # the config validator keeps initial_learning_rate inside the range; the sweep itself is given 1e10 here
-    monkeypatch.setattr(StudyRunner, "_sweep_settings",
+    monkeypatch.setattr(StageRunner, "_sweep_settings",
                         lambda self, stage, n: replace(original(self, stage, n), initial_lr=1e10))
     from ray_xt.study import resolve_inputs
 
-    runner.resolved = resolve_inputs(cfg, use_ray=True, progress=False)
+    driver.resolved = resolve_inputs(cfg, use_ray=True, progress=False)
+    runner = driver.stage_runner()
     stage = expand(cfg)[0]
     runner.prepare(stage)
     record = runner.run_stage(stage)  # in this process, so the patched settings apply
@@ -173,7 +174,7 @@ def test_freeze_embeddings_keeps_the_embedding_layer_and_trains_the_rest(tmp_pat
 
     cfg = parse_study(tiny_study(tmp_path, micro_cache, trial={"freeze_embeddings": True, "epochs": 1},
                                  search={"num_samples": 1, "max_concurrent": 1}, scheduler={"enabled": False}))
-    record = StudyRunner(cfg, log=lambda m: None).run(progress=False)[0]
+    record = StudyDriver(cfg, log=lambda m: None).run(progress=False)[0]
     before = AutoModel.from_pretrained(record["trial_spec"]["model_path"])
     after = AutoModel.from_pretrained(record["sweep"]["best_model_dir"])
     assert torch.equal(before.embeddings.word_embeddings.weight, after.embeddings.word_embeddings.weight)

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from conftest import tiny_study
 from ray_xt.config import parse_study
 from ray_xt.stages import expand
-from ray_xt.study import StudyRunner
+from ray_xt.study import StudyDriver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -37,7 +37,7 @@ def _study(tmp_path, cache, seeds):
 def test_a_new_seed_runs_only_its_stages(tmp_path, micro_cache, ray_local):
     cfg = parse_study(_study(tmp_path, micro_cache, [0]))
     lines: list[str] = []
-    first = StudyRunner(cfg, log=lines.append).run(progress=False)
+    first = StudyDriver(cfg, log=lines.append).run(progress=False)
     # intermediates: en + one per target language (qca, qso); targets from the pretrained model and each
     assert len(first) == 3 + 4
     each = [r for r in first if r["stage"]["condition"] == "translate-train:qso" and r["stage"]["stage"] == "target"]
@@ -46,7 +46,7 @@ def test_a_new_seed_runs_only_its_stages(tmp_path, micro_cache, ray_local):
 
     lines.clear()
     cfg2 = parse_study(_study(tmp_path, micro_cache, [0, 1]))
-    second = StudyRunner(cfg2, log=lines.append).run(progress=False)
+    second = StudyDriver(cfg2, log=lines.append).run(progress=False)
     assert len(second) == 14
     assert any("7 done before (skipped), 7 to run" in line for line in lines)
     started = [line for line in lines if ": started" in line]
@@ -91,7 +91,7 @@ def test_multi_task_intermediate_training_feeds_the_targets(tmp_path, micro_cach
         tmp_path, micro_cache, intermediate={"tasks": ["mnli", "ccg"], "conditions": ["en"], "multi_task": True},
         target={"tasks": ["pawsx"]}, search={"num_samples": 1, "max_concurrent": 1}, trial={"epochs": 1},
     )
-    records = StudyRunner(parse_study(study), log=lambda m: None).run(progress=False)
+    records = StudyDriver(parse_study(study), log=lambda m: None).run(progress=False)
     multi = next(r for r in records if r["stage"]["task"] == "multi-task")
     trial = multi["sweep"]["trials"][0]
     assert 0 <= multi["sweep"]["best_score"] <= 1 and trial["status"] == "TERMINATED"
@@ -114,7 +114,7 @@ def test_the_mlm_condition_trains_the_task_with_target_language_mlm_mixed_in(tmp
                                                             "mlm_lines": 40},
                        target={"tasks": ["pawsx"]}, search={"num_samples": 1, "max_concurrent": 1}, trial={"epochs": 1})
     cfg = parse_study(study)
-    runner = StudyRunner(cfg, log=lambda m: None)
+    runner = StudyDriver(cfg, log=lambda m: None)
     records = runner.run(progress=False)
     plain = next(r for r in records if r["stage"]["stage"] == "intermediate" and r["stage"]["condition"] == "en")
     mlm = next(r for r in records if r["stage"]["stage"] == "intermediate" and r["stage"]["condition"] == "mlm")

@@ -11,7 +11,7 @@ import pytest
 from conftest import tiny_study, tune_env_workers
 from ray_xt.config import parse_study
 from ray_xt.loop import TrialSpec
-from ray_xt.study import StudyRunner
+from ray_xt.study import StudyDriver
 from ray_xt.trainer_hosts import pool_name, start_pool
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def two_sweeps(tmp_path_factory, micro_cache, ray_local):
     tmp = tmp_path_factory.mktemp("hosts")
     cfg = parse_study(tiny_study(tmp, micro_cache, seeds=[0, 1], parallel_stages=1))
     started = time.time()
-    records = StudyRunner(cfg, log=lambda m: None).run(progress=False)
+    records = StudyDriver(cfg, log=lambda m: None).run(progress=False)
     return tmp, records, started
 
 

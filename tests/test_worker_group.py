@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from conftest import tiny_study
 from ray_xt.config import ConfigError, parse_study
 from ray_xt.loop import deepspeed_config, rank_share
-from ray_xt.study import StudyRunner
+from ray_xt.study import StudyDriver
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def test_a_worker_group_trial_trains_one_engine_across_two_ranks(tmp_path, micro
 
     cfg = parse_study(tiny_study(tmp_path, micro_cache, trial={"workers": 2, "zero_stage": zero_stage},
                                  search={"num_samples": 1, "max_concurrent": 1}, scheduler={"enabled": False}))
-    record = StudyRunner(cfg, log=lambda m: None).run(progress=False)[0]
+    record = StudyDriver(cfg, log=lambda m: None).run(progress=False)[0]
 
     ckpt = Path(record["sweep"]["best_model_dir"]).parent
     assert ckpt.parent.name == "train"  # Ray Train's run inside the Tune trial's folder
@@ -104,7 +104,7 @@ def test_a_killed_worker_restarts_the_group_from_its_last_checkpoint(tmp_path, m
                               args=(tmp_path / "results", killed, stop), daemon=True)
     killer.start()
     try:
-        record = StudyRunner(cfg, log=lambda m: None).run(progress=False)[0]
+        record = StudyDriver(cfg, log=lambda m: None).run(progress=False)[0]
     finally:
         stop.set()
         killer.join()
