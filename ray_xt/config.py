@@ -244,6 +244,8 @@ class TrialConfig(Strict):
 
 # where a trial runs is per scale (scale_overrides), not per task: a task cannot change it
 PLACEMENT_FIELDS = ("cpus", "gpus", "workers")
+# trial settings used where a stage's features are made and its checkpoints evaluated, not by the training loop
+FEATURE_FIELDS = ("max_seq_length", "doc_stride", "retrieval_layer", "max_train_examples", "max_eval_examples")
 
 
 def _task_override_model() -> type[Strict]:
@@ -458,6 +460,17 @@ class StudyConfig(Strict):
             if "en" not in self.target.languages:
                 raise ValueError("target.languages: must include 'en' (model selection uses English dev)")
         return self
+
+    def resolved_trial(self, task: str, scale: str) -> TrialConfig:
+        """What a task's trials at a scale run with: trial_for(task) with every per-scale default filled in
+        (batch_size, zero_stage, grad_accum, cpus, gpus, workers). The one place a trial's settings come from:
+        the stage's sweep settings and the trial's TrialSpec are both read off it."""
+        t = self.trial_for(task)
+        cpus, gpus = self.resources_for(scale)
+        return t.model_copy(update={
+            "batch_size": self.batch_size_for(task, scale), "grad_accum": self.grad_accum_for(task, scale),
+            "zero_stage": t.zero_stage if t.zero_stage is not None else SCALES[scale].zero_stage,
+            "cpus": cpus, "gpus": gpus, "workers": self.workers_for(scale)})
 
     def batch_size_for(self, task: str, scale: str) -> int:
         """The effective (global) batch of a task's trials at a scale: the study's batch_size, else the scale's."""

@@ -37,6 +37,11 @@ class TaskInputs:
     dev_features: str
 
 
+# TrialSpec fields that are trial settings (ray_xt.config.TrialConfig, resolved per scale), under the same names
+FROM_SETTINGS = ("epochs", "batch_size", "evals_per_epoch", "warmup_ratio", "weight_decay", "zero_stage", "bf16",
+                 "cpus", "workers", "freeze_embeddings", "group_by_length", "grad_accum")
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     """Plain values a trial needs; built by the sweep, shipped to the trial process."""
@@ -67,6 +72,12 @@ class TrialSpec:
     # the study's TrainerPool (ray_xt.trainer_hosts): a one-process CPU trial trains in a warm host process
     # leased from it and only drives it; None: the trial trains in its own (Tune actor) process
     trainer_pool: str | None = None
+
+    @classmethod
+    def of(cls, settings: Any, **run: Any) -> TrialSpec:
+        """A spec from a study's resolved trial settings (``StudyConfig.resolved_trial``: every field the loop reads,
+        by the same name; ``gpus`` is per worker) and the run's own values (paths, tasks, seed, keys)."""
+        return cls(**{name: getattr(settings, name) for name in FROM_SETTINGS}, gpus_per_worker=settings.gpus, **run)
 
     @classmethod
     def from_record(cls, fields: dict) -> TrialSpec:

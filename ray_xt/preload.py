@@ -27,8 +27,8 @@ MODULES = (
     "deepspeed.runtime.zero.muon.muon_optimizer",
     "ray_xt.loop",
     "ray_xt.families",
-    # a host's first trial loaded these itself (0.4 s, 2026-12-01): cached features (datasets, Arrow) and the
-    # SentencePiece tokenizer stack
+    # cached features (datasets, Arrow) and the SentencePiece tokenizer stack, which a host's first trial loaded
+    # itself otherwise (docs/benchmarks.md, "Per-trial fixed cost")
     "ray_xt.data",
     "datasets",
     "sentencepiece",

@@ -25,8 +25,8 @@ class Scale:
     # batch_size is accumulated over micro-batches (the effective batch stays). None: the whole share at once.
     micro_batch_tokens: int | None = None
     # rough training throughput (examples/s per trial) used by `ray-xt plan` for cost estimates until trials have
-    # measured it; the micro values are what one-core trials measured on a 2-core AVX2 CPU (2026-12-01: the demo's
-    # 240 trials for micro-s and micro-m, the validity check's for micro-l)
+    # measured it; the micro values are what the demo's one-core trials and the validity check's measured on a
+    # 2-core CPU (docs/benchmarks.md, "Demo study")
     examples_per_second: float = 200.0
 
     @property

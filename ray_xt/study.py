@@ -243,17 +243,17 @@ class StageRunner(StudyParts):
         return inputs, n_train
 
     def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
-        cfg, t = self.cfg, self.cfg.trial_for(stage.task)
-        schedule = Schedule.of(n_train, cfg.batch_size_for(stage.task, stage.scale), t.epochs,
-                               t.evals_per_epoch)  # the loop's own arithmetic (ray_xt.loop), so ASHA's horizon agrees
-        cpus, gpus = self.cfg.resources_for(stage.scale)
+        cfg, t = self.cfg, self.cfg.resolved_trial(stage.task, stage.scale)
+        assert t.batch_size is not None
+        # the loop's own arithmetic (ray_xt.loop), so ASHA's horizon agrees with the reports trials make
+        schedule = Schedule.of(n_train, t.batch_size, t.epochs, t.evals_per_epoch)
         return SweepSettings(
             lr_low=cfg.search.learning_rate.low, lr_high=cfg.search.learning_rate.high,
             initial_lr=cfg.search.initial_learning_rate, num_samples=cfg.search.num_samples,
             max_concurrent=cfg.search.max_concurrent, search_seed=cfg.search.seed + stage.seed,
             asha=cfg.scheduler.enabled, grace_period=cfg.scheduler.grace_period,
             reduction_factor=cfg.scheduler.reduction_factor, max_reports=schedule.reports,
-            max_failures=cfg.max_failures, cpus=cpus, gpus=gpus, workers=cfg.workers_for(stage.scale),
+            max_failures=cfg.max_failures, cpus=t.cpus, gpus=t.gpus, workers=t.workers,
         )
 
     def _model_path(self, stage: Stage) -> str:
@@ -273,27 +273,21 @@ class StageRunner(StudyParts):
         from ray_xt.trial import stage_trainable
 
         assert self.resolved is not None
-        cfg, t = self.cfg, self.cfg.trial_for(stage.task)
+        cfg, t = self.cfg, self.cfg.resolved_trial(stage.task, stage.scale)
         if stage.kind == "retrieval":
             return self.run_retrieval(stage)
         inputs, n_train = self._features(stage)
         settings = self._sweep_settings(stage, n_train)
-        spec = TrialSpec(
-            model_path=self._model_path(stage), tokenizer_path=self.resolved.model_paths[stage.scale],
-            tasks=tuple(inputs), epochs=t.epochs,
-            batch_size=cfg.batch_size_for(stage.task, stage.scale), evals_per_epoch=t.evals_per_epoch,
-            warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
-            zero_stage=t.zero_stage if t.zero_stage is not None else SCALES[stage.scale].zero_stage,
-            bf16=t.bf16, cpus=settings.cpus, seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
-            resolved_config=recordable(cfg), workers=settings.workers, gpus_per_worker=settings.gpus,
-            worker_failures=cfg.max_failures, freeze_embeddings=t.freeze_embeddings,
-            group_by_length=t.group_by_length, grad_accum=cfg.grad_accum_for(stage.task, stage.scale),
+        spec = TrialSpec.of(
+            t, model_path=self._model_path(stage), tokenizer_path=self.resolved.model_paths[stage.scale],
+            tasks=tuple(inputs), seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
+            resolved_config=recordable(cfg), worker_failures=cfg.max_failures,
             trainer_pool=self.trainer_pool if hosted(self.cfg, stage.scale) else None,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self._log_datasets(parent, stage)
         self.tracker.log_params(parent, {
-            **{f"trial.{k}": v for k, v in t.model_dump().items()}, "trial.grad_accum": spec.grad_accum,
+            **{f"trial.{k}": v for k, v in t.model_dump().items()},
             "search.lr_low": settings.lr_low, "search.lr_high": settings.lr_high,
             "search.num_samples": settings.num_samples, "train_examples": n_train,
             "train_languages": ",".join(self._train_languages(stage)), "model_path": spec.model_path,

@@ -225,3 +225,29 @@ def test_config_explain_describes_every_setting_and_names_an_unknown_one():
     assert result.exit_code == 0 and "trial.group_by_length" in result.output and "search." not in result.output
     result = CliRunner().invoke(app, ["config", "explain", "trail"])
     assert result.exit_code == 2 and "no study setting 'trail'" in result.output and "trial" in result.output
+
+
+def test_a_trials_settings_come_from_one_resolved_object():
+    """Every trial: setting reaches the trial by its own name through StudyConfig.resolved_trial (or is used where
+    features are made); nothing the loop reads is left unresolved, on every shipped study's scales and tasks."""
+    from dataclasses import fields
+
+    from ray_xt.config import FEATURE_FIELDS, TrialConfig, load_study
+    from ray_xt.loop import FROM_SETTINGS, TrialSpec
+
+    spec_fields = {f.name for f in fields(TrialSpec)}
+    for name in TrialConfig.model_fields:
+        assert name in FROM_SETTINGS or name == "gpus" or name in FEATURE_FIELDS, f"trial.{name} reaches no trial"
+    assert set(FROM_SETTINGS) <= spec_fields and "gpus_per_worker" in spec_fields
+    for shipped in sorted((ROOT / "experiments").glob("*.yaml")):
+        cfg = load_study(shipped)
+        for scale in cfg.scales:
+            for task in cfg.intermediate.tasks + cfg.target.tasks:
+                resolved = cfg.resolved_trial(task, scale)
+                spec = TrialSpec.of(resolved, model_path="m", tokenizer_path="m", tasks=(), seed=0, stage_key="k",
+                                    git_revision="g")
+                assert None not in [getattr(spec, name) for name in FROM_SETTINGS], (shipped.name, scale, task)
+                assert spec.epochs == cfg.trial_for(task).epochs  # task_overrides apply
+                assert (spec.batch_size, spec.grad_accum, spec.workers) == (
+                    cfg.batch_size_for(task, scale), cfg.grad_accum_for(task, scale), cfg.workers_for(scale))
+                assert (spec.cpus, spec.gpus_per_worker) == cfg.resources_for(scale)
