@@ -57,12 +57,12 @@ class Stage:
         }
 
 
-# Trial settings added after studies were first run: left at these defaults they stay out of stage keys, so
-# the finished stages of existing studies keep their keys (and are not run again).
-# grad_accum's default became None (chosen per scale) after it had been 1: both stay out of stage keys, as
-# accumulation changes how an effective batch is computed, not what it is.
+# Trial settings added after studies were first run, each with the value(s) that compute what studies computed
+# before it existed (docs/migrations.md, "Settings added later"): at those values a setting stays out of the key, so
+# finished stages keep their keys; any other value is keyed. grad_accum's default became None (chosen per scale)
+# after it had been 1: accumulation changes how an effective batch is computed, not what it is.
 LATER_TRIAL_DEFAULTS: dict[str, list] = {"workers": [None], "freeze_embeddings": [False], "group_by_length": [False],
-                        "grad_accum": [None, 1]}
+                                         "grad_accum": [None, 1]}
 
 
 def _trial_payload(trial) -> dict:
