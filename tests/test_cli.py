@@ -1,5 +1,6 @@
 """The `ray-xt` command line: help everywhere, plan schedules nothing, run end to end (slow)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,17 +54,29 @@ def test_run_refuses_seeds_outside_the_study_before_ray(seeds, complaint, ray_ne
 
 @pytest.mark.slow
 @pytest.mark.timeout(1300)
-def test_run_cli_end_to_end(tmp_path):
-    """`ray-xt run` in a fresh process: intermediate (en, translate-train) -> target, report in MLflow."""
+def test_run_cli_end_to_end(tmp_path, mlflow_auth_server):
+    """`ray-xt run` in a fresh process: intermediate (en, translate-train) -> target, report in MLflow - a team's
+    MLflow server with basic auth, the credentials in the tracking URI, and a --set override."""
+    import urllib.parse
+
+    from conftest import AUTH_PASSWORD, AUTH_USER
+
     study = tiny_study(tmp_path, tmp_path / "cache", intermediate={"tasks": ["mnli"], "conditions": ["en", "translate-train"]})
+    study["tracking"]["uri"] = f"http://{AUTH_USER}:{AUTH_PASSWORD}@{urllib.parse.urlsplit(mlflow_auth_server).netloc}"
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ray-xt"), "run", str(path)], capture_output=True, text=True, timeout=1200,
-        cwd=tmp_path,
+        [str(Path(sys.executable).parent / "ray-xt"), "run", str(path), "--set", "trial.epochs=1"], capture_output=True,
+        text=True, timeout=1200, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
+    # the password is never printed, nor written into the study's records and checkpoints' configs
+    assert AUTH_PASSWORD not in out + proc.stderr
+    written = [f for f in (tmp_path / "results").rglob("*.json") if f.is_file()]
+    assert written and not [f for f in written if AUTH_PASSWORD in f.read_text(errors="replace")]
+    records = [json.loads(f.read_text()) for f in (tmp_path / "results" / "tiny" / "stages").glob("*.json")]
+    assert {r["trial_spec"]["epochs"] for r in records if "trial_spec" in r} == {1.0}  # --set reached every trial
     assert "stage 5/5" in out and "pawsx on micro-s" in out
     assert "mnli:translate-train" in out and "avg (zero-shot)" in out
     # the console is ray-xt's: no Tune banner per sweep, no INFO line per checkpoint (RAY_XT_TUNE_OUTPUT=1 keeps them)
@@ -81,6 +94,7 @@ def test_run_cli_end_to_end(tmp_path):
     stages = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.data.tags.get("stage") != "summary"]
     assert len(stages) == 5
     assert len(runs) == 1 + 5 + 5 * 2  # summary + stage parents + 2 trials per stage
+    assert not [r.info.run_id for r in runs if AUTH_PASSWORD in json.dumps({**r.data.params, **r.data.tags})]
 
 
 def test_micro_build_rejects_unknown_scale_option():
