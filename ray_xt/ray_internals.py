@@ -93,6 +93,13 @@ def tune_actor_env_vars(environ) -> dict[str, str]:
     return {**DEFAULT_ENV_VARS, **{k: environ[k] for k in ENV_VARS_TO_PROPAGATE if k in environ}}
 
 
+def is_ray_sigterm_exit(err: BaseException | None) -> bool:
+    """The SystemExit Ray's worker raises on SIGTERM (its handler marks it with the reason, ``ray_terminate_msg``:
+    ``ray._raylet.raise_sys_exit_with_custom_error_message``). False for any other exception, and wherever Ray
+    stops marking it: the exception then prints as Python prints it."""
+    return isinstance(err, SystemExit) and "SIGTERM" in str(getattr(err, "ray_terminate_msg", ""))
+
+
 def preimport() -> None:
     """What a prestarted worker imports while it waits, so its trial actor's own prestart call is quick."""
     if raylet_api() is not None:

@@ -14,12 +14,39 @@ The loop itself (``ray_xt.loop.train``) knows nothing of Ray; this module depend
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 from pathlib import Path
 
 # TaskInputs and TrialSpec are named here too: Tune experiments pickled before the loop moved to ray_xt.loop resume
 from ray_xt.loop import PhaseClock, TaskInputs, TrialSpec, train  # noqa: F401
 from ray_xt.process_env import prepare_process
 from ray_xt.sessions import TrainWorkerSession, TuneSession, divergence_marker, stop_if_diverged
+
+
+def quiet_termination() -> None:
+    """Ray ends a trial actor Tune no longer needs with SIGTERM, which Ray's handler turns into SystemExit. Landing in
+    a finaliser or weakref callback, that SystemExit cannot end anything: Python prints "Exception ignored ...
+    SystemExit: 1" with a traceback (a user reads a failure) and the process lives on until Ray kills it. In this
+    process such an exit is silent and the signal is sent again, so it ends in ordinary code as Ray meant
+    (its exit handlers run). Every other exception Python cannot raise prints as before."""
+    from ray_xt.ray_internals import is_ray_sigterm_exit
+
+    previous = sys.unraisablehook
+    if getattr(previous, "ray_xt_quiet_termination", False):
+        return
+
+    def hook(unraisable) -> None:
+        if is_ray_sigterm_exit(unraisable.exc_value):
+            # from another thread, a moment later: sent from here, Ray's handler would raise inside this hook
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            return
+        previous(unraisable)
+
+    hook.ray_xt_quiet_termination = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
@@ -29,6 +56,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
 
     clock = PhaseClock()
     quiet_tune_console()  # this trial actor's checkpoint INFO lines
+    quiet_termination()  # and the traceback of its end
     marker = divergence_marker()
     stop_if_diverged(marker)
     if spec.trainer_pool is not None:  # the study set it only for CPU trials (study.hosted)

@@ -84,3 +84,61 @@ def test_tunes_race_with_its_own_searcher_state_file_is_silent_and_other_upload_
     printed = console.getvalue()
     assert "tmp-searcher-state" not in printed
     assert printed.count("experiment_state-2026-12-05_12-00-00.json") >= 2, printed
+
+
+ENDED_IN_A_FINALISER = r"""
+import os, signal, sys
+from ray._raylet import raise_sys_exit_with_custom_error_message  # what Ray's worker raises on SIGTERM
+if sys.argv[1] == "quiet":
+    from ray_xt.trial import quiet_termination
+    quiet_termination()
+signal.signal(signal.SIGTERM, lambda *_: raise_sys_exit_with_custom_error_message(
+    "The process receives a SIGTERM.", exit_code=1))  # Ray's worker's handler (ray._private.worker.main_loop)
+
+class Held:
+    def __del__(self):
+        if sys.argv[2] == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100_000):
+                pass  # the handler runs here, inside the finaliser
+        else:
+            raise ValueError("a real bug in a finaliser")
+
+held = Held()
+del held
+import time
+time.sleep(2)  # a worker goes on with its loop after a finaliser
+print("lived on")
+"""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_trial_actor_ended_by_ray_inside_a_finaliser_ends_without_a_traceback(quiet):
+    """What a reused trial actor printed at the end of `make demo` (Ray's SIGTERM landing in a weakref callback):
+    reproduced with Ray's own handler. Without quiet_termination Python prints it and the process lives on; with it,
+    nothing is printed and the process ends as the signal meant. A real error in a finaliser still prints."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", ENDED_IN_A_FINALISER, "quiet" if quiet else "plain", "sigterm"],
+                         capture_output=True, text=True, timeout=120)
+    if quiet:
+        assert run.returncode == 1 and "lived on" not in run.stdout, (run.returncode, run.stdout)
+        assert "SystemExit" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    else:
+        assert "Exception ignored" in run.stderr and "SystemExit: 1" in run.stderr and "lived on" in run.stdout
+    bug = subprocess.run([sys.executable, "-c", ENDED_IN_A_FINALISER, "quiet" if quiet else "plain", "bug"],
+                         capture_output=True, text=True, timeout=120)
+    assert "ValueError: a real bug in a finaliser" in bug.stderr and "lived on" in bug.stdout
+
+
+def test_only_rays_sigterm_exit_counts_as_one():
+    from ray._raylet import raise_sys_exit_with_custom_error_message
+
+    from ray_xt.ray_internals import is_ray_sigterm_exit
+
+    try:
+        raise_sys_exit_with_custom_error_message("The process receives a SIGTERM.", exit_code=1)
+    except SystemExit as err:
+        assert is_ray_sigterm_exit(err)
+    assert not is_ray_sigterm_exit(SystemExit(1)) and not is_ray_sigterm_exit(ValueError()) and not is_ray_sigterm_exit(None)
