@@ -98,6 +98,9 @@ def result_loggers() -> list:
     return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
+RACE_LOGGERS = ("ray.tune.execution.experiment_state", "ray.train._internal.syncer")
+
+
 class SearcherStateRace(logging.Filter):
     """Drops Tune's report of one known race: its background upload of the experiment folder lists the searcher's
     temporary state file (``.<uuid>-tmp-searcher-state-*.pkl``), which Tune renames before the copy reaches it.
@@ -123,9 +126,11 @@ def quiet_tune_console(driver: bool = False) -> None:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # read per Tuner.fit; Tune's legacy reporter honours verbose=0
     for name in ("ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for handler in logging.getLogger("ray").handlers:  # Ray's own console handler (the "ray" logger propagates no further)
-        if not any(isinstance(f, SearcherStateRace) for f in handler.filters):
-            handler.addFilter(SearcherStateRace())
+    # on the two loggers that report the race (a logger's filters see every record made there, whichever handlers
+    # print it; a renamed module only brings the message back) and on Ray's console handler
+    for target in [logging.getLogger(name) for name in RACE_LOGGERS] + logging.getLogger("ray").handlers:
+        if not any(isinstance(f, SearcherStateRace) for f in target.filters):
+            target.addFilter(SearcherStateRace())
     if driver:  # the stage driver builds the Optuna searcher; a trial actor need not import optuna
         import optuna
 
