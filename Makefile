@@ -10,14 +10,20 @@ PYTEST_ARGS ?=
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
 .PHONY: install lint test test-slow test-all demo demo-quick micro micro-check plan report mlflow-ui bench bench-smoke clean \
-	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-report cluster-down
+	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-status cluster-logs \
+	cluster-stop cluster-report cluster-down check-torch
 
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(MAKE) --no-print-directory check-torch
 	$(BIN)/python -m ray_xt.warmup
+
+# A TORCH_SPEC that names a CUDA index must have installed a CUDA build (ray_xt/torch_check.py says why)
+check-torch:
+	$(BIN)/python -m ray_xt.torch_check "$(TORCH_SPEC)"
 
 # ruff over the code, tests and benchmarks; mypy over the core modules (pyproject.toml lists them)
 lint:
@@ -43,15 +49,18 @@ demo:
 demo-quick:
 	$(BIN)/ray-xt run experiments/demo.yaml --seeds 0
 
-# The paper's protocol and the scaling study: on a cluster with CLUSTER=clusters/<cloud>.yaml (ray submit runs
-# the study's driver on the head node), else on this machine.
+# The paper's protocol and the scaling study: on a cluster with CLUSTER=clusters/<cloud>.yaml (the study's driver
+# becomes a Ray job on the head: `ray submit` of cluster_entry.py submits it and follows its log; leaving, or a
+# dropped connection, ends only the following), else on this machine.
 CLUSTER ?=
 # on a cluster: the head's MLflow server, and study storage every node sees (the cluster files mount /mnt/shared)
 CLUSTER_TRACKING ?= http://127.0.0.1:5000
 CLUSTER_STORAGE ?= /mnt/shared/results
 CLUSTER_RUN_OPTIONS = --tracking-uri $(CLUSTER_TRACKING) --storage $(CLUSTER_STORAGE)
+# ray-xt on the head (the cluster files put the checkout at ~/ray-xt; the job server wants the cluster's token)
+ON_HEAD = RAY_AUTH_MODE=token ~/ray-xt/.venv/bin/ray-xt
 define run_study
-	$(if $(CLUSTER),$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(1) $(CLUSTER_RUN_OPTIONS),$(BIN)/ray-xt run $(1))
+	$(if $(CLUSTER),$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- submit $(1) $(CLUSTER_RUN_OPTIONS),$(BIN)/ray-xt run $(1))
 endef
 
 reproduce-phang2020:
@@ -65,22 +74,39 @@ scaling-beyond:
 	$(call run_study,experiments/scaling_beyond.yaml)
 
 # Cluster lifecycle (CLUSTER=clusters/aws-gpu.yaml | gcp-gpu.yaml | onprem.yaml); EXP chooses the study to submit.
-# Ray token authentication: the cluster files copy this machine's token (~/.ray/auth_token) to every node.
+# Ray token authentication: the cluster files copy this machine's token (~/.ray/auth_token) to every node, and the
+# head's MLflow login (~/.ray_xt/mlflow_credentials, user:password, made here once if missing).
+# A cluster that runs a study is not brought up again (that restarts Ray): the refusal names the study;
+# NO_RESTART=1 updates the nodes without restarting Ray (ray up --no-restart).
 cluster-up:
 	$(BIN)/ray get-auth-token --generate > /dev/null
 	chmod 600 ~/.ray/auth_token
-	$(BIN)/ray up -y $(CLUSTER)
+	@mkdir -p ~/.ray_xt && chmod 700 ~/.ray_xt && [ -s ~/.ray_xt/mlflow_credentials ] || \
+	  (umask 077 && echo "admin:$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(18))')" > ~/.ray_xt/mlflow_credentials)
+	@running="$$($(BIN)/ray exec $(CLUSTER) '$(ON_HEAD) cluster guard' 2>/dev/null | grep '^ray-xt guard:')"; \
+	if [ -n "$$running" ] && [ -z "$(NO_RESTART)" ]; then echo "$$running" | sed 's/^ray-xt guard: //' >&2; exit 1; fi
+	$(BIN)/ray up -y $(if $(NO_RESTART),--no-restart) $(CLUSTER)
 
 cluster-submit:
-	$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- $(EXP) $(CLUSTER_RUN_OPTIONS)
+	$(BIN)/ray submit $(CLUSTER) ray_xt/cluster_entry.py -- submit $(EXP) $(CLUSTER_RUN_OPTIONS)
+
+# what runs on the cluster (each study's job, its latest progress line); JOB= a job id or study name
+cluster-status:
+	$(BIN)/ray exec $(CLUSTER) '$(ON_HEAD) cluster status'
+
+cluster-logs:
+	$(BIN)/ray exec $(CLUSTER) '$(ON_HEAD) cluster logs $(JOB)'
+
+cluster-stop:
+	$(BIN)/ray exec $(CLUSTER) '$(ON_HEAD) cluster stop $(JOB)'
 
 # the study's report rebuilt on the head from the shared storage (also logged to the head's MLflow)
 cluster-report:
-	$(BIN)/ray exec $(CLUSTER) 'cd ~/ray_xt && ray-xt report $(EXP) $(CLUSTER_RUN_OPTIONS)'
+	$(BIN)/ray exec $(CLUSTER) 'cd ~/ray-xt && .venv/bin/ray-xt report $(EXP) $(CLUSTER_RUN_OPTIONS)'
 
 # the head's MLflow server first: `ray down` stops only Ray's processes (and keeps machines of the local provider)
 cluster-down:
-	-$(BIN)/ray exec $(CLUSTER) '~/ray_xt/clusters/head_mlflow.sh stop'
+	-$(BIN)/ray exec $(CLUSTER) '~/ray-xt/clusters/head_mlflow.sh stop'
 	$(BIN)/ray down -y $(CLUSTER)
 
 micro:
@@ -95,7 +121,9 @@ plan:
 report:
 	$(BIN)/ray-xt report $(EXP)
 
+# prints each study's runs-table address (the Model-training view with ray_xt's columns), then serves the UI
 mlflow-ui:
+	$(BIN)/python -m ray_xt.mlflow_view sqlite:///mlruns.db http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 
 # Every benchmark at full size (results: docs/benchmarks.md); `make bench-smoke` keeps the scripts alive (CI).

@@ -1,6 +1,6 @@
 """One trial's training throughput at real XLM-R geometry: ray_xt's trial loop vs a plain HF Trainer.
 
-    # on a GPU node (directly, or `ray exec <cluster.yaml> 'cd ~/ray_xt && .venv/bin/python bench/gpu_throughput.py ...'`
+    # on a GPU node (directly, or `ray exec <cluster.yaml> 'cd ~/ray-xt && .venv/bin/python bench/gpu_throughput.py ...'`
     # when the head has the GPU):
     .venv/bin/python bench/gpu_throughput.py --scale large --seq-len 384 --batch-size 16 --grad-accum 4 --peak-tflops 312
     .venv/bin/python bench/gpu_throughput.py --smoke     # tiny geometry on CPU: keeps the script alive in CI

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ray_xt.config import ConfigError, StudyConfig, load_study, parse_study
+from ray_xt.config import ConfigError, StudyConfig, load_study, only_seeds, parse_study
+from ray_xt.cluster_cli import cluster_app
 from ray_xt.records import StageRecord
 from ray_xt.tracking_uri import without_password
 
@@ -21,6 +22,7 @@ app.add_typer(data_app, name="data")
 
 config_app = typer.Typer(help="The study file's settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(cluster_app, name="cluster")
 
 SET_HELP = ("override a study-file setting, FIELD=VALUE with FIELD dotted as in the file (trial.epochs=3, "
             "search.learning_rate.low=1e-5); repeatable; validated as the file is and recorded with the stages")
@@ -43,20 +45,6 @@ def _with_storage(cfg: StudyConfig, storage: str) -> StudyConfig:
         typer.secho(f"--storage: {problem}", fg="red", err=True)
         raise typer.Exit(2)
     return cfg.model_copy(update={"storage": storage})
-
-
-def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
-    """The study narrowed to some of its own seeds (``--seeds 0``): the same stages, keys and storage, so a later
-    run of the whole study skips what this one finished."""
-    try:
-        chosen = [int(seed) for seed in seeds.split(",")]
-    except ValueError:
-        raise ConfigError(f"{source}: --seeds {seeds} must be comma-separated integers, e.g. 0 or 0,1") from None
-    unknown = [seed for seed in chosen if seed not in cfg.seeds]
-    if unknown:
-        raise ConfigError(f"{source}: --seeds {seeds}: seed(s) {unknown} are not in the study's seeds {cfg.seeds}; "
-                          "add them to seeds: in the YAML to run them")
-    return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index)})
 
 
 def _unwritable(folder: Path) -> str | None:

@@ -1,10 +1,9 @@
-"""Entry script for `ray submit clusters/<cluster>.yaml ray_xt/cluster_entry.py -- experiments/<study>.yaml`.
+"""Entry script for `ray submit clusters/<cluster>.yaml ray_xt/cluster_entry.py -- submit experiments/<study>.yaml`.
 
-`ray submit` copies this file to the head node (as `~/cluster_entry.py`) and runs it there, in the SSH user's
-home, with the arguments after `--`; the project is installed on every node by the cluster YAML's setup
-commands. A relative study path is the user's path inside the checkout, so it is resolved against the checkout
-the installed ray_xt lives in (`~/ray_xt` on the head), then this hands over to `ray-xt run` attached to the
-running cluster (`--address auto`).
+`ray submit` copies this file to the head node as ``~/cluster_entry.py`` and runs ``python ~/cluster_entry.py
+ARGS`` in the SSH user's home; the project is installed on every node by the cluster file's setup commands (the
+checkout at ``~/ray-xt``, a name that can never be imported). This hands ARGS to ``ray-xt cluster`` (submit,
+logs, status, stop): the study's driver becomes a Ray job on the head, so the SSH session only follows it.
 """
 
 from __future__ import annotations
@@ -13,33 +12,21 @@ import sys
 from pathlib import Path
 
 
-def checkout_root() -> Path:
-    """The checkout of the installed ray_xt (an editable install: ``<checkout>/ray_xt/__init__.py``)."""
-    import ray_xt
-
-    return Path(ray_xt.__file__).resolve().parents[1]
-
-
-def resolve_study_path(path: str, cwd: Path | None = None) -> str:
-    """``path`` as given when it exists from here (absolute, or relative to the working directory), else
-    relative to the checkout, as the Makefile and README write it (``experiments/<study>.yaml``)."""
-    given = Path(path).expanduser()
-    if given.is_absolute() or (Path(cwd or Path.cwd()) / given).is_file():
-        return str(given)
-    inside = checkout_root() / given
-    return str(inside) if inside.is_file() else str(given)  # not found anywhere: `ray-xt run` names it
+def without_own_folder(path: list[str], script: str) -> list[str]:
+    """``sys.path`` without the folder this script runs from (the home folder `ray submit` copies it to): a
+    folder there named like the package would otherwise be imported as an empty namespace package."""
+    here = Path(script).resolve().parent
+    return [p for p in path if not p or Path(p).resolve() != here]
 
 
 def main(argv: list[str] | None = None) -> None:
+    sys.path[:] = without_own_folder(sys.path, __file__)
     from ray_xt.cli import app
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        sys.exit("usage: ray submit <cluster.yaml> ray_xt/cluster_entry.py -- <experiment.yaml> [ray-xt run options]")
-    args[0] = resolve_study_path(args[0])
-    if "--address" not in args:
-        args += ["--address", "auto"]
-    app(["run", *args])
+        sys.exit("usage: ray submit <cluster.yaml> ray_xt/cluster_entry.py -- submit <experiment.yaml> [options]")
+    app(["cluster", *args])
 
 
 if __name__ == "__main__":

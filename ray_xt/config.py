@@ -659,3 +659,17 @@ def _explain(model: type[BaseModel], prefix: str) -> list[tuple[str, str]]:
 def _type_name(annotation) -> str:
     text = str(annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
     return text.replace("NoneType", "None")
+
+
+def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
+    """The study narrowed to some of its own seeds (``--seeds 0``): the same stages, keys and storage, so a later
+    run of the whole study skips what this one finished."""
+    try:
+        chosen = [int(seed) for seed in seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"{source}: --seeds {seeds} must be comma-separated integers, e.g. 0 or 0,1") from None
+    unknown = [seed for seed in chosen if seed not in cfg.seeds]
+    if unknown:
+        raise ConfigError(f"{source}: --seeds {seeds}: seed(s) {unknown} are not in the study's seeds {cfg.seeds}; "
+                          "add them to seeds: in the YAML to run them")
+    return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index)})

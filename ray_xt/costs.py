@@ -79,21 +79,34 @@ class ScaleCost:
     source: str
 
 
+def devices_per_trial(cfg: StudyConfig, scale: str) -> tuple[str, float]:
+    """What one trial of a scale holds: ("GPU", n) or ("CPU core", n), every worker's devices counted."""
+    cpus, gpus = cfg.resources_for(scale)
+    workers = cfg.workers_for(scale)  # a worker-group trial holds every worker's devices
+    return ("GPU", gpus * workers) if gpus else ("CPU core", cpus * workers)
+
+
+def stage_trial_seconds(cfg: StudyConfig, stage: Stage, rate: float) -> float:
+    """Trial-slot seconds of one stage at ``rate`` examples/s: every trial runs all its epochs (an upper bound)."""
+    if stage.kind == "retrieval":
+        return 0.0
+    return cfg.search.num_samples * cfg.trial_for(stage.task).epochs * training_examples(cfg, stage) / rate
+
+
+def stage_device_hours(cfg: StudyConfig, stage: Stage, table: ThroughputTable) -> float:
+    """The plan's estimate of one stage's device-hours (GPU-hours on a GPU scale)."""
+    return stage_trial_seconds(cfg, stage, table.examples_per_second(stage.scale)[0]) / 3600 * \
+        devices_per_trial(cfg, stage.scale)[1]
+
+
 def estimate(cfg: StudyConfig, stages: list[Stage], table: ThroughputTable) -> list[ScaleCost]:
     costs = []
     for scale in cfg.scales:
         mine = [s for s in stages if s.scale == scale]
         rate, source = table.examples_per_second(scale)
-        seconds = 0.0
-        trials = 0
-        for stage in mine:
-            if stage.kind == "retrieval":
-                continue
-            trials += cfg.search.num_samples
-            seconds += cfg.search.num_samples * cfg.trial_for(stage.task).epochs * training_examples(cfg, stage) / rate
-        cpus, gpus = cfg.resources_for(scale)
-        workers = cfg.workers_for(scale)  # a worker-group trial holds every worker's devices
-        device, per_trial = ("GPU", gpus * workers) if gpus else ("CPU core", cpus * workers)
+        seconds = sum(stage_trial_seconds(cfg, s, rate) for s in mine)
+        trials = sum(cfg.search.num_samples for s in mine if s.kind != "retrieval")
+        device, per_trial = devices_per_trial(cfg, scale)
         costs.append(ScaleCost(scale, len(mine), trials, seconds / 3600, device, seconds / 3600 * per_trial, rate,
                                source))
     return costs

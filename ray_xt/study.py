@@ -14,6 +14,7 @@ from ray_xt.config import StudyConfig
 from ray_xt.data import FeatureCache
 from ray_xt.loop import Schedule
 from ray_xt.prepare import data_needs, prepare_data, training_source
+from ray_xt.progress import StudyProgress, measured_device_hours
 from ray_xt.records import StageRecord
 from ray_xt.scales import SCALES, model_location
 from ray_xt.stages import MULTI_TASK, Stage, condition_language, expand, translate_languages
@@ -353,7 +354,11 @@ class StageRunner(StudyParts):
         self.tracker.log_datasets(parent, [x for x in inputs if x[1] is not None])
 
     def _log_zero_shot(self, parent: str, record: StageRecord) -> None:
-        self.tracker.log_metrics(parent, {f"zero_shot.{lang}": v for lang, v in record["zero_shot"].items()}, 0)
+        scores = record["zero_shot"]
+        transfer = [v for lang, v in scores.items() if lang != "en"]
+        # the runs table's zero-shot column (ray_xt.mlflow_view): the mean over the target languages but English
+        average = {"zero_shot.avg": sum(transfer) / len(transfer)} if transfer else {}
+        self.tracker.log_metrics(parent, {**{f"zero_shot.{lang}": v for lang, v in scores.items()}, **average}, 0)
         if record.get("predictions_dir"):
             local = self.storage.local_of(record["predictions_dir"])
             self.tracker.log_artifacts(parent, str(local if local.is_dir() else storage.materialize(
@@ -430,6 +435,7 @@ class StudyDriver(StudyParts):
         self.resolved: Resolved | None = None
         self.trainer_pool: str | None = None  # the running study's TrainerPool name (ray_xt.trainer_hosts)
         self.prepared: list | None = None  # prepare_data's entries when the caller prepared the data already
+        self.progress = StudyProgress(0, 0, {})  # this run's, from run()
 
     def context(self) -> StageContext:
         assert self.resolved is not None, "resolve the study's inputs first"
@@ -455,6 +461,7 @@ class StudyDriver(StudyParts):
                 done[stage.key] = record
         pending = [s for s in stages if s.key not in done]
         self.log(f"[ray-xt] {len(stages)} stages: {len(done)} done before (skipped), {len(pending)} to run")
+        self.progress = self._planned_progress(stages, pending, len(done))
         pool = self._start_trainer_pool(pending)
         try:
             self._run_pending(pending, done, number, len(stages))
@@ -478,6 +485,10 @@ class StudyDriver(StudyParts):
             self.log(f"[ray-xt] features ready in {time.perf_counter() - t0:.0f}s "
                      f"({self.features.misses} tokenised, {self.features.hits} reused)")
         _ = self.tracker.experiment_id  # create the store and experiment once, before concurrent writers start
+        from ray_xt.mlflow_view import publish_runs_view
+
+        self.log(f"[ray-xt] MLflow runs table: {publish_runs_view(self.tracker)}")
+        self._report_progress()
         # Stage drivers prefer the study driver's node (the head on a cluster); if their node dies anyway, Ray
         # re-runs them (system failures only) and the re-run resumes the sweep from its experiment folder.
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -516,9 +527,30 @@ class StudyDriver(StudyParts):
                     stage.scale, [t.get("examples_per_second") for t in record["sweep"].get("trials", [])])
             done[stage.key] = record
             self._log_done(number[stage.key], total, record)
+            self._report_progress(stage, record)
         if failures:
             raise StageFailed(f"{len(failures)} stage(s) failed (finished stages are kept; re-run to continue):\n  - "
                               + "\n  - ".join(failures))
+
+    def _planned_progress(self, stages: list[Stage], pending: list[Stage], done_before: int) -> StudyProgress:
+        from ray_xt.costs import ThroughputTable, devices_per_trial, stage_device_hours
+
+        table = ThroughputTable(storage.join(self.storage.root, "throughput.json"))
+        devices = {devices_per_trial(self.cfg, scale)[0] for scale in self.cfg.scales}
+        return StudyProgress(len(stages), done_before, {s.key: stage_device_hours(self.cfg, s, table) for s in pending},
+                             device=devices.pop() if len(devices) == 1 else "device")
+
+    def _report_progress(self, stage: Stage | None = None, record: StageRecord | None = None) -> None:
+        """The progress line on the console (what `make cluster-logs` shows on re-attaching) and the same numbers
+        as metrics of the study's MLflow summary run."""
+        from ray_xt.costs import devices_per_trial
+
+        if stage is not None and record is not None:
+            self.progress.stage_done(stage.key, measured_device_hours(record, devices_per_trial(self.cfg, stage.scale)[1]))
+        self.log(self.progress.line())
+        summary = self.tracker.run_for(f"study/{self.cfg.name}", f"{self.cfg.name}-summary",
+                                       {"stage": "summary", "study": self.cfg.name})
+        self.tracker.log_metrics(summary, self.progress.metrics(), step=self.progress.done)
 
     def _driver_node_slots(self, sweeps: list[Stage]) -> tuple[str, int]:
         """The driver's node and how many of these stages' trials run on it at once."""

@@ -41,6 +41,7 @@ class TrialOutcome:
     score: float | None
     status: str
     examples_per_second: float | None = None  # training throughput the trial measured
+    seconds: float | None = None  # the trial's wall time as Tune measured it (time_total_s)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def summarize(grid, settings: SweepSettings, locate: Callable[[str], str] = str)
         scored = [(score, locate(path)) for score, path in _scored_checkpoints(result, settings.metric, locate)]
         trials.append(TrialOutcome(trial_id, lr, max((s for s, _ in scored), default=None),
                                    "ERROR" if result.error else "TERMINATED",
-                                   (result.metrics or {}).get("examples_per_second")))
+                                   (result.metrics or {}).get("examples_per_second"),
+                                   (result.metrics or {}).get("time_total_s")))
         candidates += [(score, trial_id, lr, ckpt) for score, ckpt in scored]
     if not candidates:
         errors = [str(r.error).splitlines()[0] for r in grid if r.error]

@@ -3,7 +3,7 @@
 Ray's SSH command runner has no port setting (it always connects to port 22), so the server takes port 22, on
 loopback only, with public-key logins for one user and nothing else. That user is an alias of root (uid 0, its
 own name and home): the project's virtualenv lives under root's home, which no other user may read, and its own
-home keeps what `ray up` writes there (`~/ray_xt`, `~/.bashrc`, `~/mlflow`, `~/.ray`) out of root's.
+home keeps what `ray up` writes there (`~/ray-xt`, `~/.bashrc`, `~/mlflow`, `~/.ray`) out of root's.
 """
 
 from __future__ import annotations

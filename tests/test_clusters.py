@@ -37,8 +37,16 @@ def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
     keep = f"RAY_idle_worker_killing_time_threshold_ms={IDLE_WORKER_SECONDS * 1000} "
     assert all(keep in c for c in starts if "ray start" in c)
     # one MLflow server per head, on its localhost (head_mlflow.sh binds 127.0.0.1 and replaces an earlier one)
-    assert "clusters/head_mlflow.sh start --backend-store-uri sqlite:///" in head
+    # its runs, users and artifacts on the shared storage (a replaced head keeps them), with MLflow's basic auth
+    assert ("clusters/head_mlflow.sh start --auth-db sqlite:////mnt/shared/mlflow/auth.db "
+            "--backend-store-uri sqlite:////mnt/shared/mlflow/mlflow.db") in head
     assert "--artifacts-destination /mnt/shared" in head
+    assert raw["file_mounts"].get("~/.ray_xt/mlflow_credentials") == "~/.ray_xt/mlflow_credentials"
+    assert "MLFLOW_TRACKING_USERNAME=" in setup and "MLFLOW_TRACKING_PASSWORD=" in setup
+    # a fixed cluster cannot add nodes: Ray's "Add suitable node types" for queued trials is switched off there only
+    assert ("RAY_SCHEDULER_EVENTS=0" in setup) == (raw["provider"]["type"] == "local")
+    if raw["provider"]["type"] == "local":  # worker counts follow worker_ips
+        assert "min_workers" not in raw and "max_workers" not in raw
     assert "--host 127.0.0.1" in (ROOT / "clusters" / "head_mlflow.sh").read_text()
     # settings are literal: nothing from the user's shell (`${VAR:-default}`) silently takes a default on a node
     assert "${" not in path.read_text()
@@ -58,16 +66,47 @@ def test_validation_rejects_a_typo():
         validate_config(prepare_config(raw))
 
 
-def test_a_study_path_given_to_cluster_entry_resolves_in_the_checkout(tmp_path, monkeypatch):
+def test_a_study_path_given_to_cluster_submit_resolves_in_the_checkout(tmp_path, monkeypatch):
     """`ray submit` runs cluster_entry.py from the SSH user's home: `experiments/demo.yaml` is the checkout's."""
-    from ray_xt.cluster_entry import checkout_root, resolve_study_path
+    from ray_xt.cluster_cli import checkout_root, resolve_study_path
 
     monkeypatch.chdir(tmp_path)
-    assert resolve_study_path("experiments/demo.yaml") == str(checkout_root() / "experiments" / "demo.yaml")
+    assert resolve_study_path("experiments/demo.yaml") == checkout_root() / "experiments" / "demo.yaml"
     (tmp_path / "mine.yaml").write_text("name: x\n")
-    assert resolve_study_path("mine.yaml") == "mine.yaml"  # one the user put beside them wins
-    assert resolve_study_path("/abs/elsewhere.yaml") == "/abs/elsewhere.yaml"
-    assert resolve_study_path("experiments/nope.yaml") == "experiments/nope.yaml"  # ray-xt run names it
+    assert resolve_study_path("mine.yaml") == tmp_path / "mine.yaml"  # one the user put beside them wins
+    assert resolve_study_path("/abs/elsewhere.yaml") == Path("/abs/elsewhere.yaml")
+    assert resolve_study_path("experiments/nope.yaml") == tmp_path / "experiments/nope.yaml"  # loading names it
+
+
+def test_cluster_entry_imports_the_installed_package_beside_a_folder_named_like_it(tmp_path):
+    """`ray submit` runs `python ~/cluster_entry.py`: the home folder comes first on sys.path, and a folder there
+    named ray_xt (a checkout, as every cluster file once mounted it) must not become an empty namespace package."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "ray_xt" / "experiments").mkdir(parents=True)  # a checkout folder: no __init__.py at its top
+    shutil.copy(ROOT / "ray_xt" / "cluster_entry.py", tmp_path / "cluster_entry.py")
+    # as `make cluster-submit` runs it, on a machine where no job server listens: the study is found in the
+    # checkout and loaded, and the one error is about the job server
+    done = subprocess.run([sys.executable, str(tmp_path / "cluster_entry.py"), "submit", "experiments/demo.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RAY_ADDRESS": "", "HOME": str(tmp_path)})
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "no Ray job server answers at http://127.0.0.1:8265" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    plain = subprocess.run([sys.executable, "-c", "import ray_xt; print(ray_xt.__file__)"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert plain.stdout.strip() == "None"  # the trap the entry script steps around is real
+
+
+def test_no_cluster_file_puts_the_checkout_where_it_could_be_imported():
+    for path in CLUSTERS:
+        mounts = yaml.safe_load(path.read_text())["file_mounts"]
+        checkout = [remote for remote, local in mounts.items() if local == "."]
+        assert checkout == ["~/ray-xt"], (path.name, checkout)
+        assert not Path(checkout[0]).name.isidentifier()
 
 
 def test_node_local_storage_is_refused_on_a_multi_node_cluster():
@@ -85,7 +124,7 @@ def test_the_make_cluster_targets_pass_shared_storage_and_the_heads_tracking_ser
 
     out = subprocess.run(["make", "-n", "scaling-study", "CLUSTER=clusters/onprem.yaml"], capture_output=True,
                          text=True, cwd=ROOT).stdout
-    assert ("ray submit clusters/onprem.yaml ray_xt/cluster_entry.py -- experiments/scaling_study.yaml "
+    assert ("ray submit clusters/onprem.yaml ray_xt/cluster_entry.py -- submit experiments/scaling_study.yaml "
             "--tracking-uri http://127.0.0.1:5000 --storage /mnt/shared/results") in out
     out = subprocess.run(["make", "-n", "cluster-submit", "CLUSTER=c.yaml", "EXP=experiments/demo.yaml"],
                          capture_output=True, text=True, cwd=ROOT).stdout
