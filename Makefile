@@ -56,7 +56,9 @@ CLUSTER ?=
 # on a cluster: the head's MLflow server, and study storage every node sees (the cluster files mount /mnt/shared)
 CLUSTER_TRACKING ?= http://127.0.0.1:5000
 CLUSTER_STORAGE ?= /mnt/shared/results
-CLUSTER_RUN_OPTIONS = --tracking-uri $(CLUSTER_TRACKING) --storage $(CLUSTER_STORAGE)
+# more `ray-xt run` options for the study's job, e.g. RUN_OPTIONS="--seeds 0 --set trial.epochs=2"
+RUN_OPTIONS ?=
+CLUSTER_RUN_OPTIONS = --tracking-uri $(CLUSTER_TRACKING) --storage $(CLUSTER_STORAGE) $(RUN_OPTIONS)
 # ray-xt on the head (the cluster files put the checkout at ~/ray-xt; the job server wants the cluster's token)
 ON_HEAD = RAY_AUTH_MODE=token ~/ray-xt/.venv/bin/ray-xt
 define run_study

@@ -68,14 +68,14 @@ class StudyProgress:
         now = now or time.time()
         eta = self.eta_seconds(now)
         if eta is None:
-            when = f"ETA after the first training stage (plan: {self.remaining_estimate:.2f} {self.device}-h to run)"
+            when = f"ETA after the first training stage (plan: {self.remaining_estimate:.3g} {self.device}-h to run)"
         elif eta == 0:
             when = "finished"
         else:
             at = datetime.fromtimestamp(now + eta, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            when = f"~{self.remaining_estimate:.2f} {self.device}-h of plan left, ETA {at} (in {duration(eta)})"
+            when = f"~{self.remaining_estimate:.3g} {self.device}-h of plan left, ETA {at} (in {duration(eta)})"
         return (f"[ray-xt] progress: {self.done}/{self.total} stages done ({len(self.finished)} this run), "
-                f"{self.spent:.2f} {self.device}-h spent this run, {when}")
+                f"{self.spent:.3g} {self.device}-h spent this run, {when}")
 
     def metrics(self, now: float | None = None) -> dict[str, float]:
         eta = self.eta_seconds(now)

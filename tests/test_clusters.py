@@ -129,3 +129,22 @@ def test_the_make_cluster_targets_pass_shared_storage_and_the_heads_tracking_ser
     out = subprocess.run(["make", "-n", "cluster-submit", "CLUSTER=c.yaml", "EXP=experiments/demo.yaml"],
                          capture_output=True, text=True, cwd=ROOT).stdout
     assert "--tracking-uri http://127.0.0.1:5000 --storage /mnt/shared/results" in out
+
+
+def test_a_cuda_torch_spec_that_installed_a_cpu_build_fails_make_install(tmp_path):
+    """pip falls back to a CPU wheel when the CUDA index is unreachable; `make install` then fails, saying why."""
+    import subprocess
+
+    from ray_xt.torch_check import torch_problem
+
+    cuda_spec = "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+    assert "asks for a CUDA build, but torch 2.13.0+cpu without CUDA is installed" in torch_problem(
+        cuda_spec, None, "2.13.0+cpu")
+    assert torch_problem(cuda_spec, "12.8", "2.13.0+cu128") is None
+    assert torch_problem("torch==2.13.0", None, "2.13.0+cpu") is None  # a CPU machine asked for the CPU build
+    # the Makefile step, on this machine's CPU torch
+    done = subprocess.run(["make", "--no-print-directory", "check-torch", f"TORCH_SPEC={cuda_spec}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "asks for a CUDA build" in done.stderr, done.stdout + done.stderr
+    assert subprocess.run(["make", "--no-print-directory", "check-torch"], cwd=ROOT, capture_output=True,
+                          timeout=120).returncode == 0
