@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ray_xt.config import ConfigError, StudyConfig, load_study, only_seeds, parse_study
 from ray_xt.cluster_cli import cluster_app
+from ray_xt.config import ConfigError, StudyConfig, load_study, only_seeds, parse_study
 from ray_xt.records import StageRecord
 from ray_xt.tracking_uri import without_password
 

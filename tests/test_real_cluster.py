@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -73,9 +74,9 @@ def cluster_file(node: local_ssh.SSHNode, shared: Path, folder: Path) -> Path:
     raw["auth"] = {"ssh_user": node.user, "ssh_private_key": str(node.key)}
     setup = raw["setup_commands"]
     assert "make install" in setup[0]
-    setup[0] = f"ln -sfn {VENV} ~/ray_xt/.venv"
-    # the head imports the checkout `ray up` copied to it, as a from-scratch install would, not this one
-    setup.insert(2, "echo 'export PYTHONPATH=$HOME/ray_xt' >> ~/.ray_xt_env")
+    # the one change to what a node runs: the installed virtualenv instead of `make install` (its editable ray_xt
+    # is this checkout, the same files `ray up` copied to ~/ray-xt)
+    setup[0] = f"ln -sfn {VENV} ~/ray-xt/.venv"
     path = folder / "cluster.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False).replace("/mnt/shared", str(shared)))
     return path
@@ -180,6 +181,12 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) ->
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds:.0f} s ({process.args})")
 
 
+def mlflow_login() -> tuple[str, str]:
+    """The head MLflow's basic-auth login `make cluster-up` made on "the user's machine" (this one)."""
+    user, _, password = Path("~/.ray_xt/mlflow_credentials").expanduser().read_text().strip().partition(":")
+    return user, password
+
+
 def trial_runs(experiment: str) -> list:
     from mlflow.tracking import MlflowClient
 
@@ -189,6 +196,22 @@ def trial_runs(experiment: str) -> list:
     runs = client.search_runs([found.experiment_id], max_results=1000)
     return [r for r in runs if "/" in r.data.tags.get("ray_xt.key", "") and not
             r.data.tags["ray_xt.key"].startswith(("stage/", "study/"))]
+
+
+def wait_for_text(path: Path, text: str, process: subprocess.Popen, seconds: float = 600) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        out = path.read_text(errors="replace") if path.exists() else ""
+        if text in out:
+            return out
+        assert process.poll() is None, f"{process.args} exited with {process.returncode} before {text!r}:\n{out[-4000:]}"
+        time.sleep(1)
+    raise AssertionError(f"{text!r} not printed in {seconds:.0f} s:\n{path.read_text()[-4000:]}")
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # the laptop's Wi-Fi drops: make, ray submit and ssh die at once
+    process.wait(30)
 
 
 def finished_study(storage: Path) -> None:
@@ -240,18 +263,54 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
         assert local.returncode == 0 and "GCS " in local.stdout, local.stderr[-3000:]
         assert not local.stdout.split("GCS ")[1].strip().endswith(":6379"), local.stdout
 
-        # 1. ray submit through the Makefile: the study path resolves in the head's checkout
-        out = make("cluster-submit", cluster, f"EXP={STUDY}", storage)
+        # 1. the study as a Ray job on the head, submitted by `make cluster-submit` (ray submit of cluster_entry.py
+        # from the SSH user's home), whose client dies mid-study: the study goes on
+        login = mlflow_login()
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = login
+        slow = "RUN_OPTIONS=--set trial.epochs=3"  # long enough for the refusals below to meet it running
+        client_log = tmp_path / "submit.log"
+        with open(client_log, "w") as out:
+            submitting = subprocess.Popen(["make", "cluster-submit", f"CLUSTER={cluster}", f"EXP={STUDY}", storage, slow],
+                                          cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                          env={**os.environ, **CLIENT_ENV})
+        try:
+            wait_for_text(client_log, "[ray-xt] stage 1/3", submitting)
+        finally:
+            kill_group(submitting)
+        job = re.search(r"submitted as Ray job (\S+):", client_log.read_text()).group(1)
+        # while it runs: a second driver of the same study, and a cluster-up that would restart Ray, are refused
+        again = subprocess.run(["make", "cluster-submit", f"CLUSTER={cluster}", f"EXP={STUDY}", storage, slow], cwd=ROOT,
+                               capture_output=True, text=True, timeout=600, env={**os.environ, **CLIENT_ENV})
+        assert again.returncode != 0 and f"already runs on this cluster as job {job}" in again.stdout + again.stderr, \
+            again.stdout[-3000:] + again.stderr[-3000:]
+        up = subprocess.run(["make", "cluster-up", f"CLUSTER={cluster}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, **CLIENT_ENV})
+        assert up.returncode != 0 and f"study cluster_smoke runs on this cluster as job {job}" in up.stderr, \
+            up.stdout[-3000:] + up.stderr[-3000:]
+        assert "Cluster Ray runtime will be restarted" not in up.stdout + up.stderr
+        status = make("cluster-status", cluster)
+        assert f"{job}  study cluster_smoke  RUNNING" in status, status[-3000:]
+        # re-attaching shows the live progress and follows the study to its end
+        logs = make("cluster-logs", cluster)
+        assert "[ray-xt] progress: 3/3 stages done" in logs and f"job {job}: SUCCEEDED" in logs, logs[-4000:]
+        assert "[ray-xt] MLflow runs table: http://127.0.0.1:5000/#/experiments/" in logs + client_log.read_text()
         finished_study(shared / "results")
         first = trial_runs("ray_xt/cluster_smoke")
-        assert len(first) == 6, out[-3000:]  # 2 trials in each of the 3 sweeps
+        assert len(first) == 6, logs[-3000:]  # 2 trials in each of the 3 sweeps
+        assert f"{job}  study cluster_smoke  SUCCEEDED" in make("cluster-status", cluster)
+        # the head's MLflow: basic auth, its runs on the shared storage
+        assert (shared / "mlflow" / "mlflow.db").is_file() and (shared / "mlflow" / "auth.db").is_file()
+        request = urllib.request.Request("http://127.0.0.1:5000/api/2.0/mlflow/experiments/search?max_results=1")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
         # 2. ray job submit over the dashboard's tunnel with the cluster's token, into storage of its own
         tunnel = subprocess.Popen([str(VENV / "bin" / "ray"), "dashboard", str(cluster), "--port", str(DASHBOARD_TUNNEL)],
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   env={**os.environ, **CLIENT_ENV})
         try:
             wait_for_port(DASHBOARD_TUNNEL, tunnel)
-            job_storage = shared / "results-job"
+            job_storage = shared / "results-jobs-check"  # the README's
             submit = subprocess.run(
                 [str(VENV / "bin" / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{DASHBOARD_TUNNEL}",
                  "--working-dir", ".", "--", "ray-xt", "run", STUDY, "--address", "auto",
@@ -277,9 +336,9 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
             mlflow_tunnel.terminate()
             mlflow_tunnel.wait(30)
         # 3. the report rebuilt on the head
-        out = make("cluster-report", cluster, f"EXP={STUDY}", storage)
-        assert "MLflow run" in out and "http://127.0.0.1:5000" in out
-        # 4. bringing the cluster up again duplicates nothing
+        out = make("cluster-report", cluster, f"EXP={STUDY}", f"CLUSTER_STORAGE={job_storage}")  # the README's check
+        assert "MLflow run" in out and "http://127.0.0.1:5000" in out, out[-5000:]
+        # 4. bringing the cluster up again (no study running) duplicates nothing
         make("cluster-up", cluster)
         assert node.run("grep -cxF '. ~/.ray_xt_env' ~/.bashrc").stdout.strip() == "1"
         assert len(head_servers()) == 1
