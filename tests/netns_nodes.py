@@ -137,6 +137,11 @@ def _boot(node: Node, key: Path, host_key: Path, home: Path) -> None:
             shutil.copy(Path("/etc/skel") / skeleton, own_home / skeleton)
     (own_home / ".ssh" / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
     os.chmod(own_home / ".ssh" / "authorized_keys", 0o600)
+    # the login is uid 0 (the prebuilt virtualenv may lie under root's home); inside the node it is the first
+    # uid-0 entry, so what looks a home up by uid (ssh's `-i ~/ray_bootstrap_key.pem`, as Ray's autoscaler runs
+    # it from the head to a worker) finds this node's home, as on a machine whose login has its own uid
+    passwd = [line for line in Path("/etc/passwd").read_text().splitlines() if not line.startswith(f"{USER}:")]
+    (node.folder / "passwd").write_text(f"{USER}:x:0:0::{home}:/bin/bash\n" + "\n".join(passwd) + "\n")
     config = node.folder / "sshd_config"
     config.write_text("\n".join([
         "Port 22", f"ListenAddress {node.address}", f"HostKey {host_key}", f"PidFile {node.folder / 'sshd.pid'}",
@@ -147,6 +152,7 @@ def _boot(node: Node, key: Path, host_key: Path, home: Path) -> None:
     # PID 1 of the node: bash, which mounts the node's own folders, starts sshd and reaps what is orphaned
     boot = (f"hostname rx-{node.name} && mount --make-rprivate / && mount --bind {own_home} {home} && "
             f"mount --bind {own_ray_tmp} /tmp/ray && mount -t tmpfs -o size=2g tmpfs /dev/shm && "
+            f"mount --bind {node.folder / 'passwd'} /etc/passwd && "
             f"{SSHD} -D -e -f {config} >> {node.folder / 'sshd.log'} 2>&1 & "
             "trap 'exit 0' TERM; while true; do wait; sleep 1; done")
     node.init = subprocess.Popen(

@@ -47,6 +47,8 @@ def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
     assert ("RAY_SCHEDULER_EVENTS=0" in setup) == (raw["provider"]["type"] == "local")
     if raw["provider"]["type"] == "local":  # worker counts follow worker_ips
         assert "min_workers" not in raw and "max_workers" not in raw
+        # autoscaler v1: v2 never starts a local-provider worker (tests/test_two_nodes.py)
+        assert "RAY_enable_autoscaler_v2=0 " in head
     assert "--host 127.0.0.1" in (ROOT / "clusters" / "head_mlflow.sh").read_text()
     # settings are literal: nothing from the user's shell (`${VAR:-default}`) silently takes a default on a node
     assert "${" not in path.read_text()

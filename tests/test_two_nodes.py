@@ -116,7 +116,8 @@ def test_a_study_runs_on_two_nodes_and_survives_losing_the_worker(nodes):
         with open(log, "w") as out:
             submitting = subprocess.Popen(
                 ["make", "cluster-submit", f"CLUSTER={cluster}", f"EXP={STUDY}", f"CLUSTER_STORAGE={storage}",
-                 "RUN_OPTIONS=--set trial.epochs=6"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+                 # trials long enough to be killed mid-way (a micro epoch takes ~0.2 s), none stopped early by ASHA
+                 "RUN_OPTIONS=--set trial.epochs=80 --set scheduler.enabled=false"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
         # the worker node dies while one of its trials is mid-sweep (reported, not finished)
         deadline = time.monotonic() + 900
         on_worker: str | None = None
@@ -124,7 +125,7 @@ def test_a_study_runs_on_two_nodes_and_survives_losing_the_worker(nodes):
             assert submitting.poll() is None, log.read_text()[-5000:]
             assert time.monotonic() < deadline, "no trial ran on the worker node:\n" + log.read_text()[-5000:]
             for trial, results in trial_results(study).items():
-                if results and results[-1].get("node_ip") == worker.address and not results[-1].get("done"):
+                if results and results[-1].get("node_ip") == worker.address and results[-1]["training_iteration"] < 40:
                     on_worker = trial
             time.sleep(0.5)
         reported_before = max(r["training_iteration"] for r in trial_results(study)[on_worker])
