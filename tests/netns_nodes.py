@@ -40,17 +40,23 @@ class Node:
     address: str
     netns: str
     folder: Path
-    init: subprocess.Popen | None = None  # the node's first process (PID 1 of its PID namespace)
+    init: subprocess.Popen | None = None  # unshare, whose death takes the node's PID 1 with it (--kill-child)
 
     def alive(self) -> bool:
         return self.init is not None and self.init.poll() is None
 
     def kill(self) -> None:
-        """The machine goes away: its PID namespace's first process is killed, and with it every process of the
-        node (the kernel ends a PID namespace with its init)."""
+        """The machine goes away: every process of the node at once (unshare's death kills the node's PID 1, and
+        the kernel ends a PID namespace with its PID 1)."""
         if self.alive():
             os.kill(self.init.pid, signal.SIGKILL)
             self.init.wait(30)
+        deadline = time.monotonic() + 20  # killed processes take a moment to be gone
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def processes(self) -> list[str]:
+        return subprocess.run(["ip", "netns", "pids", self.netns], capture_output=True, text=True).stdout.split()
 
 
 @dataclass
@@ -156,7 +162,7 @@ def _boot(node: Node, key: Path, host_key: Path, home: Path) -> None:
             f"{SSHD} -D -e -f {config} >> {node.folder / 'sshd.log'} 2>&1 & "
             "trap 'exit 0' TERM; while true; do wait; sleep 1; done")
     node.init = subprocess.Popen(
-        ["ip", "netns", "exec", node.netns, "unshare", "--pid", "--mount", "--uts", "--fork", "--mount-proc",
+        ["ip", "netns", "exec", node.netns, "unshare", "--pid", "--mount", "--uts", "--fork", "--kill-child", "--mount-proc",
          "bash", "-c", boot], stdout=subprocess.DEVNULL, stderr=open(node.folder / "init.log", "w"),
         start_new_session=True)
 
@@ -187,5 +193,9 @@ def stop_leftovers() -> None:
             for pid in pids:
                 subprocess.run(["kill", "-KILL", pid], capture_output=True)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    # a namespace is destroyed (and its end of a veth pair with it) only once its last process has exited: the
+    # outside ends go now, whatever is still exiting
+    for i in range(4):
+        subprocess.run(["ip", "link", "del", f"rxv77{i}a"], capture_output=True)
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
     subprocess.run(["userdel", "-f", USER], capture_output=True)

@@ -305,9 +305,10 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 401
         # 2. ray job submit over the dashboard's tunnel with the cluster's token, into storage of its own
+        # its own process group: `ray dashboard` runs ssh as a child, which outlived a plain terminate()
         tunnel = subprocess.Popen([str(VENV / "bin" / "ray"), "dashboard", str(cluster), "--port", str(DASHBOARD_TUNNEL)],
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env={**os.environ, **CLIENT_ENV})
+                                  env={**os.environ, **CLIENT_ENV}, start_new_session=True)
         try:
             wait_for_port(DASHBOARD_TUNNEL, tunnel)
             job_storage = shared / "results-jobs-check"  # the README's
@@ -318,7 +319,7 @@ def test_the_readme_cluster_commands_on_a_real_cluster(node, tmp_path):
                 cwd=ROOT, capture_output=True, text=True, timeout=900,
                 env={**os.environ, **CLIENT_ENV, "RAY_AUTH_MODE": "token"})
         finally:
-            tunnel.terminate()
+            os.killpg(tunnel.pid, signal.SIGTERM)
             tunnel.wait(30)
         assert submit.returncode == 0, submit.stdout[-6000:] + submit.stderr[-3000:]
         finished_study(job_storage)
