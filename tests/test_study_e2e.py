@@ -33,9 +33,17 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
     assert all(0.0 <= v <= 1.0 for v in record["zero_shot"].values())
 
     runs = _runs(uri, experiment)
-    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+    summary = [r for r in runs if r.data.tags.get("stage") == "summary"]
+    parents = [r for r in runs if PARENT_TAG not in r.data.tags and r not in summary]
     children = [r for r in runs if PARENT_TAG in r.data.tags]
     assert len(parents) == 1 and len(children) == 2
+    # the study's progress, one step per finished stage, in its summary run (from the start, before any report)
+    assert len(summary) == 1 and summary[0].data.metrics["progress.stages_done"] == 1.0
+    assert summary[0].data.metrics["progress.stages_total"] == 1.0 and summary[0].data.metrics["progress.eta_hours"] == 0
+    assert [h.step for h in MlflowClient(uri).get_metric_history(summary[0].info.run_id, "progress.stages_done")] == [0, 1]
+    assert any(line.startswith("[ray-xt] progress: 1/1 stages done (1 this run)") for line in lines), lines
+    assert any("/runs?workflowType=machine_learning&viewStateShareKey=ray-xt" in line for line in lines), lines
+    assert 0.0 <= parents[0].data.metrics["zero_shot.avg"] <= 1.0
     assert all(c.data.tags[PARENT_TAG] == parents[0].info.run_id for c in children)
     assert len({c.data.tags[KEY_TAG] for c in children}) == 2
     for child in children:

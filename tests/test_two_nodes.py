@@ -117,7 +117,8 @@ def test_a_study_runs_on_two_nodes_and_survives_losing_the_worker(nodes):
             submitting = subprocess.Popen(
                 ["make", "cluster-submit", f"CLUSTER={cluster}", f"EXP={STUDY}", f"CLUSTER_STORAGE={storage}",
                  # trials long enough to be killed mid-way (a micro epoch takes ~0.2 s), none stopped early by ASHA
-                 "RUN_OPTIONS=--set trial.epochs=80 --set scheduler.enabled=false"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+                 "RUN_OPTIONS=--set trial.epochs=80 --set scheduler.enabled=false"],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
         # the worker node dies while one of its trials is mid-sweep (reported, not finished)
         deadline = time.monotonic() + 900
         on_worker: str | None = None
