@@ -160,8 +160,8 @@ def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: i
 def _use_bf16(setting) -> bool:
     import torch
 
-    if setting == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if setting == "auto":  # native bf16 only: V100 and T4 emulate it, slower than fp32
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return bool(setting)
 
 
@@ -357,10 +357,29 @@ class MemorySession(OneProcessSession):
 
 
 def train(config: dict, spec: TrialSpec, session: Session, clock: PhaseClock | None = None) -> None:
-    """One rank's loop: ``config`` holds the searched values (learning_rate); ``session`` takes the reports."""
+    """One rank's loop: ``config`` holds the searched values (learning_rate); ``session`` takes the reports.
+
+    Gives back everything the trial held when it ends (finished, stopped or failed), so a process that runs
+    trials one after another (a reused Tune actor, a warm trainer host) starts each with an empty device."""
+    try:
+        _train(config, spec, session, clock or PhaseClock())
+    finally:
+        release_memory()
+
+
+def release_memory() -> None:
+    import gc
+
     import torch
 
-    clock = clock or PhaseClock()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _train(config: dict, spec: TrialSpec, session: Session, clock: PhaseClock) -> None:
+    import torch
+
     _quiet_libraries()
     clock.lap("imports")  # since entering the trial function: environment, torch/DeepSpeed/transformers imports
     started = time.perf_counter()
@@ -370,6 +389,17 @@ def train(config: dict, spec: TrialSpec, session: Session, clock: PhaseClock | N
     sizes = [len(part.train["input_ids"]) for part in parts]
     schedule = Schedule.of(sum(sizes), spec.batch_size, spec.epochs, spec.evals_per_epoch)
     engine = _engine(model, spec, lr, schedule, session.world_size)
+    try:
+        _steps(engine, parts, tokenizer, spec, config, schedule, session, clock, lr, started)
+    finally:
+        # the ZeRO optimizers hold the engine through gradient hooks on the parameters, closures the garbage
+        # collector cannot see: destroy() removes them, or every trial's weights and optimizer states stay alive
+        engine.destroy()
+
+
+def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: dict, schedule: Schedule,
+           session: Session, clock: PhaseClock, lr: float, started: float) -> None:
+    """The optimiser steps from the resumed one to the last, with dev evaluations, checkpoints and reports."""
     clock.lap("deepspeed_init")
     step = _resume(engine, session)
     clock.lap("resume")
@@ -380,12 +410,12 @@ def train(config: dict, spec: TrialSpec, session: Session, clock: PhaseClock | N
     train_seconds, trained_examples = 0.0, 0  # optimiser work only: the throughput `ray-xt plan` learns from
     loop_seconds = {"evaluate": 0.0, "checkpoint": 0.0, "report": 0.0}
     lengths = [[row_length(r) for r in part.train["input_ids"]] for part in parts] if spec.group_by_length else None
-    batches = TaskSchedule(sizes, spec.batch_size, spec.seed, lengths)
+    batches = TaskSchedule([len(part.train["input_ids"]) for part in parts], spec.batch_size, spec.seed, lengths)
     while step < schedule.total_steps and not session.stop_requested():
         step_started = time.perf_counter()
         k, idx = batches.batch(step)
         part = parts[k]
-        micro = [{key: v.to(engine.device) for key, v in part.family.batch(part.train, m, tokenizer.pad_token_id).items()}
+        micro = [to_device(part.family.batch(part.train, m, tokenizer.pad_token_id), engine.device)
                  for m in micro_batches(rank_share(idx, session.rank, session.world_size), spec.grad_accum)]
 
         def forward(batch, part=part):
@@ -531,16 +561,33 @@ def micro_batches(share: list[int], grad_accum: int) -> list[list[int]]:
 
 
 def accumulated_step(engine, batches: list[dict], forward, check) -> float:
-    """One optimiser step over the accumulation micro-batches: forward, ``check`` (raises on a bad loss), backward
-    (DeepSpeed scales each loss by 1 / grad_accum) and step (applied at the accumulation boundary); the mean loss."""
-    total = 0.0
-    for batch in batches:
+    """One optimiser step over the accumulation micro-batches: forward and backward of each (DeepSpeed scales each
+    loss by 1 / grad_accum), then ``check`` of their summed loss (raises on a non-finite one) before the last
+    ``engine.step()``, the accumulation boundary where the optimiser applies the gradients; the mean loss.
+
+    The losses stay on the device until the step's end: one host sync per optimiser step (the check; one
+    collective in a worker group), not one per micro-batch."""
+    total = None
+    for i, batch in enumerate(batches):
         loss = forward(batch)
-        check(loss)
         engine.backward(loss)
-        engine.step()
-        total += loss.item()
-    return total / len(batches)
+        total = loss.detach() if total is None else total + loss.detach()
+        if i < len(batches) - 1:
+            engine.step()  # inside the accumulation: DeepSpeed only counts the micro-step
+    mean = float(total) / len(batches)  # the step's one wait for the device
+    check(total)  # before the boundary: a non-finite loss never reaches the weights
+    engine.step()
+    return mean
+
+
+def to_device(batch: dict, device) -> dict:
+    """A batch's tensors on the training device; on a GPU from pinned memory without blocking the host, so the
+    copy overlaps the work already queued."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return {key: v.to(device) for key, v in batch.items()}
+    return {key: v.pin_memory().to(device, non_blocking=True) for key, v in batch.items()}
 
 
 def rank_share(idx: list[int], rank: int, world_size: int) -> list[int]:

@@ -199,6 +199,68 @@ def test_first_token_shortcut_gives_the_full_models_logits(attention):
         torch.testing.assert_close(classification_logits(chunked.eval(), **inputs), chunked(**inputs).logits)
 
 
+def test_xlmr_xl_takes_the_full_forward_which_the_cut_would_get_wrong():
+    """XLM-R XL is pre-LayerNorm: the cut, applied to it, skips the last layer's attention LayerNorm and the
+    encoder's final LayerNorm and gives other logits; so XL classifies through the full forward."""
+    import torch
+    from transformers import XLMRobertaXLConfig, XLMRobertaXLForSequenceClassification
+
+    from ray_xt.families.first_token import _encoder_of, classification_logits, first_token_state, first_token_training
+
+    _, inputs = _tiny_xlmr()
+    config = XLMRobertaXLConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                intermediate_size=64, max_position_embeddings=80, num_labels=3)
+    with torch.inference_mode():
+        model = XLMRobertaXLForSequenceClassification(config).eval()
+        for name, param in model.named_parameters():  # LayerNorms away from identity, so skipping one shows
+            if "LayerNorm" in name or "layer_norm" in name:
+                param.copy_(torch.randn_like(param))
+        full = model(**inputs).logits
+        assert _encoder_of(model) is None and first_token_training(model, classification_logits) is model
+        torch.testing.assert_close(classification_logits(model, **inputs), full)
+        cut = model.classifier(first_token_state(model.roberta, **inputs))  # what the cut would have given
+        assert not torch.allclose(cut, full, atol=1e-3)
+
+
+ZERO3_EVALUATION = r"""
+import json, os
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29613", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+import deepspeed, torch
+from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+from ray_xt.families.base import padded_inputs
+from ray_xt.families.first_token import _encoder_of, classification_logits
+from ray_xt.loop import deepspeed_config
+
+torch.manual_seed(0)
+config = XLMRobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                          intermediate_size=64, max_position_embeddings=80, num_labels=3)
+inputs = padded_inputs([[0, *torch.randint(5, 120, (n,)).tolist(), 2] for n in (3, 20, 11, 7)], 1)
+model = XLMRobertaForSequenceClassification(config).eval()
+with torch.inference_mode():
+    whole = model(**inputs).logits
+engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters()),
+                                  config=deepspeed_config(4, 3, False))
+engine.eval()
+with torch.inference_mode():
+    logits = classification_logits(engine.module, **inputs)
+print(json.dumps({"cut": _encoder_of(engine.module) is not None, "error": (logits - whole).abs().max().item()}))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_under_zero3_evaluation_takes_the_full_forward():
+    """ZeRO-3 partitions parameters: read outside their module's forward (as the cut's one-query attention reads
+    the last layer's key and value weights) they are empty. Such a model is evaluated through the full forward."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", ZERO3_EVALUATION], capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["cut"] is False and result["error"] < 1e-5, result
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_first_token_training_gives_the_full_models_loss_gradients_and_names(tmp_path, attention):
     """Training through the cut, under both attention implementations the project runs (sdpa, transformers'

@@ -29,6 +29,35 @@ print(json.dumps({"reports": session.reports, "checkpoints": session.checkpoints
                   "ray_imported": any(m == "ray" or m.startswith("ray.") for m in sys.modules)}))
 """
 
+# three trials in one process, as a reused Tune actor or a warm trainer host runs them: after each, nothing of it
+# may stay alive (on a GPU the next trial would start beside the last one's weights and optimizer states)
+THREE_TRIALS = r"""
+import gc, json, sys
+import deepspeed, torch
+from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, train
+from ray_xt.process_env import prepare_process
+
+args = json.loads(sys.argv[1])
+prepare_process(1)
+spec = TrialSpec(model_path=args["model"], tokenizer_path=args["model"],
+                 tasks=(TaskInputs("pawsx", tuple(args["labels"]), args["train"], args["dev"]),),
+                 epochs=1, batch_size=16, evals_per_epoch=1, warmup_ratio=0.1, weight_decay=0.01,
+                 zero_stage=args["zero_stage"], bf16=False, cpus=1, seed=0, stage_key="leak-test", git_revision="test")
+
+def alive():
+    gc.collect()
+    objects = gc.get_objects()
+    return {"engines": sum(isinstance(o, deepspeed.DeepSpeedEngine) for o in objects),
+            "parameters": sum(o.numel() for o in objects if isinstance(o, torch.nn.Parameter))}
+
+before = alive()
+after = []
+for lr in (3e-4, 1e-4, 5e-4):
+    train({"learning_rate": lr}, spec, MemorySession())
+    after.append(alive())
+print(json.dumps({"before": before, "after": after}))
+"""
+
 
 def test_schedule_is_the_step_arithmetic_the_study_and_the_loop_share():
     s = Schedule.of(n_train=100, batch_size=16, epochs=2, evals_per_epoch=2)
@@ -65,6 +94,32 @@ def test_train_runs_a_micro_trial_in_a_plain_process_without_ray(tmp_path, micro
     assert result["checkpoints"] == [f"checkpoint_{r['step']:08d}" for r in reports]
     assert all(0.0 <= r["score"] <= 1.0 and r["train_loss"] > 0 for r in reports)
     assert not result["ray_imported"]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("zero_stage", [0, 2])
+def test_a_trial_gives_back_its_engine_and_parameters(tmp_path, micro_cache, zero_stage):
+    from ray_xt.config import parse_study
+    from ray_xt.data import FeatureCache
+    from ray_xt.families import family_of
+    from ray_xt.study import resolve_inputs
+    from ray_xt.tasks.registry import TASKS
+
+    cfg = parse_study(tiny_study(tmp_path, micro_cache))
+    resolved = resolve_inputs(cfg, use_ray=False, progress=False)
+    model = resolved.model_paths["micro-s"]
+    task = TASKS["pawsx"]
+    labels = family_of(task).label_space(resolved.data_root, task)
+    cache = FeatureCache(tmp_path / "features")
+    features = {split: str(cache.features(resolved.data_root, task, split, ["en"], model, max_len=48, labels=labels))
+                for split in ("train", "dev")}
+    args = {"model": model, "labels": labels, "zero_stage": zero_stage, **features}
+    out = subprocess.run([sys.executable, "-c", THREE_TRIALS, json.dumps(args)], capture_output=True, text=True,
+                         timeout=540)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [a["engines"] for a in result["after"]] == [0, 0, 0], result
+    assert [a["parameters"] for a in result["after"]] == [result["before"]["parameters"]] * 3, result
 
 
 def _imports(path: Path, package: str) -> set[str]:

@@ -8,10 +8,16 @@ XLM-R base's). Exact up to float rounding (tested against the full forward, pred
 Evaluation uses the logits functions; training uses ``FirstTokenTraining`` (same loss and gradients, and
 the same dropout: the last layer's attention dropout applies to the one query row that is kept).
 
-Models without a BERT-style encoder (or decoders) fall back to the full forward.
+Taken only where tests pin it to the full forward (tests/test_families.py): XLM-R's post-LayerNorm encoder with
+its parameters whole. Everything else runs the full forward: XLM-R XL and other pre-LayerNorm encoders (the
+cut would skip the last layer's attention LayerNorm and the encoder's final one), parameters partitioned by
+ZeRO-3 (read outside their module's forward, they are empty), decoders, chunked feed-forwards.
 """
 
 from __future__ import annotations
+
+# architectures whose cut a test pins equal to the full forward (logits, loss, gradients)
+PINNED_ARCHITECTURES = ("xlm-roberta",)
 
 
 def _encoder_of(model):
@@ -20,7 +26,12 @@ def _encoder_of(model):
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if base is None or not layers or base.config.is_decoder or base.config.add_cross_attention:
         return None
+    if base.config.model_type not in PINNED_ARCHITECTURES:
+        return None
     last = layers[-1]
+    key = getattr(getattr(getattr(last, "attention", None), "self", None), "key", None)
+    if key is None or tuple(key.weight.shape) != (key.out_features, key.in_features):
+        return None  # partitioned (ZeRO-3): its weights are gathered only inside its own forward
     if not all(hasattr(last, a) for a in ("attention", "feed_forward_chunk")):
         return None
     if not all(hasattr(last.attention.self, a) for a in ("query", "key", "value", "attention_head_size")):
