@@ -9,6 +9,7 @@ supervisor on the head, not in the SSH session: a dropped connection ends only t
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import sys
 import time
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-JOB_SERVER = "http://127.0.0.1:8265"
+# the head's job server (the dashboard, on the head's localhost); RAY_XT_JOB_SERVER for a head started elsewhere
+JOB_SERVER = os.environ.get("RAY_XT_JOB_SERVER", "http://127.0.0.1:8265")
 STUDY_KEY = "ray_xt.study"  # job metadata: which study a job drives
 ACTIVE = ("PENDING", "RUNNING")
 PROGRESS_MARK = "[ray-xt] progress:"
@@ -46,9 +48,13 @@ def job_client(address: str = JOB_SERVER):
 
     try:
         return JobSubmissionClient(address)
-    except (ConnectionError, RuntimeError) as err:
+    except ConnectionError as err:
         raise ClusterJobError(f"no Ray job server answers at {address} ({err}); is the cluster up? "
                               "make cluster-up CLUSTER=...") from None
+    except Exception as err:  # noqa: BLE001 - Ray raises RuntimeError/ValueError/HTTP errors: one clear line
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:300]
+        raise ClusterJobError(f"the Ray job server at {address} did not accept this client ({reason}); on the "
+                              "cluster's head with RAY_AUTH_MODE=token and the cluster's ~/.ray/auth_token?") from None
 
 
 def study_jobs(client) -> list[StudyJob]:

@@ -574,6 +574,7 @@ def accumulated_step(engine, batches: list[dict], forward, check) -> float:
         total = loss.detach() if total is None else total + loss.detach()
         if i < len(batches) - 1:
             engine.step()  # inside the accumulation: DeepSpeed only counts the micro-step
+    assert total is not None, "micro_batches gives at least one batch"
     mean = float(total) / len(batches)  # the step's one wait for the device
     check(total)  # before the boundary: a non-finite loss never reaches the weights
     engine.step()

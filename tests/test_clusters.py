@@ -61,6 +61,19 @@ def test_cluster_yaml_passes_ray_validation_and_our_rules(path):
     assert path.read_text().splitlines()[0].startswith("# ray_xt on")  # each opens with how to use it
 
 
+@pytest.mark.parametrize("path", [p for p in CLUSTERS if yaml.safe_load(p.read_text()).get("available_node_types")],
+                         ids=lambda p: p.name)
+def test_every_gpu_node_type_declares_what_it_offers(path):
+    """Ray's GCP provider fills in only TPU resources: a GPU node type with `resources: {}` is one the autoscaler
+    believes offers nothing, so no trial's request ever starts it."""
+    raw = yaml.safe_load(path.read_text())
+    workers = {name: t for name, t in raw["available_node_types"].items() if name != raw["head_node_type"]}
+    assert workers
+    for name, node_type in workers.items():
+        offered = node_type.get("resources", {})
+        assert offered.get("CPU", 0) > 0 and offered.get("GPU", 0) > 0 and offered.get("memory", 0) > 0, (name, offered)
+
+
 def test_validation_rejects_a_typo():
     raw = yaml.safe_load(CLUSTERS[0].read_text())
     raw["max_wrokers"] = 3
@@ -85,18 +98,22 @@ def test_cluster_entry_imports_the_installed_package_beside_a_folder_named_like_
     named ray_xt (a checkout, as every cluster file once mounted it) must not become an empty namespace package."""
     import os
     import shutil
+    import socket
     import subprocess
     import sys
 
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        server = f"http://127.0.0.1:{s.getsockname()[1]}"
     (tmp_path / "ray_xt" / "experiments").mkdir(parents=True)  # a checkout folder: no __init__.py at its top
     shutil.copy(ROOT / "ray_xt" / "cluster_entry.py", tmp_path / "cluster_entry.py")
     # as `make cluster-submit` runs it, on a machine where no job server listens: the study is found in the
     # checkout and loaded, and the one error is about the job server
     done = subprocess.run([sys.executable, str(tmp_path / "cluster_entry.py"), "submit", "experiments/demo.yaml"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "RAY_ADDRESS": "", "HOME": str(tmp_path)})
+                          env={**os.environ, "RAY_ADDRESS": "", "HOME": str(tmp_path), "RAY_XT_JOB_SERVER": server})
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "no Ray job server answers at http://127.0.0.1:8265" in done.stderr, done.stderr[-2000:]
+    assert f"no Ray job server answers at {server}" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     plain = subprocess.run([sys.executable, "-c", "import ray_xt; print(ray_xt.__file__)"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
