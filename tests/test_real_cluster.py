@@ -2,21 +2,21 @@
 
 `make cluster-up` (`ray up`) of the shipped `clusters/onprem.yaml` against this machine over SSH
 (tests/local_ssh.py: sshd on 127.0.0.1:22, a key made here), then what the README tells users: `make cluster-submit`
-of `experiments/cluster_smoke.yaml` (`ray submit ... cluster_entry.py`), the same study through `ray job submit`
-over `ray dashboard`'s tunnel with the cluster's token, `make cluster-report` (`ray-xt report` on the head), a
-second `make cluster-up`, and `make cluster-down`.
+of `experiments/cluster_smoke.yaml` (`ray submit` of cluster_entry.py, which submits the study as a Ray job on the
+head and follows it) whose client is killed mid-study; a second submission and a `make cluster-up` refused while
+it runs; `make cluster-status` and `make cluster-logs` (re-attached to the end); the head's MLflow (basic auth, its
+store on the shared folder); the same study through `ray job submit` over `ray dashboard`'s tunnel with the
+cluster's token into storage of its own, and `make cluster-report` of it; a second `make cluster-up`, and `make
+cluster-down`.
 
 The commands run as from another machine: with a Ray temp folder of their own (RAY_TMPDIR), so `ray up`'s record of
 the cluster (Ray's `local` provider keeps it in <temp>/ray/cluster-<name>.state) is not the file the head's own
-autoscaler reads and writes in /tmp/ray (sharing it, the head's autoscaler once marked the head terminated and
-`ray down` then found no head to stop).
+autoscaler reads and writes in /tmp/ray.
 
-The cluster file differs from the shipped one only where this machine must: its address, SSH user and key, no
-workers, `/mnt/shared` as a folder here, and the already-installed virtualenv instead of `make install` (the
-shipped files keep installing from scratch). The head only: Ray's `local` provider starts every node with
-`ray stop`, which on a second node on this machine would stop the head's processes too (one machine, one Ray);
-multi-node behaviour (a node lost, storage shared across nodes) is tested on processes of one machine
-(tests/test_cluster_faults.py, tests/test_study_graph.py).
+The cluster file differs from the shipped one only where this machine must: its address, SSH user and key (no
+workers), `/mnt/shared` as a folder here, and the already-installed virtualenv instead of `make install` (the
+shipped files keep installing from scratch); nothing is added to a node's environment. The head only, on this
+machine's own namespaces; tests/test_two_nodes.py runs a head and a worker that are nodes of their own.
 
 Needs root, Debian's openssh-server and rsync: skipped without them, failed instead when
 RAY_XT_REQUIRE_CLUSTER_TEST=1 (.ci/run sets it after installing them).
@@ -69,7 +69,7 @@ def node(tmp_path_factory):
 
 def cluster_file(node: local_ssh.SSHNode, shared: Path, folder: Path) -> Path:
     raw = yaml.safe_load((ROOT / "clusters" / "onprem.yaml").read_text())
-    raw.update(cluster_name=f"ray-xt-ci-{os.getpid()}", min_workers=0, max_workers=0)
+    raw["cluster_name"] = f"ray-xt-ci-{os.getpid()}"  # worker counts follow worker_ips: none here
     raw["provider"].update(head_ip="127.0.0.1", worker_ips=[])
     raw["auth"] = {"ssh_user": node.user, "ssh_private_key": str(node.key)}
     setup = raw["setup_commands"]
