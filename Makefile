@@ -56,9 +56,12 @@ CLUSTER ?=
 # on a cluster: the head's MLflow server, and study storage every node sees (the cluster files mount /mnt/shared)
 CLUSTER_TRACKING ?= http://127.0.0.1:5000
 CLUSTER_STORAGE ?= /mnt/shared/results
-# more `ray-xt run` options for the study's job, e.g. RUN_OPTIONS="--seeds 0 --set trial.epochs=2"
+CLUSTER_STUDY_OPTIONS = --tracking-uri $(CLUSTER_TRACKING) --storage $(CLUSTER_STORAGE)
+# more `ray-xt run` options for the study's job, e.g. RUN_OPTIONS="--seeds 0 --set trial.epochs=2"; the report
+# takes the run's --set options again: REPORT_OPTIONS="--set trial.epochs=2"
 RUN_OPTIONS ?=
-CLUSTER_RUN_OPTIONS = --tracking-uri $(CLUSTER_TRACKING) --storage $(CLUSTER_STORAGE) $(RUN_OPTIONS)
+REPORT_OPTIONS ?=
+CLUSTER_RUN_OPTIONS = $(CLUSTER_STUDY_OPTIONS) $(RUN_OPTIONS)
 # ray-xt on the head (the cluster files put the checkout at ~/ray-xt; the job server wants the cluster's token)
 ON_HEAD = RAY_AUTH_MODE=token ~/ray-xt/.venv/bin/ray-xt
 define run_study
@@ -104,7 +107,7 @@ cluster-stop:
 
 # the study's report rebuilt on the head from the shared storage (also logged to the head's MLflow)
 cluster-report:
-	$(BIN)/ray exec $(CLUSTER) 'cd ~/ray-xt && .venv/bin/ray-xt report $(EXP) $(CLUSTER_RUN_OPTIONS)'
+	$(BIN)/ray exec $(CLUSTER) 'cd ~/ray-xt && .venv/bin/ray-xt report $(EXP) $(CLUSTER_STUDY_OPTIONS) $(REPORT_OPTIONS)'
 
 # the head's MLflow server first: `ray down` stops only Ray's processes (and keeps machines of the local provider)
 cluster-down:
