@@ -233,6 +233,10 @@ class TrialConfig(Strict):
     gpus: float | None = Field(None, ge=0, le=64, description="GPUs per trial, per worker when workers > 1 (default: the scale's)")
     workers: int | None = Field(None, ge=1, le=1024, description="data-parallel Ray Train workers per trial, one DeepSpeed "
                                 "rank each; batch_size is split across them (default: the scale's)")
+    placement: Literal["STRICT_PACK", "PACK", "SPREAD"] = Field(
+        "STRICT_PACK", description="where a worker-group trial's ranks run (Ray placement strategy): STRICT_PACK all on "
+        "one node (fast links between GPUs; a group that fits no single node never starts), PACK one node where "
+        "possible, SPREAD one rank per node where possible")
     freeze_embeddings: bool = Field(False, description="keep the encoder's embedding layer fixed while fine-tuning "
                                     "(English-only training then cannot move English words away from the "
                                     "other languages'; Wu & Dredze 2019)")

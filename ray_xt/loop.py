@@ -39,7 +39,7 @@ class TaskInputs:
 
 # TrialSpec fields that are trial settings (ray_xt.config.TrialConfig, resolved per scale), under the same names
 FROM_SETTINGS = ("epochs", "batch_size", "evals_per_epoch", "warmup_ratio", "weight_decay", "zero_stage", "bf16",
-                 "cpus", "workers", "freeze_embeddings", "group_by_length", "grad_accum")
+                 "cpus", "workers", "placement", "freeze_embeddings", "group_by_length", "grad_accum")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class TrialSpec:
     workers: int = 1
     gpus_per_worker: float = 0
     worker_failures: int = 1  # Ray Train restarts of the worker group (from its last checkpoint) within a trial
+    placement: str = "STRICT_PACK"  # the worker group's Ray placement strategy
     freeze_embeddings: bool = False  # the encoder's embedding layer is not trained
     group_by_length: bool = False  # length-grouped batches (TaskSchedule): less padding, same batches per epoch
     grad_accum: int = 1  # micro-batches per optimiser step; batch_size stays the effective batch

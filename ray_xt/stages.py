@@ -62,7 +62,7 @@ class Stage:
 # finished stages keep their keys; any other value is keyed. grad_accum's default became None (chosen per scale)
 # after it had been 1: accumulation changes how an effective batch is computed, not what it is.
 LATER_TRIAL_DEFAULTS: dict[str, list] = {"workers": [None], "freeze_embeddings": [False], "group_by_length": [False],
-                                         "grad_accum": [None, 1]}
+                                         "grad_accum": [None, 1], "placement": ["STRICT_PACK"]}
 
 
 def _trial_payload(trial) -> dict:

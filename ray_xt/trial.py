@@ -93,6 +93,7 @@ def run_worker_group(config: dict, spec: TrialSpec, marker: Path | None) -> None
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.workers, use_gpu=use_gpu,
             resources_per_worker={"CPU": spec.cpus, **({"GPU": spec.gpus_per_worker} if use_gpu else {})},
+            placement_strategy=spec.placement,  # STRICT_PACK by default: an XL trial's ranks on one node
         ),
         run_config=ray.train.RunConfig(
             name="train",

@@ -207,7 +207,8 @@ def test_worker_group_trial_survives_losing_the_node_of_one_rank(cluster, tmp_pa
     mid-trial, a replacement joins, the worker group restarts there and resumes from its last checkpoint."""
     cluster.add_node("node_a", 1)
     cluster.add_node("node_b", 1)
-    study = tiny_study(tmp_path, tmp_path / "cache", trial={"workers": 2, "epochs": 6, "cpus": 1},
+    # SPREAD: the default STRICT_PACK would wait forever for a node that holds both ranks
+    study = tiny_study(tmp_path, tmp_path / "cache", trial={"workers": 2, "epochs": 6, "cpus": 1, "placement": "SPREAD"},
                        search={"num_samples": 1, "max_concurrent": 1}, scheduler={"enabled": False}, max_failures=3)
     _replace_node_b_once_a_checkpoint_exists(cluster, _run(cluster, study, tmp_path), tmp_path,
                                              "train/checkpoint_*/state.json")

@@ -251,3 +251,4 @@ def test_a_trials_settings_come_from_one_resolved_object():
                 assert (spec.batch_size, spec.grad_accum, spec.workers) == (
                     cfg.batch_size_for(task, scale), cfg.grad_accum_for(task, scale), cfg.workers_for(scale))
                 assert (spec.cpus, spec.gpus_per_worker) == cfg.resources_for(scale)
+                assert spec.placement == "STRICT_PACK"  # a worker group's ranks on one node unless a study says so
