@@ -599,6 +599,28 @@ def rank_share(idx: list[int], rank: int, world_size: int) -> list[int]:
     return share or [idx[rank % len(idx)]]
 
 
+def gathered_state_dict(module, rank: int) -> dict | None:
+    """A ZeRO-3 model's whole state dict on rank 0 (None elsewhere), gathered one module's own parameters at a time
+    with DeepSpeed's public ``GatheredParameters`` (a collective: every rank calls this), so no device ever holds
+    more than one module's full weights beside its shards; tied parameters stay one tensor."""
+    import deepspeed
+
+    names = module.state_dict(keep_vars=True)  # the names save_pretrained writes; parameters still partitioned
+    gathered: dict[int, object] = {}
+    for sub in module.modules():
+        own = list(sub.parameters(recurse=False))
+        if not own:
+            continue
+        with deepspeed.zero.GatheredParameters(own, modifier_rank=None):
+            if rank == 0:
+                for param in own:
+                    gathered.setdefault(id(param), param.detach().to("cpu", copy=True))
+    if rank != 0:
+        return None
+    return {name: gathered.get(id(value)) if id(value) in gathered else value.detach().cpu()
+            for name, value in names.items()}
+
+
 def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, config: dict, step: int, metrics: dict,
                       rank: int = 0) -> None:
     """Every rank writes its DeepSpeed shard (a collective); rank 0 adds the model and the trial's records.
@@ -607,7 +629,7 @@ def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, config: di
     """
     engine.save_checkpoint(str(path / "ds"), tag="state")
     if spec.zero_stage == 3:  # parameters are partitioned: gather a full state dict (a collective) first
-        state = engine._zero3_consolidated_16bit_state_dict()
+        state = gathered_state_dict(engine.module, rank)
         if rank == 0:
             engine.module.save_pretrained(str(path / "model"), state_dict=state)
     elif rank == 0:
