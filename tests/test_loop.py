@@ -66,8 +66,8 @@ def test_schedule_is_the_step_arithmetic_the_study_and_the_loop_share():
     assert Schedule.of(3, 16, 0.1, 4).total_steps == 1  # at least one step, one report
 
 
-@pytest.mark.timeout(600)
-def test_train_runs_a_micro_trial_in_a_plain_process_without_ray(tmp_path, micro_cache):
+def pawsx_inputs(tmp_path: Path, micro_cache: Path) -> dict:
+    """The micro-s model, PAWS-X labels and tokenised train/dev features of a tiny study, as the scripts take them."""
     from ray_xt.config import parse_study
     from ray_xt.data import FeatureCache
     from ray_xt.families import family_of
@@ -82,7 +82,12 @@ def test_train_runs_a_micro_trial_in_a_plain_process_without_ray(tmp_path, micro
     cache = FeatureCache(tmp_path / "features")
     features = {split: str(cache.features(resolved.data_root, task, split, ["en"], model, max_len=48, labels=labels))
                 for split in ("train", "dev")}
-    args = {"model": model, "labels": labels, **features}
+    return {"model": model, "labels": labels, **features}
+
+
+@pytest.mark.timeout(600)
+def test_train_runs_a_micro_trial_in_a_plain_process_without_ray(tmp_path, micro_cache):
+    args = pawsx_inputs(tmp_path, micro_cache)
     out = subprocess.run([sys.executable, "-c", TRAIN, json.dumps(args)], capture_output=True, text=True, timeout=540)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -99,21 +104,7 @@ def test_train_runs_a_micro_trial_in_a_plain_process_without_ray(tmp_path, micro
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("zero_stage", [0, 2])
 def test_a_trial_gives_back_its_engine_and_parameters(tmp_path, micro_cache, zero_stage):
-    from ray_xt.config import parse_study
-    from ray_xt.data import FeatureCache
-    from ray_xt.families import family_of
-    from ray_xt.study import resolve_inputs
-    from ray_xt.tasks.registry import TASKS
-
-    cfg = parse_study(tiny_study(tmp_path, micro_cache))
-    resolved = resolve_inputs(cfg, use_ray=False, progress=False)
-    model = resolved.model_paths["micro-s"]
-    task = TASKS["pawsx"]
-    labels = family_of(task).label_space(resolved.data_root, task)
-    cache = FeatureCache(tmp_path / "features")
-    features = {split: str(cache.features(resolved.data_root, task, split, ["en"], model, max_len=48, labels=labels))
-                for split in ("train", "dev")}
-    args = {"model": model, "labels": labels, "zero_stage": zero_stage, **features}
+    args = {**pawsx_inputs(tmp_path, micro_cache), "zero_stage": zero_stage}
     out = subprocess.run([sys.executable, "-c", THREE_TRIALS, json.dumps(args)], capture_output=True, text=True,
                          timeout=540)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
