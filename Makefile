@@ -107,7 +107,7 @@ cluster-stop:
 
 # the study's report rebuilt on the head from the shared storage (also logged to the head's MLflow)
 cluster-report:
-	$(BIN)/ray exec $(CLUSTER) 'cd ~/ray-xt && .venv/bin/ray-xt report $(EXP) $(CLUSTER_STUDY_OPTIONS) $(REPORT_OPTIONS)'
+	$(BIN)/ray exec $(CLUSTER) 'cd ~/ray-xt && $(ON_HEAD) report $(EXP) $(CLUSTER_STUDY_OPTIONS) $(REPORT_OPTIONS)'
 
 # the head's MLflow server first: `ray down` stops only Ray's processes (and keeps machines of the local provider)
 cluster-down:

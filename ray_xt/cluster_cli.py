@@ -8,6 +8,7 @@ import typer
 
 from ray_xt.cluster_jobs import (
     ClusterJobError,
+    StudyJob,
     choose,
     detached_message,
     entrypoint,
@@ -83,7 +84,7 @@ def submit_study(
     typer.echo(f"[ray-xt] study {cfg.name} submitted as Ray job {job_id}: it runs on the head whether or not this "
                "stays connected (make cluster-logs / cluster-status / cluster-stop CLUSTER=...)")
     if follow_logs:
-        _follow_to_the_end(client, choose(client, job_id))
+        _follow_to_the_end(client, StudyJob(job_id, cfg.name, "PENDING", None))
 
 
 @cluster_app.command("logs")

@@ -79,7 +79,9 @@ def entrypoint(checkout: Path, study_file: Path, run_args: list[str]) -> str:
 
 def submit(client, study: str, command: str, now: datetime | None = None) -> str:
     """Submits the study's driver; refuses while the same study already runs on this cluster."""
-    for job in running(client, study):
+    active = running(client, study)
+    if active:
+        job = active[0]
         raise ClusterJobError(
             f"study {study!r} already runs on this cluster as job {job.submission_id} (since {job.since}); "
             "follow it with `make cluster-logs CLUSTER=...`, or stop it with `make cluster-stop CLUSTER=...` "
@@ -117,13 +119,13 @@ def status_lines(client) -> list[str]:
     return lines
 
 
-def follow(client, job: StudyJob, replay_all: bool = False, out=None) -> str:
+def follow(client, job: StudyJob, out=None) -> str:
     """Prints the job's log as it grows until the job ends (the last ``REPLAYED_LINES`` first when re-attaching
     to a job with a long log) and returns its final status. Ending this ends only the following."""
     out = out or sys.stdout
     history = client.get_job_logs(job.submission_id).splitlines(keepends=True)
     skip = len(history)
-    if not replay_all and skip > REPLAYED_LINES:
+    if skip > REPLAYED_LINES:
         out.write(f"[ray-xt] {job.submission_id}: {skip - REPLAYED_LINES} earlier log lines not shown "
                   "(`ray-xt cluster logs --all` on the head shows them)\n")
         history = history[-REPLAYED_LINES:]

@@ -617,7 +617,7 @@ def gathered_state_dict(module, rank: int) -> dict | None:
                     gathered.setdefault(id(param), param.detach().to("cpu", copy=True))
     if rank != 0:
         return None
-    return {name: gathered.get(id(value)) if id(value) in gathered else value.detach().cpu()
+    return {name: gathered[id(value)] if id(value) in gathered else value.detach().cpu()
             for name, value in names.items()}
 
 

@@ -450,7 +450,7 @@ def headline_of(markdown: str) -> str:
 def log_report(tracker, study: str, files: list[Path], tables_markdown: str) -> str:
     """A study-summary run in MLflow holding the report files (found again by key, never duplicated); its
     description is the headline."""
-    run_id = tracker.run_for(f"study/{study}", f"{study}-summary", {"stage": "summary", "study": study})
+    run_id = tracker.summary_run(study)
     for f in files:
         tracker.client.log_artifact(run_id, str(f))
     tracker.client.set_tag(run_id, "mlflow.note.content", headline_of(tables_markdown))

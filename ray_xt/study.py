@@ -436,6 +436,7 @@ class StudyDriver(StudyParts):
         self.trainer_pool: str | None = None  # the running study's TrainerPool name (ray_xt.trainer_hosts)
         self.prepared: list | None = None  # prepare_data's entries when the caller prepared the data already
         self.progress = StudyProgress(0, 0, {})  # this run's, from run()
+        self.summary_run_id = ""  # the study's MLflow summary run, found once per run (its progress metrics)
 
     def context(self) -> StageContext:
         assert self.resolved is not None, "resolve the study's inputs first"
@@ -488,6 +489,7 @@ class StudyDriver(StudyParts):
         from ray_xt.mlflow_view import publish_runs_view
 
         self.log(f"[ray-xt] MLflow runs table: {publish_runs_view(self.tracker)}")
+        self.summary_run_id = self.tracker.summary_run(self.cfg.name)
         self._report_progress()
         # Stage drivers prefer the study driver's node (the head on a cluster); if their node dies anyway, Ray
         # re-runs them (system failures only) and the re-run resumes the sweep from its experiment folder.
@@ -548,9 +550,7 @@ class StudyDriver(StudyParts):
         if stage is not None and record is not None:
             self.progress.stage_done(stage.key, measured_device_hours(record, devices_per_trial(self.cfg, stage.scale)[1]))
         self.log(self.progress.line())
-        summary = self.tracker.run_for(f"study/{self.cfg.name}", f"{self.cfg.name}-summary",
-                                       {"stage": "summary", "study": self.cfg.name})
-        self.tracker.log_metrics(summary, self.progress.metrics(), step=self.progress.done)
+        self.tracker.log_metrics(self.summary_run_id, self.progress.metrics(), step=self.progress.done)
 
     def _driver_node_slots(self, sweeps: list[Stage]) -> tuple[str, int]:
         """The driver's node and how many of these stages' trials run on it at once."""

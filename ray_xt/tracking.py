@@ -151,6 +151,10 @@ class Tracker:
             all_tags[PARENT_TAG] = parent_run_id
         return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
 
+    def summary_run(self, study: str) -> str:
+        """The study's one summary run (progress while it runs, then the report): found by key, never duplicated."""
+        return self.run_for(f"study/{study}", f"{study}-summary", {"stage": "summary", "study": study})
+
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 

@@ -29,13 +29,13 @@ def _encoder_of(model):
     if base.config.model_type not in PINNED_ARCHITECTURES:
         return None
     last = layers[-1]
-    key = getattr(getattr(getattr(last, "attention", None), "self", None), "key", None)
-    if key is None or tuple(key.weight.shape) != (key.out_features, key.in_features):
-        return None  # partitioned (ZeRO-3): its weights are gathered only inside its own forward
     if not all(hasattr(last, a) for a in ("attention", "feed_forward_chunk")):
         return None
     if not all(hasattr(last.attention.self, a) for a in ("query", "key", "value", "attention_head_size")):
         return None
+    key = last.attention.self.key
+    if tuple(key.weight.shape) != (key.out_features, key.in_features):
+        return None  # partitioned (ZeRO-3): its weights are gathered only inside its own forward
     if getattr(last, "chunk_size_feed_forward", 0):  # chunked feed-forward: keep the model's own path
         return None
     return base
