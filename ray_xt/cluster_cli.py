@@ -124,8 +124,10 @@ def stop(job: str | None = typer.Argument(None, help="a job id or study name (de
         chosen = choose(client, job) if job else (running(client) or [choose(client, None)])[0]
     except ClusterJobError as err:
         _fail(err)
-    client.stop_job(chosen.submission_id)
-    typer.echo(f"[ray-xt] asked job {chosen.submission_id} (study {chosen.study}) to stop")
+    if client.stop_job(chosen.submission_id):
+        typer.echo(f"[ray-xt] asked job {chosen.submission_id} (study {chosen.study}) to stop")
+    else:  # Ray stops only a job that still runs
+        typer.echo(f"[ray-xt] job {chosen.submission_id} (study {chosen.study}) is {chosen.status}: nothing to stop")
 
 
 GUARD_MARK = "ray-xt guard:"
