@@ -136,12 +136,20 @@ class Schedule:
         return step % self.eval_every == 0 or step == self.total_steps
 
 
+def engine_zero_stage(zero_stage: int, bf16: bool) -> int:
+    """The ZeRO stage the engine runs: a bf16 trial asked for ZeRO-0 runs ZeRO-1, whose bf16 optimizer (fp32
+    master weights and fp32 gradient accumulation) is the one DeepSpeed maintains; its ZeRO-0 bf16 path is the
+    legacy fp16-style wrapper that accumulates gradients in bf16. One rank: ZeRO-1 partitions nothing."""
+    return max(zero_stage, 1) if bf16 else zero_stage
+
+
 def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: int = 1, grad_accum: int = 1) -> dict:
     """``batch_size`` is the global (effective) batch: each of ``world_size`` ranks takes an equal share of it, in
-    ``grad_accum`` micro-batches whose gradients one optimiser step sums."""
+    ``grad_accum`` micro-batches whose gradients one optimiser step sums (in fp32, also under bf16)."""
     if batch_size % (world_size * grad_accum):
         raise ValueError(f"batch_size {batch_size} does not split evenly over {world_size} workers"
                          + (f" x {grad_accum} accumulation micro-batches" if grad_accum > 1 else ""))
+    zero_stage = engine_zero_stage(zero_stage, bf16)
     return {
         "train_batch_size": batch_size,
         "train_micro_batch_size_per_gpu": batch_size // (world_size * grad_accum),
@@ -153,6 +161,8 @@ def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: i
         # the client optimizer is torch AdamW: no JIT-built fused op needed on CPU
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": bf16},
+        # DeepSpeed's default accumulates in the model's dtype: bf16's 8 mantissa bits lose small micro-batch grads
+        "data_types": {"grad_accum_dtype": "fp32"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }

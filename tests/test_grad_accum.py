@@ -87,3 +87,56 @@ def test_each_scale_accumulates_what_does_not_fit_its_device_and_keeps_the_effec
     with pytest.raises(ConfigError, match=r"scale_overrides: \['xlmr-xl'\] are not scales of this study"):
         parse_study({"name": "x", "data": {"source": "hub"}, "scales": ["xlmr-base"], "target": {"tasks": ["xnli"]},
                      "scale_overrides": {"xlmr-xl": {"gpus": 1}}})
+
+
+BF16_PATHS = r"""
+import tempfile
+import torch
+from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+from ray_xt.loop import accumulated_step, deepspeed_config, micro_batches
+from ray_xt.process_env import prepare_process
+prepare_process(1)
+import deepspeed
+
+def engine(stage):
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=32, max_position_embeddings=40, num_labels=3)
+    model = XLMRobertaForSequenceClassification(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    e, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(8, stage, True, 1, 4))
+    return e
+
+torch.manual_seed(1)
+ids, labels = torch.randint(5, 50, (8, 12)), torch.randint(0, 3, (8,))
+batches = [{"input_ids": ids[m], "labels": labels[m]} for m in micro_batches(list(range(8)), 4)]
+for stage in (0, 2):
+    e = engine(stage)
+    accumulated_step(e, batches, lambda b: e(**b).loss, lambda loss: None)
+    o = e.optimizer
+    accum = o.fp32_groups_gradients_flat[0].dtype if hasattr(o, "fp32_groups_gradients_flat") \
+        else o.gradient_accumulation_dtype
+    print("stage", stage, "runs", e.zero_optimization_stage(), type(o).__name__, "accumulates", accum,
+          "weights", next(e.module.parameters()).dtype)
+    with tempfile.TemporaryDirectory() as tmp:  # what a retried trial resumes from
+        e.save_checkpoint(tmp, tag="state")
+        after = [p.detach().clone() for p in e.module.parameters()]
+        e.destroy()
+        again = engine(stage)
+        again.load_checkpoint(tmp, tag="state")
+        same = all(torch.equal(a, b) for a, b in zip(after, again.module.parameters()))
+        print("stage", stage, "resumed", same, "step", again.global_steps)
+        again.destroy()
+"""
+
+
+def test_bf16_trials_run_the_maintained_bf16_optimizer_and_accumulate_in_fp32():
+    """bf16 asked for with ZeRO-0 runs ZeRO-1's BF16_Optimizer (fp32 gradient buffers), not the legacy wrapper that
+    accumulates in bf16; ZeRO-2 accumulates in fp32 too; both save and resume."""
+    assert deepspeed_config(8, 0, True)["zero_optimization"]["stage"] == 1
+    assert deepspeed_config(8, 0, False)["zero_optimization"]["stage"] == 0  # fp32: nothing to wrap
+    out = subprocess.run([sys.executable, "-c", BF16_PATHS], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "stage 0 runs 1 BF16_Optimizer accumulates torch.float32 weights torch.bfloat16" in out.stdout
+    assert "stage 2 runs 2 DeepSpeedZeroOptimizer accumulates torch.float32 weights torch.bfloat16" in out.stdout
+    assert "stage 0 resumed True step 1" in out.stdout and "stage 2 resumed True step 1" in out.stdout
