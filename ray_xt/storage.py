@@ -64,6 +64,37 @@ def exists(location: str) -> bool:
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+def remove(location: str) -> None:
+    """Delete a file or folder (with everything in it); nothing where there is none."""
+    if not is_uri(location):
+        path = Path(location)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        return
+    import pyarrow.fs
+
+    fs, path = _filesystem(location)
+    kind = fs.get_file_info(path).type
+    if kind == pyarrow.fs.FileType.Directory:
+        fs.delete_dir(path)
+    elif kind == pyarrow.fs.FileType.File:
+        fs.delete_file(path)
+
+
+def subfolders(location: str) -> list[str]:
+    """The folders directly inside ``location`` (none where it does not exist), sorted."""
+    if not is_uri(location):
+        path = Path(location)
+        return sorted(str(p) for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+    import pyarrow.fs
+
+    fs, path = _filesystem(location)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return sorted(join(location, info.base_name) for info in infos if info.type == pyarrow.fs.FileType.Directory)
+
+
 def read_text(location: str) -> str | None:
     """The file's text, or None where there is none."""
     if not is_uri(location):

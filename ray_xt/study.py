@@ -522,6 +522,11 @@ class StudyDriver(StudyParts):
                 continue
             record["seconds"] = time.perf_counter() - t_start
             self.store.put(stage, record)
+            if stage.kind != "retrieval":  # memoised now: its sweep keeps only the best model
+                from ray_xt.retention import prune_finished_sweep
+
+                prune_finished_sweep(storage.join(self.storage.location_of(self.paths.tune), stage.name),
+                                     record["sweep"]["best_model_dir"])
             if stage.kind != "retrieval":  # what trials measured refreshes `ray-xt plan`'s cost table
                 from ray_xt.costs import ThroughputTable
 

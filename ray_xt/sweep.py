@@ -146,6 +146,8 @@ def run_sweep(name: str, storage_path: str, trainable, settings: SweepSettings, 
     that storage's filesystem) into one other processes can read (``StudyStorage.checkpoint_location``)."""
     from ray import tune
 
+    from ray_xt.retention import OptimizerStateRetention
+
     quiet_tune_console(driver=True)
 
     if settings.workers > 1:
@@ -175,9 +177,10 @@ def run_sweep(name: str, storage_path: str, trainable, settings: SweepSettings, 
                 storage_path=str(storage_path),
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=2, checkpoint_score_attribute=settings.metric, checkpoint_score_order=settings.mode
+                    # the best-scored checkpoint; Tune keeps the latest too (what a retry resumes from)
+                    num_to_keep=1, checkpoint_score_attribute=settings.metric, checkpoint_score_order=settings.mode
                 ),
-                callbacks=[*callbacks, *loggers],
+                callbacks=[*callbacks, OptimizerStateRetention(locate), *loggers],
                 verbose=0,
             ),
         )

@@ -100,7 +100,8 @@ def run_worker_group(config: dict, spec: TrialSpec, marker: Path | None) -> None
             storage_path=tune.get_context().get_storage().trial_fs_path,
             failure_config=ray.train.FailureConfig(max_failures=spec.worker_failures),
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute="score", checkpoint_score_order="max"),
+                # the best-scored checkpoint, and the latest (Train keeps it too): a restarted group resumes there
+                num_to_keep=1, checkpoint_score_attribute="score", checkpoint_score_order="max"),
             callbacks=[TuneReportCallback()],
         ),
     )

@@ -220,8 +220,10 @@ def finished_study(storage: Path) -> None:
     assert len(records) == 3, f"stage records in {study / 'stages'}: {records}"
     for record in records:
         assert json.loads(record.read_text())["sweep"], record
-    checkpoints = list((study / "tune").glob("*/*/checkpoint_*"))
-    assert len(checkpoints) >= 3, f"trial checkpoints under {study / 'tune'}: {checkpoints}"
+    checkpoints = list((study / "tune").glob("*/*/checkpoint_*"))  # one per finished sweep, its model alone
+    sweeps = [r for r in records if json.loads(r.read_text())["sweep"].get("trials")]
+    assert len(checkpoints) == len(sweeps) >= 1, f"trial checkpoints under {study / 'tune'}: {checkpoints}"
+    assert not any((c / "ds").exists() for c in checkpoints)
     assert list((study / "features").iterdir()) and list((study / "predictions").iterdir())
     assert (study / "report" / "comparison.md").is_file()
 

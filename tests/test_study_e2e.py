@@ -65,7 +65,9 @@ def test_two_trial_sweep_records_everything_once(tmp_path, micro_cache, ray_loca
     assert resolved["searched"]["learning_rate"] == pytest.approx(record["sweep"]["best_learning_rate"])
     assert resolved["fixed"]["zero_stage"] == 2
     assert (ckpt / "git_revision.txt").read_text().strip()
-    assert (ckpt / "ds").is_dir()  # DeepSpeed engine state for resuming
+    # a finished sweep keeps its best checkpoint as the model alone, and no other checkpoint of any trial
+    assert not (ckpt / "ds").exists() and (model_dir / "config.json").is_file()
+    assert list((tmp_path / "results" / "tiny" / "tune").glob("*/*/checkpoint_*")) == [ckpt]
     # every report says where the trial's time went (bench/orchestration_overhead.py sums these)
     reported = json.loads((ckpt / "state.json").read_text())["metrics"]
     assert reported["loop.train_s"] > 0 and reported["loop.evaluate_s"] > 0

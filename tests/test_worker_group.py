@@ -53,9 +53,8 @@ def test_a_worker_group_trial_trains_one_engine_across_two_ranks(tmp_path, micro
 
     ckpt = Path(record["sweep"]["best_model_dir"]).parent
     assert ckpt.parent.name == "train"  # Ray Train's run inside the Tune trial's folder
-    # one checkpoint holds both ranks' DeepSpeed shards: Train merged the ranks' folders
-    shards = sorted(p.name for p in (ckpt / "ds" / "state").glob("*optim_states.pt"))
-    assert len(shards) == 2 and {s.split("_")[3] for s in shards} == {"0", "1"}, shards
+    # the finished sweep kept the best checkpoint as the model alone (the resume test below needs the ranks' shards)
+    assert not (ckpt / "ds").exists() and sorted(ckpt.parent.glob("checkpoint_*")) == [ckpt]
     fixed = json.loads((ckpt / "trial_config.json").read_text())["fixed"]
     assert fixed["workers"] == 2 and fixed["zero_stage"] == zero_stage
     # the saved encoder is whole (ZeRO-3 partitions parameters: they are gathered before save_pretrained)
