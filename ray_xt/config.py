@@ -228,6 +228,9 @@ class TrialConfig(Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps the learning rate warms up over")
     weight_decay: float = Field(0.01, ge=0, le=10, description="AdamW weight decay (not on biases and LayerNorms)")
     zero_stage: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage (default: the scale's)")
+    offload_optimizer: bool | None = Field(None, description="keep the fp32 master weights and Adam's moments in host "
+                                           "memory (DeepSpeed ZeRO-Offload, DeepSpeedCPUAdam; needs zero_stage >= 1): "
+                                           "what lets XLM-R XL fit 24 GB GPUs (default: the scale's; docs/memory.md)")
     bf16: Literal["auto", True, False] = Field("auto", description="bf16 on GPUs that support it; fp32 on CPU")
     cpus: float | None = Field(None, gt=0, le=1024, description="CPUs per trial, per worker when workers > 1 (default: the scale's)")
     gpus: float | None = Field(None, ge=0, le=64, description="GPUs per trial, per worker when workers > 1 (default: the scale's)")
@@ -442,6 +445,10 @@ class StudyConfig(Strict):
         for scale in self.scales:
             workers = self.workers_for(scale)
             for task in sorted(study_tasks):
+                resolved = self.resolved_trial(task, scale)
+                if resolved.offload_optimizer and resolved.zero_stage == 0:
+                    raise ValueError(f"trial.offload_optimizer (task {task}, scale {scale}) needs a ZeRO stage of 1, 2 "
+                                     f"or 3 (DeepSpeed offloads ZeRO's optimizer partitions); set trial.zero_stage")
                 batch = self.batch_size_for(task, scale)
                 accum = self.grad_accum_for(task, scale)
                 if batch % (workers * accum):
@@ -474,6 +481,8 @@ class StudyConfig(Strict):
         return t.model_copy(update={
             "batch_size": self.batch_size_for(task, scale), "grad_accum": self.grad_accum_for(task, scale),
             "zero_stage": t.zero_stage if t.zero_stage is not None else SCALES[scale].zero_stage,
+            "offload_optimizer": (t.offload_optimizer if t.offload_optimizer is not None
+                                  else SCALES[scale].offload_optimizer),
             "cpus": cpus, "gpus": gpus, "workers": self.workers_for(scale)})
 
     def batch_size_for(self, task: str, scale: str) -> int:

@@ -39,7 +39,8 @@ class TaskInputs:
 
 # TrialSpec fields that are trial settings (ray_xt.config.TrialConfig, resolved per scale), under the same names
 FROM_SETTINGS = ("epochs", "batch_size", "evals_per_epoch", "warmup_ratio", "weight_decay", "zero_stage", "bf16",
-                 "cpus", "workers", "placement", "freeze_embeddings", "group_by_length", "grad_accum")
+                 "cpus", "workers", "placement", "freeze_embeddings", "group_by_length", "grad_accum",
+                 "offload_optimizer")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class TrialSpec:
     freeze_embeddings: bool = False  # the encoder's embedding layer is not trained
     group_by_length: bool = False  # length-grouped batches (TaskSchedule): less padding, same batches per epoch
     grad_accum: int = 1  # micro-batches per optimiser step; batch_size stays the effective batch
+    offload_optimizer: bool = False  # fp32 master weights and Adam's moments in host memory (ZeRO-Offload)
     # the study's TrainerPool (ray_xt.trainer_hosts): a one-process CPU trial trains in a warm host process
     # leased from it and only drives it; None: the trial trains in its own (Tune actor) process
     trainer_pool: str | None = None
@@ -143,7 +145,8 @@ def engine_zero_stage(zero_stage: int, bf16: bool) -> int:
     return max(zero_stage, 1) if bf16 else zero_stage
 
 
-def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: int = 1, grad_accum: int = 1) -> dict:
+def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: int = 1, grad_accum: int = 1,
+                     offload_optimizer: bool = False) -> dict:
     """``batch_size`` is the global (effective) batch: each of ``world_size`` ranks takes an equal share of it, in
     ``grad_accum`` micro-batches whose gradients one optimiser step sums (in fp32, also under bf16)."""
     if batch_size % (world_size * grad_accum):
@@ -157,7 +160,10 @@ def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: i
         "gradient_clipping": 1.0,
         # ZeRO-3 partitions parameters: gathering them for save_pretrained must be allowed
         "zero_optimization": {"stage": zero_stage,
-                              **({"stage3_gather_16bit_weights_on_model_save": True} if zero_stage == 3 else {})},
+                              **({"stage3_gather_16bit_weights_on_model_save": True} if zero_stage == 3 else {}),
+                              # pinned host buffers: the GPU copies gradients out and weights back asynchronously
+                              **({"offload_optimizer": {"device": "cpu", "pin_memory": _has_cuda()}}
+                                 if offload_optimizer else {})},
         # the client optimizer is torch AdamW: no JIT-built fused op needed on CPU
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": bf16},
@@ -166,6 +172,12 @@ def deepspeed_config(batch_size: int, zero_stage: int, bf16: bool, world_size: i
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _use_bf16(setting) -> bool:
@@ -546,14 +558,21 @@ def _engine(model, spec: TrialSpec, lr: float, schedule: Schedule, world_size: i
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trained if not any(k in n for k in ("bias", "LayerNorm"))]
     no_decay = [p for n, p in trained if any(k in n for k in ("bias", "LayerNorm"))]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr,
-        fused=True,  # one kernel for all parameters (CPU and CUDA), as the HF Trainer's default adamw_torch_fused
-    )
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if spec.offload_optimizer:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        # the optimizer steps on the host: DeepSpeed's vectorised CPU Adam (built once per node, ~1 min), which
+        # its engine requires with offload (a torch optimizer there is several times slower)
+        optimizer = DeepSpeedCPUAdam(groups, lr=lr, adamw_mode=True)
+    else:
+        # one kernel for all parameters (CPU and CUDA), as the HF Trainer's default adamw_torch_fused
+        optimizer = torch.optim.AdamW(groups, lr=lr, fused=True)
     scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * schedule.total_steps), schedule.total_steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
-        config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16), world_size, spec.grad_accum),
+        config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16), world_size, spec.grad_accum,
+                                spec.offload_optimizer),
     )
     return engine
 

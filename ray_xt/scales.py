@@ -20,6 +20,9 @@ class Scale:
     # > 1: each trial trains as this many data-parallel Ray Train workers (one DeepSpeed rank each)
     workers_per_trial: int = 1
     zero_stage: int = 2
+    # fp32 master weights and Adam's moments in host memory (ZeRO-Offload): the device keeps bf16 weights and
+    # gradients and activations (docs/memory.md)
+    offload_optimizer: bool = False
     # the largest micro-batch, in tokens (examples x max_seq_length), a trial puts on one device at once with bf16
     # and the scale's ZeRO stage, sharing the device as gpus_per_trial says; a larger per-device share of
     # batch_size is accumulated over micro-batches (the effective batch stays). None: the whole share at once.
@@ -69,6 +72,11 @@ SCALES: dict[str, Scale] = {
                                             steps=MICRO_STEPS, learning_rate=1.5e-3), examples_per_second=280.0),
         Scale("micro-l", micro=PretrainSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768,
                                             steps=MICRO_STEPS, learning_rate=1e-3), examples_per_second=90.0),
+        # XLM-R XL's architecture at micro-s size, trained as XL is (a 2-rank worker group, ZeRO-3, optimizer
+        # offloaded): XL's code paths on CPU (tests/test_xl_paths.py); not a rung of the scaling ladder
+        Scale("micro-xl", micro=PretrainSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256,
+                                             steps=MICRO_STEPS, learning_rate=2e-3, architecture="xlm-roberta-xl"),
+              workers_per_trial=2, zero_stage=3, offload_optimizer=True, examples_per_second=300.0),
         # Two xlmr-base trials share a GPU (0.5 each): 278 M parameters with Adam's states in fp32 are ~4.5 GB,
         # and micro-batches of 4,096 tokens (32 x 128, 8 x 512) keep each under half of a 24 GB A10G / L4.
         Scale("xlmr-base", hub_id="FacebookAI/xlm-roberta-base", train_batch_size=32, cpus_per_trial=4,
@@ -76,9 +84,12 @@ SCALES: dict[str, Scale] = {
         # jiant's XTREME runs of XLM-R large: 4 examples of up to 512 tokens per micro-batch, 8 accumulated (= 32)
         Scale("xlmr-large", hub_id="FacebookAI/xlm-roberta-large", train_batch_size=32, cpus_per_trial=8,
               gpus_per_trial=1, micro_batch_tokens=2048, examples_per_second=80.0),
-        # "Beyond": XLM-R XL (3.5B parameters) does not fit one GPU with Adam states; ZeRO-3 over 4 GPUs does.
+        # "Beyond": XLM-R XL (3.5B parameters) does not fit one GPU with Adam states. ZeRO-3 over 4 GPUs alone needs
+        # ~25 GB per rank, over the cluster files' 24 GB A10G / L4; with the optimizer offloaded to the node's host
+        # memory ~11 GB (ray_xt/budgets.py, docs/memory.md). On 80 GB GPUs offload_optimizer: false is faster.
         Scale("xlmr-xl", hub_id="facebook/xlm-roberta-xl", train_batch_size=32, cpus_per_trial=8,
-              gpus_per_trial=1, workers_per_trial=4, zero_stage=3, micro_batch_tokens=1024, examples_per_second=20.0),
+              gpus_per_trial=1, workers_per_trial=4, zero_stage=3, offload_optimizer=True, micro_batch_tokens=1024,
+              examples_per_second=20.0),
     )
 }
 

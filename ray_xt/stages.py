@@ -62,7 +62,8 @@ class Stage:
 # finished stages keep their keys; any other value is keyed. grad_accum's default became None (chosen per scale)
 # after it had been 1: accumulation changes how an effective batch is computed, not what it is.
 LATER_TRIAL_DEFAULTS: dict[str, list] = {"workers": [None], "freeze_embeddings": [False], "group_by_length": [False],
-                                         "grad_accum": [None, 1], "placement": ["STRICT_PACK"]}
+                                         "grad_accum": [None, 1], "placement": ["STRICT_PACK"],
+                                         "offload_optimizer": [None]}
 
 
 def _trial_payload(trial) -> dict:
@@ -73,11 +74,9 @@ def _trial_payload(trial) -> dict:
 def _micro_scale_specs(cfg: StudyConfig) -> dict:
     """How the study's micro scales are pretrained (as written in ``ray_xt.scales``, before bf16 'auto' is
     resolved on a machine): a changed pretraining recipe makes new models, so finished stages must not be reused."""
-    from dataclasses import asdict
-
     from ray_xt.scales import SCALES
 
-    return {s: asdict(micro) for s in cfg.scales if (micro := SCALES[s].micro) is not None}
+    return {s: micro.key_fields() for s in cfg.scales if (micro := SCALES[s].micro) is not None}
 
 
 def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:

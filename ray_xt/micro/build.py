@@ -76,7 +76,7 @@ def tasks_key(spec: WorldSpec) -> str:
 
 def model_key(spec: PretrainSpec) -> str:
     """What a pretrained scale depends on beyond the corpus: its (resolved) spec and the training loop."""
-    return _digest({**asdict(spec), "pretrain_version": PRETRAIN_VERSION})
+    return _digest({**spec.key_fields(), "pretrain_version": PRETRAIN_VERSION})
 
 
 def build_world(spec: WorldSpec, vocab_size: int, cache_dir: Path) -> tuple[Path, Path]:
