@@ -60,15 +60,18 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
-def _checks(cfg: StudyConfig, tracking_uri: str | None = None) -> None:
+def _checks(cfg: StudyConfig, tracking_uri: str | None = None, room: bool = False) -> None:
     """What `ray-xt plan` and `ray-xt run` both check before Ray starts (the study file was checked on loading):
-    the tracking store, and the folders the study writes."""
+    the tracking store, and the folders the study writes; ``room`` (run): a local storage has room for the
+    checkpoints of the stages still to run."""
     from ray_xt.storage import is_uri
     from ray_xt.tracking import TrackingUnavailable, check_tracking_server
 
     problems = []
     if not is_uri(cfg.storage) and (why := _unwritable(Path(cfg.storage))):
         problems.append(f"storage: {cfg.storage}: {why}; give a folder you can write (or --storage)")
+    elif room and not is_uri(cfg.storage) and (why := _storage_room(cfg)):
+        problems.append(why)
     if cfg.data.source == "micro":
         from ray_xt.micro.build import default_cache_dir
 
@@ -84,13 +87,29 @@ def _checks(cfg: StudyConfig, tracking_uri: str | None = None) -> None:
         raise typer.Exit(2)
 
 
+def _storage_room(cfg: StudyConfig) -> str | None:
+    from ray_xt.budgets import storage_problem
+    from ray_xt.stages import expand
+
+    stages = expand(cfg)
+    store = _stage_store(cfg)
+    return storage_problem(cfg, [s for s in stages if store.get(s) is None], cfg.storage)
+
+
+def _stage_store(cfg: StudyConfig):
+    from ray_xt.storage import StudyStorage, join
+    from ray_xt.study import StageStore
+
+    return StageStore(join(StudyStorage(cfg.storage, cfg.name).location, "stages"))
+
+
 def _preflight(cfg: StudyConfig, tracking_uri: str | None = None) -> list | None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested; the real
     data's manifest entries (None for the micro world, built after Ray starts)."""
     from ray_xt.data import DataError
     from ray_xt.prepare import prepare_data
 
-    _checks(cfg, tracking_uri)
+    _checks(cfg, tracking_uri, room=True)
     try:
         if cfg.data.source != "micro":  # the micro world is built (and checked) after Ray starts
             return prepare_data(cfg, log=typer.echo)
@@ -164,13 +183,15 @@ def plan(
         for task, status in data_status(cfg).items():
             typer.echo(f"  {task}: {status}")
 
+    from ray_xt.budgets import budget_lines
     from ray_xt.design import power_lines
-    from ray_xt.storage import StudyStorage, join
-    from ray_xt.study import StageStore
+    from ray_xt.storage import StudyStorage, is_uri, join
 
     study_storage = StudyStorage(cfg.storage, cfg.name)
-    store = StageStore(join(study_storage.location, "stages"))
+    store = _stage_store(cfg)
     for line in power_lines(cfg, [r for r in (store.get(s) for s in stages) if r is not None]):
+        typer.echo(line)
+    for line in budget_lines(cfg, stages, None if is_uri(cfg.storage) else cfg.storage):
         typer.echo(line)
 
     from ray_xt.costs import ThroughputTable, estimate

@@ -6,7 +6,7 @@ checkpoint is ever resumed from, so:
 
 - while a sweep runs, every trial keeps its latest checkpoint whole and its best-scored one (Tune's and Train's
   ``num_to_keep=1``: the best, and the latest, which they always keep); ``OptimizerStateRetention`` deletes the
-  ``ds/`` of a trial's earlier checkpoints as soon as a newer one is reported;
+  ``ds/`` of a trial's earlier checkpoints as soon as a newer one is reported, and of its latest when it ends;
 - once the stage's record is written, ``prune_finished_sweep`` leaves only the best trial's best checkpoint, as
   the model alone: what the next stage and the scoring read.
 
@@ -53,6 +53,13 @@ class OptimizerStateRetention(_callback_base()):
         path = result.get("checkpoint_path")
         if isinstance(path, str):
             self._reported(trial.trial_id, path)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        """A finished trial (or one ASHA stopped) never resumes: its latest checkpoint needs no optimizer state.
+        An errored trial may be retried, so it keeps it."""
+        latest = self.latest.pop(trial.trial_id, None)
+        if latest is not None:
+            remove(join(latest, OPTIMIZER_STATE))
 
     def get_state(self) -> dict:  # a restored sweep (driver died) continues pruning where it left off
         return {"latest": dict(self.latest)}

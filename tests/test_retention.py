@@ -31,28 +31,49 @@ def reporting_trial(config: dict) -> None:
             tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def test_a_trial_keeps_optimizer_state_in_its_latest_checkpoint_only_and_a_finished_sweep_its_best_model(
-        tmp_path, ray_local):
+def failing_trial(config: dict) -> None:
+    """The same reports, then an error: Tune may retry such a trial from its latest checkpoint."""
+    reporting_trial(config)
+    raise RuntimeError("the node went away")
+
+
+SETTINGS = SweepSettings(lr_low=1e-4, lr_high=1e-3, initial_lr=None, num_samples=1, max_concurrent=1, search_seed=0,
+                         asha=False, grace_period=1, reduction_factor=2, max_reports=4, max_failures=0, cpus=1, gpus=0)
+
+
+def _kept_checkpoints(experiment: Path) -> list[Path]:
+    return sorted(Path(subfolders(str(experiment))[0]).glob("checkpoint_*"))
+
+
+@pytest.fixture
+def trials_by_value():
     import sys
 
     import ray.cloudpickle
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the trial runs in a Ray worker
-    settings = SweepSettings(lr_low=1e-4, lr_high=1e-3, initial_lr=None, num_samples=1, max_concurrent=1,
-                             search_seed=0, asha=False, grace_period=1, reduction_factor=2, max_reports=4,
-                             max_failures=0, cpus=1, gpus=0)
-    outcome = run_sweep("retention", str(tmp_path / "tune"), reporting_trial, settings, [])
-    trial = Path(subfolders(str(tmp_path / "tune" / "retention"))[0])
-    kept = sorted(trial.glob("checkpoint_*"))
-    # Tune's num_to_keep=1: the best (index 1) and the latest (index 3); the best has given up its ds/
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the trials run in Ray workers
+
+
+def test_an_ended_trial_keeps_no_optimizer_state_and_a_finished_sweep_only_its_best_model(tmp_path, ray_local,
+                                                                                          trials_by_value):
+    outcome = run_sweep("retention", str(tmp_path / "tune"), reporting_trial, SETTINGS, [])
+    kept = _kept_checkpoints(tmp_path / "tune" / "retention")
+    # Tune's num_to_keep=1: the best (index 1) and the latest (index 3); neither keeps ds/ once the trial ended
     assert [c.name for c in kept] == ["checkpoint_000001", "checkpoint_000003"]
-    assert not (kept[0] / "ds").exists() and (kept[0] / "model").is_dir()
-    assert (kept[1] / "ds").is_dir()  # what a retry resumes from
+    assert not any((c / "ds").exists() for c in kept) and all((c / "model").is_dir() for c in kept)
     assert outcome.best_score == 0.9 and Path(outcome.best_model_dir) == kept[0] / "model"
 
     assert prune_finished_sweep(str(tmp_path / "tune" / "retention"), outcome.best_model_dir) == 1
-    assert sorted(trial.glob("checkpoint_*")) == [kept[0]]
+    assert _kept_checkpoints(tmp_path / "tune" / "retention") == [kept[0]]
     assert sorted(p.name for p in kept[0].iterdir()) == ["model", "state.json"]
+
+
+def test_a_trial_that_may_be_retried_keeps_optimizer_state_in_its_latest_checkpoint_only(tmp_path, ray_local,
+                                                                                          trials_by_value):
+    run_sweep("retention", str(tmp_path / "tune"), failing_trial, SETTINGS, [])
+    best, latest = _kept_checkpoints(tmp_path / "tune" / "retention")
+    assert not (best / "ds").exists() and (best / "model").is_dir()
+    assert (latest / "ds" / "weights.bin").is_file()  # what a retry resumes from
 
 
 def test_storage_removal_and_listing_on_a_uri(tmp_path):
