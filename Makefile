@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # real public samples for the tests that read real text, when shared/ sits beside the checkout
 export RAY_XT_SHARED_DATA ?= $(wildcard $(abspath ../shared/data))
 
-.PHONY: install lint test test-slow test-all demo demo-quick micro micro-check plan report mlflow-ui bench bench-smoke clean \
+.PHONY: install lint test test-slow test-all demo demo-quick micro micro-check plan report mlflow-ui bench bench-gpu bench-smoke clean \
 	reproduce-phang2020 scaling-study scaling-beyond cluster-up cluster-submit cluster-status cluster-logs \
 	cluster-stop cluster-report cluster-down check-torch
 
@@ -147,6 +147,15 @@ bench:
 	$(BIN)/python bench/study_scaling.py
 	$(BIN)/python bench/micro_build.py
 	$(BIN)/python bench/actor_worker_reuse.py
+	$(BIN)/python bench/bucc_mining.py
+
+# On a GPU node (a GPU torch build: TORCH_SPEC in `make install`): one trial's throughput at XLM-R geometry, ray_xt's
+# loop vs a plain HF Trainer, each side in its own process, MFU from the device's peak (docs/benchmarks.md)
+bench-gpu:
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'bench-gpu needs a CUDA GPU and a CUDA torch build')"
+	$(BIN)/python bench/gpu_throughput.py --scale base --seq-len 256 --batch-size 32
+	$(BIN)/python bench/gpu_throughput.py --scale large --seq-len 384 --batch-size 16
+	$(BIN)/python bench/gpu_throughput.py --scale xl --seq-len 256 --batch-size 8
 
 bench-smoke:
 	$(BIN)/python bench/orchestration_overhead.py --smoke --sweeps 2
@@ -160,6 +169,7 @@ bench-smoke:
 	$(BIN)/python bench/study_scaling.py --smoke
 	$(BIN)/python bench/actor_worker_reuse.py
 	$(BIN)/python bench/gpu_throughput.py --smoke
+	$(BIN)/python bench/bucc_mining.py --smoke
 
 clean:
 	rm -rf results mlruns.db mlartifacts .pytest_cache

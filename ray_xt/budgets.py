@@ -70,6 +70,42 @@ def architecture(cfg: StudyConfig, scale: str) -> Architecture:
 
 
 @dataclass(frozen=True)
+class TrialShape:
+    """The resolved trial settings the arithmetic reads (``StudyConfig.resolved_trial`` fills every one)."""
+
+    batch_size: int
+    grad_accum: int
+    workers: int
+    zero_stage: int
+    offload: bool
+    gpus: float
+    bf16: bool | str
+    max_seq_length: int
+
+    @classmethod
+    def of(cls, cfg: StudyConfig, task: str, scale: str) -> TrialShape:
+        t = cfg.resolved_trial(task, scale)
+        values = {"batch_size": t.batch_size, "grad_accum": t.grad_accum, "workers": t.workers,
+                  "zero_stage": t.zero_stage, "offload": t.offload_optimizer, "gpus": t.gpus, "bf16": t.bf16,
+                  "max_seq_length": t.max_seq_length}
+        unset = [k for k, v in values.items() if v is None]
+        if unset:
+            raise ValueError(f"resolved_trial({task!r}, {scale!r}) left {unset} unset")
+        return cls(**values)  # type: ignore[arg-type]
+
+    def uses_bf16(self, on_gpu: bool | None = None) -> bool:
+        """Whether the trial trains in bf16: on a GPU (default: where the scale's resources put it) with ``bf16``
+        auto or on; ``auto`` is bf16 on every GPU the cluster files ship."""
+        gpu = self.gpus > 0 if on_gpu is None else on_gpu
+        return gpu and self.bf16 is not False
+
+    @property
+    def micro_batch(self) -> int:
+        """Examples one rank takes per micro-batch."""
+        return self.batch_size // (self.workers * self.grad_accum)
+
+
+@dataclass(frozen=True)
 class DeviceMemory:
     """Peak bytes one rank of a trial holds on its device, by what holds them."""
 
@@ -98,14 +134,12 @@ def trial_memory(cfg: StudyConfig, task: str, scale: str, on_gpu: bool | None = 
     """Peak device memory of one rank of a task's trials at a scale, at the study's micro-batch. ``on_gpu``:
     whether the trial trains on a GPU (default: the scale's resources say so); there ``bf16: auto`` is bf16, as on
     every GPU the cluster files ship."""
-    t = cfg.resolved_trial(task, scale)
+    t = TrialShape.of(cfg, task, scale)
     gpu = t.gpus > 0 if on_gpu is None else on_gpu
-    bf16 = gpu and t.bf16 != False  # noqa: E712 - auto or True
-    wb = 2 if bf16 else 4
+    bf16 = t.uses_bf16(on_gpu)
     arch = architecture(cfg, scale)
-    weights, gradients, optimizer, host = model_state_bytes(arch.parameters, bf16, t.zero_stage, t.workers,
-                                                            t.offload_optimizer)
-    return DeviceMemory(weights, gradients, optimizer, activation_bytes(cfg, task, arch, t, wb),
+    weights, gradients, optimizer, host = model_state_bytes(arch.parameters, bf16, t.zero_stage, t.workers, t.offload)
+    return DeviceMemory(weights, gradients, optimizer, activation_bytes(task, arch, t, 2 if bf16 else 4),
                         CONTEXT_BYTES if gpu else 0.0, host, min(1.0, t.gpus) if gpu and t.gpus else 1.0)
 
 
@@ -127,13 +161,13 @@ def model_state_bytes(p: int, bf16: bool, zero_stage: int, workers: int, offload
     return (weights, gradients, 0.0, states) if offload else (weights, gradients, states, 0.0)
 
 
-def activation_bytes(cfg: StudyConfig, task: str, arch: Architecture, t, wb: int) -> float:
+def activation_bytes(task: str, arch: Architecture, t: TrialShape, wb: int) -> float:
     """Activations kept for the backward pass of one micro-batch: per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit
     (Korthikanti et al. 2022, eq. 1, no recomputation), doubled in fp32; a masked-LM stage adds its vocabulary
     logits (and their gradient and fp32 softmax)."""
     spec = TASKS[task]
     s = t.max_seq_length
-    b = t.batch_size // (t.workers * t.grad_accum) * max(1, spec.num_choices)  # sequences per micro-batch
+    b = t.micro_batch * max(1, spec.num_choices)  # sequences per micro-batch
     h, a = arch.hidden, arch.heads
     per_layer = s * b * h * (34 + 5 * a * s / h) * wb / 2
     logits = s * b * arch.vocab * (2 * wb + 4) if spec.family == "masked_lm" else 0.0
@@ -147,11 +181,9 @@ class CheckpointBytes:
 
 
 def checkpoint_bytes(cfg: StudyConfig, task: str, scale: str, on_gpu: bool | None = None) -> CheckpointBytes:
-    t = cfg.resolved_trial(task, scale)
-    gpu = t.gpus > 0 if on_gpu is None else on_gpu
-    bf16 = gpu and t.bf16 != False  # noqa: E712
+    t = TrialShape.of(cfg, task, scale)
     tokenizer = TOKENIZER_BYTES["micro" if SCALES[scale].is_micro else "hub"]
-    model, state = saved_bytes(architecture(cfg, scale).parameters, bf16, t.zero_stage)
+    model, state = saved_bytes(architecture(cfg, scale).parameters, t.uses_bf16(on_gpu), t.zero_stage)
     return CheckpointBytes(model + tokenizer, state)
 
 
@@ -220,12 +252,12 @@ def budget_lines(cfg: StudyConfig, stages: list[Stage], storage_folder: str | No
         if not tasks:
             continue
         task = max(tasks, key=lambda name: trial_memory(cfg, name, scale).total)
-        m, t = trial_memory(cfg, task, scale), cfg.resolved_trial(task, scale)
+        m, t = trial_memory(cfg, task, scale), TrialShape.of(cfg, task, scale)
         gpu = t.gpus > 0
-        zero = engine_zero_stage(t.zero_stage, gpu and t.bf16 != False)  # noqa: E712
-        engine = f"ZeRO-{zero}{' offload' if t.offload_optimizer else ''}" + (f", {t.workers} ranks" if t.workers > 1 else "")
+        zero = engine_zero_stage(t.zero_stage, t.uses_bf16())
+        engine = f"ZeRO-{zero}{' offload' if t.offload else ''}" + (f", {t.workers} ranks" if t.workers > 1 else "")
         choices = f"{TASKS[task].num_choices} choices x " if TASKS[task].num_choices else ""
-        micro = f"{t.batch_size // (t.workers * t.grad_accum)} x {choices}{t.max_seq_length} ({task})"
+        micro = f"{t.micro_batch} x {choices}{t.max_seq_length} ({task})"
         share = f" of {m.share:g} GPU" if gpu and m.share < 1 else ""
         fits = " / ".join("yes" if m.fits(g) else "NO" for g in DEVICE_SIZES_GB) if gpu else "CPU trial"
         lines.append(f"| {scale} | {architecture(cfg, scale).parameters / 1e6:,.1f} M | {engine} | {micro} | "

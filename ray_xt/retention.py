@@ -17,19 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ray.tune import Callback
+
 from ray_xt.storage import join, remove, subfolders
 
 OPTIMIZER_STATE = "ds"  # the DeepSpeed state inside a checkpoint folder (ray_xt.loop._write_checkpoint)
 CHECKPOINT_PREFIX = "checkpoint_"
 
 
-def _callback_base():
-    from ray.tune import Callback
-
-    return Callback
-
-
-class OptimizerStateRetention(_callback_base()):
+class OptimizerStateRetention(Callback):
     """A Tune callback on the sweep's driver: a trial's new checkpoint makes its previous one's ``ds/`` garbage.
 
     One-process trials report Tune checkpoints (``on_checkpoint``); worker-group trials report Ray Train's

@@ -36,7 +36,7 @@ BAD = [
     (("taget", {}), ["unknown key(s) ['taget']", "target"]),
     (("trial.batch_size", "big"), ["trial.batch_size", "'big'"]),
     (("trial.epochs", -1), ["trial.epochs", "greater than 0"]),
-    (("scales", ["micro-xl"]), ["scales", "micro-xl", "micro-s"]),
+    (("scales", ["micro-xxl"]), ["scales", "micro-xxl", "micro-s"]),
     (("target.tasks", ["squadx"]), ["target.tasks", "squadx", "pawsx"]),
     (("intermediate.tasks", ["pawsx"]), ["intermediate.tasks", "pawsx", "mnli"]),
     (("intermediate.conditions", ["fr"]), ["intermediate.conditions", "translate-train"]),

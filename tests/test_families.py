@@ -8,7 +8,7 @@ import pytest
 
 from ray_xt.data import FeatureCache, load_features
 from ray_xt.families import family_of
-from ray_xt.families.retrieval import Retrieval, best_threshold, ratio_margin
+from ray_xt.families.retrieval import Retrieval, best_threshold, nearest_neighbours
 from ray_xt.families.span_qa import best_span
 from ray_xt.micro.build import build_world
 from ray_xt.micro.world import WorldSpec
@@ -119,13 +119,31 @@ def test_retrieval_finds_identical_sentences_and_margin_threshold(world, tmp_pat
     evaluation = retrieval.evaluate(model, features, examples, world["tok"].pad_token_id, TASKS["tatoeba"], "qso")
     assert evaluation.score == 1.0  # an untrained encoder still maps a sentence to itself
 
-    sims = np.array([[0.9, 0.1], [0.2, 0.3]])
-    margin = ratio_margin(sims, k=1)
-    assert margin[0, 0] == pytest.approx(0.9 / 0.9) and margin[1, 1] == pytest.approx(0.3 / 0.3)
     src = [{"id": "a"}, {"id": "b"}]
     en = [{"id": "x"}, {"id": "y"}]
     # candidates (score, src, en): a-x is gold, b-y is not -> keep only the first: threshold = its score
     assert best_threshold([(1.0, 0, 0), (0.5, 1, 1)], src, en, {("a", "x")}) == 1.0
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_blockwise_nearest_neighbours_and_margins_equal_the_dense_computation(k):
+    """Blocks smaller than both sides (merging across row and column blocks), against the n x m matrix."""
+    rng = np.random.default_rng(k)
+    src, en = rng.normal(size=(37, 16)), rng.normal(size=(53, 16))
+    src /= np.linalg.norm(src, axis=1, keepdims=True)
+    en /= np.linalg.norm(en, axis=1, keepdims=True)
+    found = nearest_neighbours(src.astype(np.float32), en.astype(np.float32), k, rows=8, cols=10)
+    sims = src @ en.T
+    order = np.argsort(-sims, axis=1)[:, :k]
+    assert (found.src_index == order).all()
+    assert np.allclose(found.src_sim, np.take_along_axis(sims, order, 1), atol=1e-5)
+    assert np.allclose(found.en_mean, -np.sort(-sims, axis=0)[:k].mean(0), atol=1e-5)
+    # the ratio margin of each source's k candidates (XTREME's utils_retrieve.py), its best kept
+    margin = np.take_along_axis(sims, order, 1) / ((sims[np.arange(37)[:, None], order].mean(1, keepdims=True)
+                                                    + (-np.sort(-sims, axis=0)[:k].mean(0))[order]) / 2)
+    best, score = found.best_by_margin()
+    assert (best == order[np.arange(37), margin.argmax(1)]).all()
+    assert np.allclose(score, margin.max(1), atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["xlm-r", "xlm-r-xl"])

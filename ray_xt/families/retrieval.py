@@ -3,14 +3,18 @@
 Sentences are embedded by mean-pooling the hidden states of one layer (XTREME uses
 a middle layer; ``layer`` configurable, default 7/12 of the depth) over real tokens.
 Tatoeba: each source sentence's nearest English sentence by cosine, accuracy.
-BUCC: candidates scored with the ratio margin of Artetxe & Schwenk (2019, k=4 nearest
-neighbours each way), a pair kept above a threshold chosen on the dev split to maximise
-F1 (as XTREME's BUCC evaluation does) and applied unchanged to test.
+BUCC: each source sentence's k=4 nearest English sentences are its candidates, scored with the
+ratio margin of Artetxe & Schwenk (2019, k nearest neighbours each way), as XTREME's
+``third_party/utils_retrieve.py`` (LASER's mining) does; a source's best candidate is kept above a
+threshold chosen on the dev split to maximise F1 and applied unchanged to test. The neighbours are
+found block by block (``nearest_neighbours``): BUCC's real sides hold up to ~560,000 sentences,
+whose dense similarity matrix (~1 TB for ru-en) no machine holds.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,19 +86,18 @@ class Retrieval(Family):
         """The task's metrics from the embeddings of ``features``' sentences (rows in the same order)."""
         side = np.asarray(features["side"])
         src_i, en_i = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
-        sims = emb[src_i] @ emb[en_i].T
         src = [examples[i] for i in src_i]
         en = [examples[i] for i in en_i]
         if task.name == "tatoeba":
-            pred = sims.argmax(1)
+            neighbours = nearest_neighbours(emb[src_i], emb[en_i], 1)
+            pred = neighbours.src_index[:, 0]
             acc = float(np.mean([en[p]["id"] == s["gold"] for p, s in zip(pred, src)]))
             return Evaluation(acc, {"accuracy": 100 * acc}, [en[p]["id"] for p in pred])
-        return self._bucc(sims, src, en)
+        return self._bucc(nearest_neighbours(emb[src_i], emb[en_i], MARGIN_K), src, en)
 
-    def _bucc(self, sims: np.ndarray, src: list[dict], en: list[dict]) -> Evaluation:
-        margin = ratio_margin(sims, MARGIN_K)
-        best = margin.argmax(1)
-        candidates = sorted(((float(margin[i, j]), i, int(j)) for i, j in enumerate(best)), reverse=True)
+    def _bucc(self, neighbours: Neighbours, src: list[dict], en: list[dict]) -> Evaluation:
+        best, score = neighbours.best_by_margin()
+        candidates = sorted(((float(m), i, int(j)) for i, (j, m) in enumerate(zip(best, score))), reverse=True)
         gold = {(s["id"], s["gold"]) for s in src if s["gold"]}
         threshold = self.threshold if self.threshold is not None else best_threshold(candidates, src, en, gold)
         pairs = [(src[i]["id"], en[j]["id"]) for score, i, j in candidates if score >= threshold]
@@ -128,12 +131,55 @@ def first_layers_only(encoder, layer: int):
         encoder.encoder.layer = stack
 
 
-def ratio_margin(sims: np.ndarray, k: int) -> np.ndarray:
-    """cos(x, y) / mean of the average similarity of x and of y to their k nearest neighbours."""
-    k_src, k_en = min(k, sims.shape[1]), min(k, sims.shape[0])
-    knn_src = np.sort(sims, axis=1)[:, -k_src:].mean(1)  # each source sentence's k best English neighbours
-    knn_en = np.sort(sims, axis=0)[-k_en:, :].mean(0)
-    return sims / ((knn_src[:, None] + knn_en[None, :]) / 2)
+@dataclass
+class Neighbours:
+    """Each source sentence's k nearest English sentences (similarity and index, best first), and each English
+    sentence's mean similarity to its k nearest source sentences."""
+
+    src_sim: np.ndarray  # (n, k)
+    src_index: np.ndarray  # (n, k)
+    en_mean: np.ndarray  # (m,)
+
+    def best_by_margin(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each source sentence's candidate of highest ratio margin, cos(x, y) / ((knn(x) + knn(y)) / 2), and
+        that margin."""
+        src_mean = self.src_sim.mean(1, keepdims=True)
+        margin = self.src_sim / ((src_mean + self.en_mean[self.src_index]) / 2)
+        pick = margin.argmax(1)
+        rows = np.arange(len(pick))
+        return self.src_index[rows, pick], margin[rows, pick]
+
+
+BLOCK_ROWS, BLOCK_COLS = 4096, 16384  # one block of similarities: 256 MB of float32
+
+
+def nearest_neighbours(src: np.ndarray, en: np.ndarray, k: int, rows: int = BLOCK_ROWS,
+                       cols: int = BLOCK_COLS) -> Neighbours:
+    """k nearest neighbours both ways by inner product (cosine on normalised embeddings), one ``rows`` x ``cols``
+    block of similarities at a time: memory O(block + (n + m) k), never the n x m matrix."""
+    n, m = len(src), len(en)
+    k_src, k_en = min(k, m), min(k, n)
+    src_sim = np.full((n, k_src), -np.inf, dtype=np.float32)
+    src_index = np.zeros((n, k_src), dtype=np.int64)
+    en_top = np.full((k_en, m), -np.inf, dtype=np.float32)
+    for i0 in range(0, n, rows):
+        i1 = min(i0 + rows, n)
+        for j0 in range(0, m, cols):
+            j1 = min(j0 + cols, m)
+            block = (src[i0:i1] @ en[j0:j1].T).astype(np.float32, copy=False)
+            # rows: this block's best k_src per source sentence, merged with the best so far
+            kk = min(k_src, j1 - j0)
+            part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
+            sims = np.concatenate([src_sim[i0:i1], np.take_along_axis(block, part, 1)], axis=1)
+            index = np.concatenate([src_index[i0:i1], part + j0], axis=1)
+            keep = np.argsort(-sims, axis=1, kind="stable")[:, :k_src]
+            src_sim[i0:i1], src_index[i0:i1] = np.take_along_axis(sims, keep, 1), np.take_along_axis(index, keep, 1)
+            # columns: the best k_en source sentences per English sentence
+            kk = min(k_en, i1 - i0)
+            column_best = -np.partition(-block, kk - 1, axis=0)[:kk]
+            merged = np.concatenate([en_top[:, j0:j1], column_best], axis=0)
+            en_top[:, j0:j1] = -np.partition(-merged, k_en - 1, axis=0)[:k_en]
+    return Neighbours(src_sim, src_index, en_top.mean(0))
 
 
 def pair_f1(predicted: set, gold: set) -> dict:
