@@ -72,6 +72,9 @@ def _checks(cfg: StudyConfig, tracking_uri: str | None = None, room: bool = Fals
         problems.append(f"storage: {cfg.storage}: {why}; give a folder you can write (or --storage)")
     elif room and not is_uri(cfg.storage) and (why := _storage_room(cfg)):
         problems.append(why)
+    problems += [f"data.{name}: folder {folder} does not exist; give the folder that holds it, or leave data.{name} out"
+                 for name, folder in (("hub_mirror", cfg.data.hub_mirror), ("translations", cfg.data.translations))
+                 if folder is not None and not Path(folder).expanduser().is_dir()]
     if cfg.data.source == "micro":
         from ray_xt.micro.build import default_cache_dir
 
@@ -180,8 +183,19 @@ def plan(
         from ray_xt.prepare import data_status
 
         typer.echo(f"\ndata ({cfg.data.source}, {cfg.data.data_root()}; `ray-xt data prepare` fetches and checks it):")
+        from ray_xt.sources import export_status, mirror_dir
+        from ray_xt.tasks.registry import TASKS
+
         for task, status in data_status(cfg).items():
-            typer.echo(f"  {task}: {status}")
+            export = export_status(TASKS[task], mirror_dir(cfg.data.hub_mirror)) if task in TASKS else None
+            typer.echo(f"  {task}: {status}" + (f"; {export}" if export and status != "present" else ""))
+        from ray_xt.prepare import data_needs
+        from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids
+
+        root = cfg.data.data_root()
+        for (task, split, lang), n in held_out_counts(root, data_needs(cfg), held_out_ids(cfg, root)).items():
+            typer.echo(f"  held out of {task} {split} {lang}: {n:,} examples drawn into "
+                       f"{', '.join(drawn_into(task, cfg))}'s evaluation (never trained or selected on)")
 
     from ray_xt.budgets import budget_lines
     from ray_xt.design import power_lines
@@ -194,7 +208,10 @@ def plan(
     for line in budget_lines(cfg, stages, None if is_uri(cfg.storage) else cfg.storage):
         typer.echo(line)
 
-    from ray_xt.costs import ThroughputTable, estimate
+    from ray_xt.costs import ThroughputTable, asha_lines, estimate
+
+    for line in asha_lines(cfg, stages):
+        typer.secho(line, fg="yellow")
 
     table = ThroughputTable(join(study_storage.root, "throughput.json"))
     typer.echo("\nestimated cost (upper bound: every trial runs all its epochs; ASHA stops some early):")

@@ -345,7 +345,9 @@ class TrackingConfig(Strict):
 
 
 class StudyConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="study name (used in paths and MLflow)")
+    # 100 characters: a folder name of its own, and inside a Tune trial's path (itself ~150 characters) well within
+    # the 255 bytes a file name may have
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="study name (used in paths and MLflow)")
     description: str = Field("", description="free text about the study, for its readers")
     data: DataConfig = Field(default_factory=DataConfig)
     micro: MicroWorldConfig = Field(default_factory=MicroWorldConfig)
@@ -439,6 +441,13 @@ class StudyConfig(Strict):
                     raise ValueError(f"{where}.retrieval_layer: {layer} is deeper than scale(s) "
                                      f"{ {s: SCALES[s].num_layers for s in deep} } (their layer counts); use "
                                      f"1..{min(SCALES[s].num_layers for s in self.scales)}")
+        for task in sorted(study_tasks):
+            t = self.trial_for(task)
+            if TASKS[task].family == "span_qa" and t.doc_stride >= t.max_seq_length:
+                where = "task_overrides." + task if self.task_overrides.get(task) else "trial"
+                raise ValueError(f"{where}.doc_stride: {t.doc_stride} (task {task}) must be smaller than max_seq_length "
+                                 f"({t.max_seq_length}): a context window moves on by max_seq_length minus the question "
+                                 "and doc_stride tokens, and would never move; XTREME uses 128 with 384")
         stray = sorted(set(self.scale_overrides) - set(self.scales))
         if stray:
             raise ValueError(f"scale_overrides: {stray} are not scales of this study; valid: {self.scales}")

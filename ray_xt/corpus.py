@@ -1,6 +1,12 @@
 """The `mlm` condition's text: ``intermediate.mlm_lines`` lines per target language, written to
 ``<data root>/mlm/train-<lang>.txt`` once, from the micro world's monolingual corpora or from a hub text corpus
-(``intermediate.mlm_corpus``, through the same ``datasets.load_dataset`` call as the tasks, or the mirror)."""
+(``intermediate.mlm_corpus``, through the same ``datasets.load_dataset`` call as the tasks, or the mirror).
+
+A hub corpus (or its mirror: a snapshot of wikimedia/wikipedia holds ~300 language dumps) is streamed, never
+converted whole, and sampled: its documents in a random order (``IterableDataset.shuffle`` with the study's
+``search.seed``: shards shuffled, then a buffer of ``SHUFFLE_BUFFER`` documents), each document's non-empty lines
+taken until there are enough. A dump's first lines are its first articles (alphabetical or by id), not a sample of
+the language. The micro world's corpora are generated in random order, so their first lines are already one."""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ray_xt.config import StudyConfig
+from ray_xt.problem_list import Problem, error_cause
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS
+
+SHUFFLE_BUFFER = 10_000  # documents drawn from at a time: what a streamed shuffle holds in memory
 
 
 def _first_lines(texts, limit: int) -> list[str]:
@@ -33,14 +42,21 @@ def _hub_lines(cfg: StudyConfig, lang: str, mirror: Path | None) -> tuple[list[s
     assert corpus is not None
     path = str(mirror / corpus.dataset) if mirror else corpus.dataset
     config = corpus.config.format(lang=lang)
-    rows = load_dataset(path, config, split=corpus.split, streaming=mirror is None)  # the hub: only what is read
-    lines = _first_lines((row[corpus.column] for row in rows), cfg.intermediate.mlm_lines)
+    rows = load_dataset(path, config, split=corpus.split, streaming=True)  # only the documents read
+    sampled = rows.shuffle(seed=cfg.search.seed, buffer_size=SHUFFLE_BUFFER)
+    lines = _first_lines((row[corpus.column] for row in sampled), cfg.intermediate.mlm_lines)
+    snapshot = {}
+    if mirror is not None:
+        from ray_xt.snapshots import snapshot_of
+
+        snapshot = {"path": path, **snapshot_of(Path(path)).origin()}
     return lines, {"kind": "hub_mirror" if mirror else "hub", "dataset": corpus.dataset, "config": config,
-                   "split": corpus.split, "revision": "main", **({"path": path} if mirror else {})}
+                   "split": corpus.split, "revision": "main",
+                   "sample": {"seed": cfg.search.seed, "shuffle_buffer": SHUFFLE_BUFFER}, **snapshot}
 
 
 def materialize_corpus(cfg: StudyConfig, root: Path, langs: list[str], mirror: Path | None,
-                       on_written: Callable[[dict], None] | None = None) -> list[str]:
+                       on_written: Callable[[dict], None] | None = None) -> list:
     """Writes the missing text files; returns the problems (one line each), empty when all is there."""
     problems = []
     for lang in langs:
@@ -54,10 +70,12 @@ def materialize_corpus(cfg: StudyConfig, root: Path, langs: list[str], mirror: P
                 lines, source = _hub_lines(cfg, lang, mirror)
         except Exception as err:  # noqa: BLE001 - offline, unknown config, missing column: named with the fix
             corpus = cfg.intermediate.mlm_corpus
-            problems.append(f"intermediate.mlm_corpus {lang}: could not read "
-                            f"{corpus.dataset + ' config ' + corpus.config.format(lang=lang) if corpus else 'the corpus'}"
-                            f" ({type(err).__name__}: {str(err)[:200]}); or put {cfg.intermediate.mlm_lines} lines "
-                            f"of {lang} text at {path}")
+            problems.append(Problem(
+                cause=f"could not read the MLM corpus ({error_cause(err)})",
+                item=f"intermediate.mlm_corpus {lang} "
+                     f"({corpus.dataset + ' config ' + corpus.config.format(lang=lang) if corpus else 'the corpus'})",
+                fix=f"make it reachable (data.hub_mirror) or put {cfg.intermediate.mlm_lines} lines of text per "
+                    f"language in place, e.g. {path}", source=corpus.dataset if corpus else ""))
             continue
         if not lines:
             problems.append(f"intermediate.mlm_corpus {lang}: no text lines found")

@@ -110,3 +110,27 @@ def estimate(cfg: StudyConfig, stages: list[Stage], table: ThroughputTable) -> l
         costs.append(ScaleCost(scale, len(mine), trials, seconds / 3600, device, seconds / 3600 * per_trial, rate,
                                source))
     return costs
+
+
+def asha_lines(cfg: StudyConfig, stages: list[Stage]) -> list[str]:
+    """A warning where ASHA can never stop a trial: its grace period is not shorter than the reports a trial
+    makes (those sweeps run every trial to the end)."""
+    from ray_xt.loop import Schedule
+
+    if not cfg.scheduler.enabled:
+        return []
+    reports: dict[int, int] = {}
+    for stage in stages:
+        if stage.kind == "retrieval":
+            continue
+        t = cfg.resolved_trial(stage.task, stage.scale)
+        assert t.batch_size is not None
+        n = Schedule.of(max(1, training_examples(cfg, stage)), t.batch_size, t.epochs, t.evals_per_epoch).reports
+        if n <= cfg.scheduler.grace_period:
+            reports[n] = reports.get(n, 0) + 1
+    if not reports:
+        return []
+    counts = ", ".join(f"{k} stage(s) with {n} report(s) per trial" for n, k in sorted(reports.items()))
+    return [f"\nwarning: scheduler.grace_period {cfg.scheduler.grace_period} is not shorter than the reports of "
+            f"{sum(reports.values())} sweep stage(s) ({counts}): ASHA can never stop their trials, which all run to "
+            "the end. Lower grace_period, or raise trial.evals_per_epoch / epochs"]

@@ -92,9 +92,11 @@ class FeatureCache:
     def features(
         self, root: Path, task: TaskSpec, split: str, langs: list[str], tokenizer_dir: str, max_len: int,
         max_examples: int | None = None, stride: int = 128, labels: list[str] | None = None,
+        exclude_ids: frozenset[str] = frozenset(),
     ) -> str:
         """Where the DatasetDict {features, examples} for these inputs lives (a folder, or a URI on URI storage),
-        tokenising only on a miss."""
+        tokenising only on a miss. ``exclude_ids``: examples left out (ray_xt.provenance: drawn into a target's
+        evaluation set)."""
         family = family_of(task)
         for lang in langs:  # a clear error before anything is computed
             task_file(root, task, split, lang)
@@ -110,6 +112,8 @@ class FeatureCache:
             "max_examples": max_examples, "labels": labels,
             **({"cap": "per side"} if family.name == "retrieval" and max_examples is not None else {}),
             "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+            **({"exclude": hashlib.sha256("\n".join(sorted(exclude_ids)).encode()).hexdigest()[:16]}
+               if exclude_ids else {}),
         }
         key = hashlib.sha256(json.dumps(key_payload, sort_keys=True).encode()).hexdigest()[:16]
         out = self.directory / f"{task.name}-{split}-{'+'.join(langs) if len(langs) < 4 else len(langs)}-{key}"
@@ -123,6 +127,8 @@ class FeatureCache:
         from datasets import Dataset, DatasetDict
 
         examples = read_examples(root, task, split, langs)
+        if exclude_ids:
+            examples = [e for e in examples if str(e.get("id")) not in exclude_ids]
         if max_examples is not None:
             examples = cap_examples(examples, max_examples)
         columns = family.featurize(examples, self._tokenizer(tokenizer_dir), max_len, stride, labels)

@@ -19,6 +19,8 @@ from pathlib import Path
 from ray_xt.config import StudyConfig
 from ray_xt.data import source_files
 from ray_xt.families import DataError, family_of
+from ray_xt.problem_list import Problem, grouped_message
+from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids
 from ray_xt.stages import translate_languages
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS
 
@@ -91,10 +93,14 @@ def _example_keys(task_name: str, examples: list[dict]) -> set:
     return set()
 
 
-def leakage_problems(root: Path, needs: list[tuple[str, str, list[str]]]) -> list[str]:
-    """An intermediate stage selects its model on its dev file: that file must not hold a target task's
-    evaluation examples (a target's dev set placed as intermediate/<task>/dev-<lang>.* would make model
-    selection peek at the zero-shot evaluation). Compared within a family, per language."""
+def leakage_problems(root: Path, needs: list[tuple[str, str, list[str]]],
+                     held: dict[str, frozenset[str]] | None = None) -> list[str]:
+    """An intermediate (or training-source) task's train and dev files must not hold a target task's evaluation
+    examples: training on them, or selecting the model on them, would peek at the zero-shot evaluation (a target's
+    dev set placed as intermediate/<task>/dev-<lang>.*). Examples held out by provenance (``held``: ids
+    ray_xt.provenance removes from what stages read) are not counted: they are never trained or selected on.
+    Compared within a family, per language; what remains is refused."""
+    held = held or {}
     evaluated: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (family, lang) -> [(target task, split)]
     for task_name, split, langs in needs:
         task = TASKS[task_name]
@@ -104,23 +110,26 @@ def leakage_problems(root: Path, needs: list[tuple[str, str, list[str]]]) -> lis
     problems = []
     for task_name, split, langs in needs:
         task = TASKS[task_name]
-        if task.role != "intermediate" or split != "dev":
+        if task.role != "intermediate" or split not in ("train", "dev"):
             continue
         for lang in langs:
             targets = evaluated.get((task.family, lang), [])
             if not targets:
                 continue
-            dev = _example_keys(task_name, family_of(task).read(root, task, "dev", lang))
+            ids = held.get(task_name, frozenset())
+            kept = [e for e in family_of(task).read(root, task, split, lang) if str(e.get("id")) not in ids]
+            own = _example_keys(task_name, kept)
             for target, target_split in targets:
                 spec = TASKS[target]
-                shared = dev & _example_keys(target, family_of(spec).read(root, spec, target_split, lang))
-                if len(shared) > max(5, len(dev) // 100):
+                shared = own & _example_keys(target, family_of(spec).read(root, spec, target_split, lang))
+                if len(shared) > max(5, len(own) // 100):
+                    use = "training on it" if split == "train" else "selecting the intermediate model on it"
                     problems.append(
-                        f"task {task_name!r} dev {lang}: {Path(root) / task.path('dev', lang)} shares {len(shared)} of "
-                        f"its {len(dev)} examples with {target!r} {target_split} {lang} "
-                        f"({Path(root) / spec.path(target_split, lang)}), a zero-shot evaluation set: selecting the "
-                        f"intermediate model on it would peek at the evaluation. Use {task_name}'s own dev data "
-                        "(translated, e.g. from data.translations or `ray-xt translate`, or a held-out slice)")
+                        f"task {task_name!r} {split} {lang}: {Path(root) / task.path(split, lang)} shares "
+                        f"{len(shared)} of its {len(own)} examples with {target!r} {target_split} {lang} "
+                        f"({Path(root) / spec.path(target_split, lang)}), a zero-shot evaluation set, and no "
+                        f"provenance says which to remove: {use} would peek at the evaluation. Use {task_name}'s "
+                        "own data (translated, e.g. from data.translations or `ray-xt translate`, or a held-out slice)")
     return problems
 
 
@@ -132,6 +141,8 @@ class Entry:
     source: dict
     files: list[dict] = field(default_factory=list)  # {path, bytes, sha256}
     rows: int = 0
+    # examples no stage trains or selects on (ray_xt.provenance): {examples, drawn_into: [target tasks]}
+    held_out: dict = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -234,40 +245,61 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
                         hub=cfg.data.source == "hub", on_written=record)
         except HubUnavailable as err:  # listed with every other problem below
             fetch_problems = err.problems
-    for task_name, _, langs in needs if not fetch_problems else []:
+    folders_missing = any(str(p).startswith("data.") for p in fetch_problems)
+    for task_name, _, langs in needs if not folders_missing else []:  # the corpus too when other data failed
         if task_name == MLM_CORPUS:
             fetch_problems += materialize_corpus(cfg, root, langs, mirror_dir(cfg.data.hub_mirror), record)
-    problems = fetch_problems + check_models(cfg)
+    problems: list = [*fetch_problems, *check_models(cfg)]
     for task_name, split, langs in needs if not fetch_problems else []:  # (what could not be fetched is named)
         for lang in langs:
             missing = [p for p in source_files(root, TASKS[task_name], split, lang) if not p.is_file()]
-            problems += [f"task {task_name!r}, split {split!r}, language {lang!r}: expected file {p}" for p in missing]
+            problems += [Problem("expected file missing", f"task {task_name!r} {split} {lang}: {p}") for p in missing]
+    held: dict[str, frozenset[str]] = {}
     if not problems:  # every scored split must have gold
         for task_name, split, langs in needs:
             task = TASKS[task_name]
             scored = [lang for lang in langs if task.role == "target" and task.eval_split_for(lang) == split]
             problems += [p for lang in scored if (p := gold_problem(root, task_name, split, lang))]
-        problems += leakage_problems(root, needs)
+        held = held_out_ids(cfg, root)
+        problems += leakage_problems(root, needs, held)
     if problems:
-        raise DataError("missing data files or models (nothing was started):\n  - " + "\n  - ".join(problems)
-                        + ("\n(xtreme_dir: run google-research/xtreme's scripts/download_data.sh into data.root and put "
-                           "intermediate tasks under intermediate/<task>/)" if cfg.data.source == "xtreme_dir" else ""))
+        footer = ("(xtreme_dir: run google-research/xtreme's scripts/download_data.sh into data.root and put "
+                  "intermediate tasks under intermediate/<task>/)" if cfg.data.source == "xtreme_dir" else "")
+        raise DataError(grouped_message("missing data files or models (nothing was started)", problems,
+                                        _problems_file(root), footer))
     known = read_manifest(root)
     default = {"kind": "micro world", "root": str(root)} if cfg.data.source == "micro" else None
+    removed = held_out_counts(root, needs, held)
     entries = []
     for task_name, split, langs in needs:
         for lang in langs:
             key = f"{task_name}/{split}/{lang}"
-            entries.append(describe(root, task_name, split, lang, origins.get(key) or
-                                    (None if key in known else default), known.get(key, {})))
+            entry = describe(root, task_name, split, lang, origins.get(key) or (None if key in known else default),
+                             known.get(key, {}))
+            if (task_name, split, lang) in removed:
+                entry.held_out = {"examples": removed[(task_name, split, lang)], "drawn_into": drawn_into(task_name, cfg)}
+            entries.append(entry)
     path = write_manifest(root, entries)
     labels = write_missing_labels(root, needs)
     if log is not None:
         log(summary_table(entries, origins))
+        for line in held_out_lines(entries):
+            log(line)
         log(f"[ray-xt] data ready: {len(entries)} (task, split, language) sets, manifest {path}"
             + (f"; gold labels for `ray-xt score` written for {labels} submission files under {root / 'labels'}"
                if labels else ""))
     return entries
+
+
+def _problems_file(root: Path) -> Path:
+    """Where the whole list of a failed prepare goes: beside the manifest, or in the working folder when the data
+    root cannot be written."""
+    target = Path(root) / "prepare_problems.txt"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+    except OSError:
+        return Path.cwd() / "ray_xt_prepare_problems.txt"
 
 
 def write_missing_labels(root: Path, needs: list[tuple[str, str, list[str]]]) -> int:
@@ -284,6 +316,18 @@ def write_missing_labels(root: Path, needs: list[tuple[str, str, list[str]]]) ->
             if not (Path(root) / "labels" / task_name / f"test-{lang}.{task.submission_suffix}").is_file():
                 written += write_labels(root, task, lang) is not None
     return written
+
+
+def held_out_lines(entries: list[Entry]) -> list[str]:
+    """One line per (task, split): how many examples are held out by provenance, for which target."""
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for e in entries:
+        if e.held_out:
+            groups.setdefault((e.task, e.split), []).append(e)
+    return [f"[ray-xt] held out of {task} {split} (drawn into {', '.join(group[0].held_out['drawn_into'])}'s "
+            f"evaluation; never trained or selected on): "
+            + ", ".join(f"{e.lang} {e.held_out['examples']:,} of {e.rows:,}" for e in group)
+            for (task, split), group in groups.items()]
 
 
 def summary_table(entries: list[Entry], fetched: dict[str, dict]) -> str:

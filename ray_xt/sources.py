@@ -19,15 +19,30 @@ from pathlib import Path
 
 from ray_xt.data import write_examples
 from ray_xt.families import DataError
-from ray_xt.tasks.registry import TASKS, TaskSpec
+from ray_xt.tasks.registry import TASKS, UDPOS_HUB_MERGED, TaskSpec
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # the id order of GLUE MNLI, XNLI and ANLI on the hub
 
 
 class HubUnavailable(DataError):
-    def __init__(self, message: str, problems: list[str] | None = None):
+    def __init__(self, message: str, problems: list | None = None):
         super().__init__(message)
-        self.problems = problems or [message]
+        self.problems = problems or [message]  # Problem or str, grouped by cause where they are reported
+
+
+def load_failure(err: Exception, task: TaskSpec, split: str, lang: str, root: Path, mirror: Path | None):
+    """A failed ``load_dataset`` as a Problem whose cause is the same for every dataset it hit (names taken out of
+    the library's message), so hundreds of (task, split, language) sets offline read as one cause."""
+    from ray_xt.problem_list import Problem, error_cause
+
+    where = f"the mirror {mirror}" if mirror else "the HF hub"
+    dataset = task.hub.dataset if task.hub else "?"
+    return Problem(
+        cause=f"could not load from {where} ({error_cause(err)})",
+        item=f"task {task.name!r} {split} {lang} ({dataset} config {hub_config(task, lang)!r})",
+        fix=f"make it reachable (data.hub_mirror, ${MIRROR_ENV}, or the network) or put each file in place, e.g. "
+            f"{Path(root) / task.path(split, lang)}",
+        source=dataset)
 
 
 MIRROR_ENV = "RAY_XT_HUB_MIRROR"
@@ -58,7 +73,10 @@ def hub_origin(task: TaskSpec, split: str, lang: str, mirror: Path | None) -> di
     origin = {"kind": "hub", "dataset": hub.dataset, "config": hub_config(task, lang), "split": hub.splits[split],
               "revision": hub.revision or "main"}
     if mirror is not None:
-        origin.update(kind="hub_mirror", path=str(mirror / hub.dataset))
+        from ray_xt.snapshots import snapshot_of
+
+        origin.update(kind="hub_mirror", path=str(mirror / hub.dataset),
+                      **snapshot_of(mirror / hub.dataset).origin())
     return origin
 
 
@@ -73,6 +91,17 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = N
     if not task.has_split(split, lang):
         raise HubUnavailable(f"task {task.name!r} has no {split!r} split in language {lang!r} (upstream has "
                              f"{[s for s in ('train', 'dev', 'test') if task.has_split(s, lang)]} only)")
+    if task.name == "udpos" and lang in UDPOS_HUB_MERGED:
+        from ray_xt.problem_list import Problem
+
+        name = hub_config(task, lang)
+        raise HubUnavailable(str(problem := Problem(
+            cause="google/xtreme's udpos config merges another language's treebanks (its loader takes every UD 2.5 "
+                  "folder matching *_<Name>*), so it is not XTREME's UD-POS",
+            item=f"task 'udpos' {split} {lang} ({name}: {UDPOS_HUB_MERGED[lang]})",
+            fix="put XTREME's own files at download/udpos/{train,dev,test}-<lang>.tsv under data.root "
+                "(google-research/xtreme's scripts/download_data.sh writes them), or leave the language out "
+                "(target.languages)")), [problem])
     hub_split = task.hub.splits.get(split)
     if hub_split is None:
         raise HubUnavailable(f"task {task.name!r} has no {split!r} split on the hub ({task.hub.dataset})")
@@ -83,13 +112,48 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = N
             raise HubUnavailable(f"hub mirror: no folder {path} (make it with `huggingface-cli download --repo-type "
                                  f"dataset {task.hub.dataset}{' --revision ' + task.hub.revision if task.hub.revision else ''}"
                                  f" --local-dir {path}`)")
-    rows = load_dataset(path, hub_config(task, lang), split=hub_split, revision=revision)
+        if (problem := export_problem(task, Path(path))) is not None:
+            raise HubUnavailable(problem)
+    cache_dir = None
+    if mirror is not None:  # the snapshot's own cache: another mirror of the same repo never lends its rows
+        from ray_xt.snapshots import cache_dir_for, snapshot_of
+
+        cache_dir = cache_dir_for(snapshot_of(Path(path)))
+    rows = load_dataset(path, hub_config(task, lang), split=hub_split, revision=revision, cache_dir=cache_dir)
     if task.name == "tydiqa":  # one config for all languages; the id starts with the language name
         from ray_xt.tasks.registry import UD_NAMES
 
         prefix = {"bn": "bengali", "sw": "swahili"}.get(lang, UD_NAMES.get(lang, lang).lower()) + "-"
         rows = rows.filter(lambda r: r["id"].startswith(prefix))
     return rows
+
+
+PARQUET_EXPORT = "refs/convert/parquet"
+
+
+def export_problem(task: TaskSpec, folder: Path) -> str | None:
+    """Why a mirror of a script-only repo cannot be read (None: it can): such repos load only from the hub's
+    parquet export (``refs/convert/parquet``), and a mirror of their main branch holds a loading script that
+    datasets >= 4 refuses."""
+    if task.hub is None or task.hub.revision != PARQUET_EXPORT or any(folder.rglob("*.parquet")):
+        return None
+    return (f"task {task.name!r}: the mirror {folder} holds no parquet files: {task.hub.dataset}'s main branch is a "
+            f"loading script (refused by datasets >= 4); mirror its parquet export instead: `huggingface-cli download "
+            f"--repo-type dataset {task.hub.dataset} --revision {PARQUET_EXPORT} --local-dir {folder}` (whether the hub "
+            "has that export for a repo is shown on its 'Files' page under the branch refs/convert/parquet)")
+
+
+def export_status(task: TaskSpec, mirror: Path | None) -> str | None:
+    """What `ray-xt plan` says of a task read from a parquet export; None for other tasks."""
+    if task.hub is None or task.hub.revision != PARQUET_EXPORT:
+        return None
+    if mirror is None:
+        return f"read from the hub's {PARQUET_EXPORT} export of {task.hub.dataset} (checked when fetched)"
+    folder = mirror / task.hub.dataset
+    if not folder.is_dir():
+        return f"no mirror folder {folder}"
+    problem = export_problem(task, folder)
+    return "parquet export present in the mirror" if problem is None else "mirror has no parquet export (see data prepare)"
 
 
 def tag_names(rows) -> list[str] | None:
@@ -255,14 +319,10 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
                 if on_written:
                     on_written(written[-1])
             except HubUnavailable as err:
-                problems.append(str(err))
+                problems += err.problems
             except Exception as err:  # noqa: BLE001 - offline, unknown config, ...: say which task and what to do
-                problems.append(
-                    f"task {task_name!r} {split} {lang}: could not load {task.hub.dataset if task.hub else '?'} "
-                    f"config {hub_config(task, lang)!r}{' from the mirror ' + str(mirror) if mirror else ' from the HF hub'}"
-                    f" ({type(err).__name__}: {str(err)[:200]}); either make it reachable (data.hub_mirror, "
-                    f"${MIRROR_ENV}) or put the file at {Path(root) / task.path(split, lang)}")
+                problems.append(load_failure(err, task, split, lang, root, mirror))
     problems += [missing_message(root, translations, task, langs) for task, langs in untranslated.items()]
     if problems:
-        raise HubUnavailable("data not available:\n  - " + "\n  - ".join(problems), problems)
+        raise HubUnavailable("data not available:\n  - " + "\n  - ".join(map(str, problems)), problems)
     return written

@@ -192,10 +192,21 @@ class StageRunner(StudyParts):
         super().__init__(context.cfg, context.tracking_uri)
         self.context, self.resolved = context, context.resolved
         self.git_revision, self.trainer_pool = context.git_revision, context.trainer_pool
+        self._held_out: dict[str, frozenset[str]] | None = None
         if features is not None:  # the driver's, which counts what it tokenised
             self.features = features
 
     # ---- pieces -------------------------------------------------------------------------------
+
+    @property
+    def held_out(self) -> dict[str, frozenset[str]]:
+        """Ids no stage trains or selects on, per source task (ray_xt.provenance), found once."""
+        if self._held_out is None:
+            from ray_xt.provenance import held_out_ids
+
+            assert self.resolved is not None
+            self._held_out = held_out_ids(self.cfg, self.resolved.data_root)
+        return self._held_out
 
     def _train_languages(self, stage: Stage) -> list[str]:
         if stage.kind == "intermediate" and stage.condition == "translate-train":
@@ -229,7 +240,7 @@ class StageRunner(StudyParts):
         for name in names:
             source = TASKS[name]
             labels = family_of(source).label_space(self.resolved.data_root, source)
-            args = {"labels": labels, **self._feature_args(stage)}
+            args = {"labels": labels, "exclude_ids": self.held_out.get(name, frozenset()), **self._feature_args(stage)}
             train = self.features.features(self.resolved.data_root, source, "train", langs, tok,
                                            max_examples=t.max_train_examples, **args)
             dev = self.features.features(self.resolved.data_root, source, "dev", langs, tok,

@@ -19,4 +19,13 @@ def tracking_problem(uri: str) -> str | None:
     if scheme is not None and scheme not in TRACKING_SCHEMES:
         return (f"tracking URI {without_password(uri)!r}: MLflow has no tracking store for {scheme}://; valid: "
                 "sqlite:///mlruns.db, http(s)://server:5000, a folder, postgresql://..., mysql://..., databricks")
+    if scheme == "sqlite":
+        from pathlib import Path
+
+        # SQLAlchemy's form: sqlite:///relative/x.db (three slashes), sqlite:////absolute/x.db (four)
+        database = str(uri).split("://", 1)[1].split("?", 1)[0][1:]
+        folder = Path(database).parent
+        if database and database != ":memory:" and not folder.is_dir():
+            return (f"tracking URI {uri!r}: the folder {folder} of its database does not exist; create it or give "
+                    "sqlite:///mlruns.db (a file in this folder)")
     return None

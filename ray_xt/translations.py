@@ -82,14 +82,42 @@ def read_translated_pairs(path: Path, labels: tuple[str, ...]) -> tuple[list[dic
     return rows, skipped
 
 
-def read_translated_squad(path: Path) -> list[dict]:
+def read_translated_squad(path: Path) -> tuple[list[dict], dict[str, int]]:
+    """The examples, each answer where its text is in the translated context (``relocated_answer``), and the counts
+    of answers moved and examples dropped: machine translation moves answers, and an answer_start that no longer
+    points at its text would silently make the window it falls in a no-answer window."""
     from ray_xt.formats import FormatError, read_squad
 
     try:
-        return [{"id": e.id, "context": e.context, "question": e.question, "answers": e.answers,
-                 "english": e.id} for e in read_squad(path)]
+        examples = read_squad(path)
     except (FormatError, json.JSONDecodeError, KeyError) as err:
         raise DataError(f"{path}: not SQuAD v1.1 JSON ({err})") from None
+    rows, counts = [], {"answers_relocated": 0, "examples_dropped": 0}
+    for e in examples:
+        answers = []
+        for answer in e.answers:
+            start = relocated_answer(e.context, answer["text"], answer["answer_start"])
+            if start is None:
+                continue
+            counts["answers_relocated"] += start != answer["answer_start"]
+            answers.append({**answer, "answer_start": start})
+        if e.answers and not answers:
+            counts["examples_dropped"] += 1
+            continue
+        rows.append({"id": e.id, "context": e.context, "question": e.question, "answers": answers, "english": e.id})
+    return rows, counts
+
+
+def relocated_answer(context: str, text: str, start: int) -> int | None:
+    """Where ``text`` stands in ``context``: ``start`` if it is there, else its occurrence nearest to ``start``;
+    None where the translated context does not hold it."""
+    if not text or context[start:start + len(text)] == text:
+        return start if text else None
+    found, at = [], context.find(text)
+    while at != -1:
+        found.append(at)
+        at = context.find(text, at + 1)
+    return min(found, key=lambda i: abs(i - start)) if found else None
 
 
 def heldout_share(n: int) -> int:
@@ -137,16 +165,20 @@ def materialize_translation(root: Path, translations: Path, task: str, lang: str
     if source.format == "pair_tsv":
         rows, skipped = read_translated_pairs(train_file, spec.labels)
     else:
-        rows, skipped = read_translated_squad(train_file), 0
+        rows, answers = read_translated_squad(train_file)
+        skipped = answers["examples_dropped"]
     if not rows:
         raise DataError(f"{train_file}: no usable rows ({skipped} malformed); expected {source.origin}")
-    origin = {"kind": "translations", "origin": source.origin, "file": str(train_file), "skipped_rows": skipped}
+    origin = {"kind": "translations", "origin": source.origin, "file": str(train_file), "skipped_rows": skipped,
+              **({} if source.format == "pair_tsv" else answers)}
     if "dev" in source.files:
         dev_file = Path(translations) / source.files["dev"].format(lang=lang)
         if not dev_file.is_file():
             raise DataError(f"task {task!r} {lang}: expected {dev_file} beside {train_file} ({source.origin})")
-        splits = {"train": (rows, origin), "dev": (read_translated_squad(dev_file),
-                                                   {**origin, "file": str(dev_file), "skipped_rows": 0})}
+        dev_rows, dev_answers = read_translated_squad(dev_file)
+        splits = {"train": (rows, origin), "dev": (dev_rows, {**origin, "file": str(dev_file),
+                                                              "skipped_rows": dev_answers["examples_dropped"],
+                                                              **dev_answers})}
     else:
         paths = {split: Path(root) / spec.path(split, lang) for split in ("train", "dev")}
         there = [split for split, path in paths.items() if path.is_file()]

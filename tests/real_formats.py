@@ -23,7 +23,14 @@ import json
 import random
 from pathlib import Path
 
-from ray_xt.tasks.registry import TATOEBA_ISO3, UD_NAMES, UDPOS_MISSING_SPLITS, XTREME_LANGUAGES
+from ray_xt.tasks.registry import (
+    TASKS,
+    TATOEBA_ISO3,
+    UD_NAMES,
+    UDPOS_HUB_MERGED,
+    UDPOS_MISSING_SPLITS,
+    XTREME_LANGUAGES,
+)
 
 UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
         "SCONJ", "SYM", "VERB", "X"]
@@ -135,6 +142,12 @@ def build_hub_mirror(root: Path, shared: Path | None, seed: int = 0) -> Path:
                 tokens = [sentence(rng, lang, rng.randint(3, 7)).split() for _ in range(n)]
                 splits[split] = Dataset.from_dict({"tokens": tokens, "pos_tags": [[rng.randrange(len(UPOS)) for _ in t]
                                                                                   for t in tokens]}, features=ud_features)
+        if lang in UDPOS_HUB_MERGED and "train" in splits:  # the real config's extra treebank, e.g. Ancient Greek
+            extra = [["ἐν", "ἀρχῇ", "ἦν", "ὁ", "λόγος"] for _ in range(n)]
+            splits["train"] = Dataset.from_dict(
+                {"tokens": list(splits["train"]["tokens"]) + extra,
+                 "pos_tags": list(splits["train"]["pos_tags"]) + [[rng.randrange(len(UPOS)) for _ in t] for t in extra]},
+                features=ud_features)
         xtreme[f"udpos.{UD_NAMES[lang]}"] = splits
     panx_features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=PANX_TAGS)),
                               "langs": List(Value("string"))})
@@ -179,9 +192,11 @@ def build_hub_mirror(root: Path, shared: Path | None, seed: int = 0) -> Path:
     _write_repo(root, "google/xtreme", xtreme)
 
     # google/xquad: validation only; real XQuAD text
-    _write_repo(root, "google/xquad", {f"xquad.{lang}": {"validation": Dataset.from_dict(
-        _real_xquad(shared, lang, 24) or {k: v for k, v in _qa_rows(rng, lang, 8, f"xq-{lang}").items() if k != "title"},
-        features=xquad_features)} for lang in XTREME_LANGUAGES["xquad"].split(",")})
+    xquad = {lang: _real_xquad(shared, lang, 24) or {k: v for k, v in _qa_rows(rng, lang, 8, f"xq-{lang}").items()
+                                                      if k != "title"}
+             for lang in XTREME_LANGUAGES["xquad"].split(",")}
+    _write_repo(root, "google/xquad", {f"xquad.{lang}": {"validation": Dataset.from_dict(rows, features=xquad_features)}
+                                       for lang, rows in xquad.items()})
 
     # nyu-mll/glue: mnli, qqp
     glue_nli = Features({"premise": Value("string"), "hypothesis": Value("string"), "label": ClassLabel(names=NLI),
@@ -209,10 +224,15 @@ def build_hub_mirror(root: Path, shared: Path | None, seed: int = 0) -> Path:
     _write_repo(root, "facebook/anli", {"plain_text": {f"{s}_r{r}": Dataset.from_dict(
         {"uid": [f"{s}{r}-{i}" for i in range(8)], **nli("en", 8), "reason": [""] * 8}, features=anli_features)
         for r in (1, 2, 3) for s in ("train", "dev", "test")}})
-    # rajpurkar/squad
-    _write_repo(root, "rajpurkar/squad", {"plain_text": {s: Dataset.from_dict(_qa_rows(rng, "en", n, f"sq-{s}"),
-                                                                              features=qa_features)
-                                                         for s, n in (("train", 24), ("validation", 8))}})
+    # rajpurkar/squad; its validation split holds XQuAD's English questions under their SQuAD ids, as the real one
+    # does (XQuAD is 1,190 questions of SQuAD v1.1 dev: its README), beside questions of its own
+    squad = {s: _qa_rows(rng, "en", n, f"sq-{s}") for s, n in (("train", 24), ("validation", 8))}
+    xquad_en = _real_xquad(shared, "en", 1190) or xquad["en"]  # without shared data: the fixture's own XQuAD
+    for column, values in xquad_en.items():
+        squad["validation"][column] += values
+    squad["validation"]["title"] += ["xquad article"] * len(xquad_en["id"])
+    _write_repo(root, "rajpurkar/squad", {"plain_text": {s: Dataset.from_dict(rows, features=qa_features)
+                                                         for s, rows in squad.items()}})
     # Rowan/hellaswag: label is a string; test labels are empty
     hs_features = Features({"ind": Value("int32"), "activity_label": Value("string"), "ctx_a": Value("string"),
                             "ctx_b": Value("string"), "ctx": Value("string"), "endings": List(Value("string")),
@@ -276,6 +296,21 @@ def build_translations(root: Path, languages: list[str], seed: int = 1) -> Path:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     return root
+
+
+def place_xtreme_udpos(data_root: Path, langs: list[str], seed: int = 5) -> None:
+    """download/udpos/{split}-<lang>.tsv as google-research/xtreme's download_data.sh writes them (word<TAB>tag, a
+    blank line between sentences): what a study reads for languages whose hub config merges other treebanks."""
+    rng = random.Random(seed)
+    for lang in langs:
+        for split in ("train", "dev", "test"):
+            if split in UDPOS_MISSING_SPLITS.get(lang, ()):
+                continue
+            path = data_root / TASKS["udpos"].path(split, lang)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sentences = [sentence(rng, lang, rng.randint(3, 7)).split() for _ in range(12)]
+            path.write_text("".join("".join(f"{w}\t{rng.choice(UPOS)}\n" for w in words) + "\n"
+                                    for words in sentences), encoding="utf-8")
 
 
 def build_bucc(data_root: Path, seed: int = 2) -> None:

@@ -62,6 +62,13 @@ STUDY_CASES = [
     ("name .", change("name", "."), ["name", "outside the study's own"]),
     ("retrieval layer too deep", change("trial.retrieval_layer", 9), ["trial.retrieval_layer", "deeper", "micro-s"]),
     ("unknown tracking scheme", change("tracking.uri", "foo://bar"), ["tracking.uri", "foo://", "sqlite:///"]),
+    ("a 300-character name", change("name", "x" * 300), ["name", "at most 100 characters"]),
+    ("doc_stride over max_seq_length", lambda s: change("target.tasks", ["xquad"])(change("trial.doc_stride", 64)(s)),
+     ["trial.doc_stride", "64", "max_seq_length (64)"]),
+    ("sqlite in a folder that does not exist", change("tracking.uri", "sqlite:////no/such/dir/x.db"),
+     ["sqlite:////no/such/dir/x.db", "/no/such/dir", "does not exist"]),
+    ("translations folder that does not exist", change("data.translations", "/no/such/translations"),
+     ["data.translations", "/no/such/translations", "does not exist"]),
     ("storage under a file", None, ["storage", "is a file, not a folder"]),
     ("cache_dir under a file", None, ["micro.cache_dir", "is a file, not a folder"]),
 ]
@@ -84,7 +91,8 @@ def test_a_bad_study_file_is_refused_by_plan_and_run_alike_before_ray(case, muta
     finished.write_text('{"kept": true}\n')
     outputs = [refused(tmp_path, study, command=command) for command in ("plan", "run")]
     assert outputs[0] == outputs[1]  # one validation pass: the same refusal from both
-    assert str(tmp_path / "study.yaml") in outputs[0] or "storage" in outputs[0] or "cache_dir" in outputs[0]
+    assert str(tmp_path / "study.yaml") in outputs[0] or any(
+        field in outputs[0] for field in ("storage", "cache_dir", "data.translations", "tracking URI"))
     for words in named:
         assert words in outputs[0], (words, outputs[0])
     assert finished.read_text() == '{"kept": true}\n'
@@ -225,3 +233,15 @@ def test_score_reads_a_micro_worlds_languages_from_its_labels_and_checks_json_ou
     result = CliRunner().invoke(app, ["score", "--predictions", str(pred), "--labels", str(labels),
                                       "--json", str(blocker / "scores.json")])
     assert result.exit_code == 2 and "--json" in result.output and "is a file" in result.output
+
+
+def test_a_grace_period_asha_can_never_reach_is_warned_in_the_plan(tmp_path, ray_never_started):
+    """The demo's trials report twice (evals_per_epoch 2, one epoch): a grace period of 2 leaves ASHA nothing."""
+    study = change("scheduler.grace_period", 2)(demo(tmp_path))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    result = CliRunner().invoke(app, ["plan", str(tmp_path / "study.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "warning: scheduler.grace_period 2 is not shorter than the reports of 78 sweep stage(s) (78 stage(s) " \
+           "with 2 report(s) per trial): ASHA can never stop their trials" in result.output
+    result = CliRunner().invoke(app, ["plan", str(ROOT / "experiments" / "demo.yaml")])
+    assert "ASHA can never stop" not in result.output

@@ -3,6 +3,7 @@ repos in a mirror, XTREME's translations bucket, xtreme's download layouts, an X
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from ray_xt.data import read_examples
 from ray_xt.families import DataError
 from ray_xt.prepare import data_needs, prepare_data
 from ray_xt.sources import HubUnavailable, materialize
-from ray_xt.tasks.registry import TASKS, XTREME_LANGUAGES
+from ray_xt.tasks.registry import TASKS, UDPOS_HUB_MERGED, XTREME_LANGUAGES
 from real_formats import (
     build_bucc,
     build_hub_mirror,
@@ -23,6 +24,7 @@ from real_formats import (
     build_translations,
     corpus_for_tokenizer,
     place_translated_choices,
+    place_xtreme_udpos,
 )
 
 SHARED = Path(os.environ["RAY_XT_SHARED_DATA"]) if os.environ.get("RAY_XT_SHARED_DATA") else None
@@ -67,6 +69,8 @@ def phang_shaped(tmp_path: Path, mirror: Path, translations: Path | None, **chan
     study.update(changes)
     tasks = set(study["target"]["tasks"]) | set(study["intermediate"].get("tasks", []))
     study["task_overrides"] = {t: v for t, v in study["task_overrides"].items() if t in tasks}
+    if "udpos" in tasks:  # XTREME's own UD-POS where the hub's config merges other treebanks (refused)
+        place_xtreme_udpos(tmp_path / "xtreme", sorted(UDPOS_HUB_MERGED))
     return study
 
 
@@ -254,6 +258,30 @@ def test_data_prepare_fetches_everything_from_the_mirror_with_a_manifest(tmp_pat
 
 
 @pytest.mark.integration
+def test_an_unreachable_hub_is_one_line_per_cause_with_every_item_in_a_file(tmp_path, models):
+    """Every XTREME target with a hub source and two intermediate tasks, offline and without a mirror: hundreds
+    of (task, split, language) sets fail for one reason, which the console says once, with counts."""
+    study = {"name": "offline", "data": {"source": "hub", "root": str(tmp_path / "xtreme")}, "scales": ["xlmr-base"],
+             "intermediate": {"tasks": ["mnli", "squad"], "conditions": ["en"]},
+             "target": {"tasks": [t for t in TARGETS if t != "bucc2018"]},
+             "task_overrides": {t: {"max_seq_length": 256, "doc_stride": 64} for t in ("squad", "xquad", "mlqa", "tydiqa")},
+             "tracking": {"uri": f"sqlite:///{tmp_path / 'mlruns.db'}"}, "storage": str(tmp_path / "results")}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    out = _offline_cli(["data", "prepare", str(path)], {"RAY_XT_MODEL_MIRROR": str(models)}, tmp_path, 600)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert len(lines) <= 25, "\n".join(lines)
+    hub = [line for line in lines if "could not load from the HF hub" in line]
+    assert len(hub) == 1, "\n".join(lines)
+    total = int(re.search(r": (\d+) items from (\d+) dataset\(s\)", hub[0]).group(1))
+    assert total > 100 and "data.hub_mirror" in hub[0]
+    listed = (tmp_path / "xtreme" / "prepare_problems.txt").read_text().splitlines()
+    assert str(tmp_path / "xtreme" / "prepare_problems.txt") in out.stdout + out.stderr
+    assert sum("could not load from the HF hub" in line for line in listed) == total
+
+
+@pytest.mark.integration
 def test_every_registry_dataset_loads_from_the_mirror_offline(mirror, tmp_path):
     """Each hub id of the registry (and each kind of config) through the same load_dataset call as the hub."""
     code = (
@@ -386,9 +414,141 @@ def test_the_mlm_condition_reads_its_text_from_a_hub_corpus_mirror(tmp_path):
                        "intermediate": {"tasks": ["mnli"], "conditions": ["en", "mlm"], "mlm_lines": 10,
                                         "mlm_corpus": {"dataset": "wikimedia/wikipedia", "config": "20231101.{lang}"}}})
     landed = []
-    assert materialize_corpus(cfg, tmp_path / "xtreme", ["de", "ar"], tmp_path / "mirror", landed.append) == []
+    cache = tmp_path / "datasets-cache"
+    os.environ["HF_DATASETS_CACHE"] = str(cache)
+    try:
+        assert materialize_corpus(cfg, tmp_path / "xtreme", ["de", "ar"], tmp_path / "mirror", landed.append) == []
+    finally:
+        del os.environ["HF_DATASETS_CACHE"]
+    assert not list(cache.rglob("*.arrow"))  # streamed: the dump is never converted whole
     lines = (tmp_path / "xtreme/mlm/train-de.txt").read_text().splitlines()
-    assert lines == [f"de Zeile {i}" for i in range(8)] + ["de Satz 0", "de Satz 1"]  # non-empty lines, in order
-    assert landed[0]["source"]["config"] == "20231101.de" and landed[0]["source"]["kind"] == "hub_mirror"
+    corpus = {f"de Zeile {i}" for i in range(8)} | {f"de Satz {i}" for i in range(8)}
+    assert len(lines) == 10 and set(lines) <= corpus  # non-empty lines of the shuffled documents
+    source = landed[0]["source"]
+    assert source["config"] == "20231101.de" and source["kind"] == "hub_mirror"
+    assert source["sample"] == {"seed": cfg.search.seed, "shuffle_buffer": 10_000} and source["snapshot"]
+    again = tmp_path / "again"
+    materialize_corpus(cfg, again, ["de"], tmp_path / "mirror")
+    assert (again / "mlm/train-de.txt").read_text().splitlines() == lines  # the study's seed: the same sample
     problems = materialize_corpus(cfg, tmp_path / "xtreme", ["sw"], tmp_path / "mirror")
-    assert len(problems) == 1 and "intermediate.mlm_corpus sw" in problems[0] and "mlm/train-sw.txt" in problems[0]
+    assert len(problems) == 1 and "intermediate.mlm_corpus sw" in str(problems[0]) \
+        and "mlm/train-sw.txt" in str(problems[0])
+
+
+def test_two_mirrors_of_one_repo_never_share_cached_rows_and_the_manifest_names_the_snapshot(tmp_path):
+    """Two snapshots of rajpurkar/squad with the same file layout (24 and 400 training rows), loaded one after the
+    other: datasets' cache keyed them alike, so the second load used to return the first one's 24 rows."""
+    import random
+    import time
+
+    from datasets import Dataset
+
+    from ray_xt.sources import hub_origin, load_hub_rows
+    from real_formats import _qa_rows, _write_repo
+
+    for name, n in (("old", 24), ("new", 400)):
+        rng = random.Random(0)
+        _write_repo(tmp_path / name, "rajpurkar/squad", {"plain_text": {
+            "train": Dataset.from_dict(_qa_rows(rng, "en", n, "sq")),
+            "validation": Dataset.from_dict(_qa_rows(rng, "en", 8, "v"))}})
+    assert len(load_hub_rows(TASKS["squad"], "train", "en", tmp_path / "old")) == 24
+    assert len(load_hub_rows(TASKS["squad"], "train", "en", tmp_path / "new")) == 400
+
+    # a snapshot huggingface-cli downloaded records each file's commit and etag: the manifest names the commit
+    repo = tmp_path / "new" / "rajpurkar/squad"
+    for path in [p for p in repo.rglob("*") if p.is_file()]:
+        record = repo / ".cache/huggingface/download" / f"{path.relative_to(repo).as_posix()}.metadata"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"a1b2c3\n{path.stat().st_size:064x}\n{time.time() + 5}\n")
+    origin = hub_origin(TASKS["squad"], "train", "en", tmp_path / "new")
+    assert origin["commit"] == "a1b2c3" and origin["files"] == 3 and len(origin["snapshot"]) == 16
+    assert hub_origin(TASKS["squad"], "train", "en", tmp_path / "old")["commit"] is None  # no download records
+
+
+def test_xquads_questions_in_squad_dev_are_held_out_by_id_not_refused(tmp_path, mirror, models, ray_never_started):
+    """The mirror's SQuAD dev holds XQuAD's English questions under their SQuAD ids, as the real one does. A study
+    with an XQuAD target is not refused: those questions are held out of every SQuAD split it trains or selects on
+    (by id, so any translation of them too), counted in the manifest and the plan."""
+    from typer.testing import CliRunner
+
+    from ray_xt.cli import app
+    from ray_xt.data import FeatureCache, load_features
+    from ray_xt.provenance import held_out_ids
+
+    root = tmp_path / "xtreme"
+    study = {"name": "x", "data": {"source": "hub", "root": str(root), "hub_mirror": str(mirror)},
+             "scales": ["xlmr-base"], "model_paths": {"xlmr-base": str(models / "FacebookAI/xlm-roberta-base")},
+             "target": {"tasks": ["xquad"], "languages": ["en", "de"]},
+             "trial": {"max_seq_length": 256, "doc_stride": 64},
+             "tracking": {"uri": f"sqlite:///{tmp_path / 'mlruns.db'}"}, "storage": str(tmp_path / "results")}
+    cfg = parse_study(study)
+    entries = {(e.task, e.split, e.lang): e for e in prepare_data(cfg)}
+    xquad_ids = {e["id"] for e in read_examples(root, TASKS["xquad"], "test", ["en"])}
+    squad_dev = read_examples(root, TASKS["squad"], "dev", ["en"])
+    assert xquad_ids <= {e["id"] for e in squad_dev}  # the overlap the real sources have
+    assert entries[("squad", "dev", "en")].held_out == {"examples": len(xquad_ids), "drawn_into": ["xquad"]}
+    manifest = json.loads((root / "manifest.json").read_text())["entries"]
+    assert [m["held_out"]["examples"] for m in manifest if (m["task"], m["split"]) == ("squad", "dev")] == [len(xquad_ids)]
+
+    held = held_out_ids(cfg, root)["squad"]
+    assert xquad_ids <= held  # every language's evaluation ids (the real XQuAD's are the same in all)
+    dev = FeatureCache(tmp_path / "features").features(root, TASKS["squad"], "dev", ["en"],
+                                                      str(models / "FacebookAI/xlm-roberta-base"), max_len=256,
+                                                      stride=64, exclude_ids=held)
+    kept = {e["id"] for e in load_features(dev)[1]}
+    assert len(kept) == len(squad_dev) - len(xquad_ids) and not kept & xquad_ids
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    plan = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml")])
+    assert f"held out of squad dev en: {len(xquad_ids)} examples drawn into xquad's evaluation" in plan.output
+
+
+def test_translated_squad_answers_are_relocated_in_the_translated_context_or_dropped_and_counted(tmp_path):
+    """Machine translation moves answers: an answer_start that no longer points at its text is moved to the text's
+    nearest occurrence; an answer the translated context does not hold is dropped, with its example, and counted."""
+    from ray_xt.translations import read_translated_squad, relocated_answer
+
+    context = "Der Rhein fließt durch Basel. Der Rhein ist lang."
+    doc = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
+        {"id": "kept", "question": "Wo?", "answers": [{"text": "Basel", "answer_start": context.index("Basel")}]},
+        {"id": "moved", "question": "Was?", "answers": [{"text": "Rhein", "answer_start": 31}]},
+        {"id": "lost", "question": "Wer?", "answers": [{"text": "Donau", "answer_start": 4}]}]}]}]}
+    path = tmp_path / "squad.translate.dev.en-de.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    rows, counts = read_translated_squad(path)
+    assert [r["id"] for r in rows] == ["kept", "moved"]
+    assert rows[1]["answers"][0]["answer_start"] == context.index("Rhein", 20)  # the occurrence nearest to 31
+    assert counts == {"answers_relocated": 1, "examples_dropped": 1}
+    assert relocated_answer(context, "Basel", 23) == 23 and relocated_answer(context, "Elbe", 0) is None
+
+
+def test_hub_udpos_configs_that_merge_other_treebanks_are_refused_with_the_fix(tmp_path, mirror):
+    """google/xtreme's udpos.Greek holds Ancient Greek too (its loader globs *_Greek* over UD 2.5): refused, with
+    XTREME's own files as the fix; with those files in place nothing is fetched for Greek."""
+    root = tmp_path / "xtreme"
+    with pytest.raises(HubUnavailable) as err:
+        materialize([("udpos", "train", ["el", "de"])], root, mirror)
+    assert len(err.value.problems) == 1  # German loads; Greek is refused
+    text = str(err.value)
+    assert "task 'udpos' train el (udpos.Greek: Ancient Greek (PROIEL, Perseus))" in text
+    assert "download/udpos/{train,dev,test}-<lang>.tsv" in text and "download_data.sh" in text
+    assert (root / TASKS["udpos"].path("train", "de")).is_file()
+    place_xtreme_udpos(root, ["el"])
+    assert materialize([("udpos", "train", ["el", "de"])], root, mirror) == []  # both there: nothing fetched
+
+
+def test_a_script_only_repo_mirrored_without_its_parquet_export_is_named_with_the_download(tmp_path, mirror):
+    """CosmosQA and SocialIQA are loading scripts on main: only their refs/convert/parquet export loads. A mirror of
+    the main branch (a script, no parquet) is named as such, with the command that mirrors the export."""
+    from ray_xt.sources import export_status
+
+    script_only = tmp_path / "mirror"
+    (script_only / "allenai/cosmos_qa").mkdir(parents=True)
+    (script_only / "allenai/cosmos_qa/cosmos_qa.py").write_text("# a datasets loading script\n")
+    with pytest.raises(HubUnavailable, match=r"holds no parquet files: allenai/cosmos_qa's main branch is a loading "
+                                             r"script .*--revision refs/convert/parquet"):
+        materialize([("cosmosqa", "train", ["en"])], tmp_path / "xtreme", script_only)
+    assert export_status(TASKS["cosmosqa"], script_only).startswith("mirror has no parquet export")
+    assert export_status(TASKS["cosmosqa"], mirror) == "parquet export present in the mirror"
+    assert export_status(TASKS["socialiqa"], None).startswith("read from the hub's refs/convert/parquet export")
+    assert export_status(TASKS["mnli"], mirror) is None

@@ -47,6 +47,8 @@ class TaskSpec:
     num_choices: int = 0  # multiple choice
     # splits a language does not have at all (upstream), e.g. UD-POS Thai has a test set only
     missing_splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # tasks whose examples this task's evaluation set was drawn from, under the same ids (ray_xt.provenance)
+    drawn_from: tuple[str, ...] = ()
 
     def has_split(self, split: str, lang: str) -> bool:
         return split not in self.missing_splits.get(lang, ())
@@ -141,6 +143,17 @@ UDPOS_MISSING_SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 
+# google/xtreme's loader builds udpos.<Name> from every UD 2.5 folder matching "*_<Name>*" (its _split_generators),
+# where XTREME's download_data.sh groups treebank files by their language code (el_*, zh_*, fr_*) and its
+# preprocessing drops sentences without text. These configs therefore hold another language's treebanks, and are
+# refused (ray_xt.sources): Greek gains Ancient Greek (card: train 28,152 = GDT 1,662 + PROIEL 11,476 + Perseus
+# 15,014); Chinese gains Classical Chinese Kyoto (card: train 18,998; GSD's 3,997 + Kyoto's); French gains Old French
+# SRCMF and keeps French-FTB's text-less sentences (card: train 47,308, against ~18,600 in XTREME's file). Card sizes
+# are the hub's dataset card (google/xtreme); the treebank sizes are UD 2.5's own statistics.
+UDPOS_HUB_MERGED = {"el": "Ancient Greek (PROIEL, Perseus)", "zh": "Classical Chinese (Kyoto)",
+                    "fr": "Old French (SRCMF) and French-FTB's sentences without text"}
+
+
 def _langs(task: str) -> tuple[str, ...]:
     return tuple(XTREME_LANGUAGES[task].split(","))
 
@@ -164,9 +177,11 @@ TASKS: dict[str, TaskSpec] = {
                  missing_splits=UDPOS_MISSING_SPLITS),
         TaskSpec("panx", "tagging", "target", "f1", _langs("panx"), _tsv("download/panx"),
                  hub=HubSource("google/xtreme", "PAN-X.{lang}")),
+        # XQuAD is 1,190 questions of SQuAD v1.1's dev set, under their SQuAD ids, and their translations
+        # (google-deepmind/xquad README; the same ids in every language)
         TaskSpec("xquad", "span_qa", "target", "em_f1", _langs("xquad"), _xquad,
                  hub=HubSource("google/xquad", "xquad.{lang}", {"test": "validation"}), train_task="squad",
-                 eval_split="test"),
+                 eval_split="test", drawn_from=("squad",)),
         TaskSpec("mlqa", "span_qa", "target", "em_f1", _langs("mlqa"), _mlqa,
                  # facebook/mlqa is a loading script on main (refused by datasets >= 4); google/xtreme's
                  # MLQA.<l>.<l> configs are parquet with the same columns

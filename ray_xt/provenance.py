@@ -1,0 +1,58 @@
+"""Examples a study must neither train nor select on because a target's evaluation set was drawn from them.
+
+XQuAD's test set is 1,190 questions of SQuAD v1.1's dev set under their SQuAD ids (``TaskSpec.drawn_from``): a
+study that selects its SQuAD model on SQuAD dev, or trains on XTREME's SQuAD translate-dev, would see XQuAD's
+questions (or their translations) before it is scored on them. Those examples are held out by id from every
+split of the source task the study reads — English and translated, train and dev — counted in the data manifest
+and the plan. Matching is by provenance (the ids the sources share), not by text, so a translation or a reworded
+copy is caught as well as a verbatim one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray_xt.config import StudyConfig
+from ray_xt.families import family_of
+from ray_xt.tasks.registry import TASKS
+
+
+def held_out_ids(cfg: StudyConfig, root: Path) -> dict[str, frozenset[str]]:
+    """Per source task, the ids of the examples the study's targets evaluate on (every language's evaluation
+    split: XQuAD's ids are the same in all of them)."""
+    held: dict[str, set[str]] = {}
+    for name in cfg.target.tasks:
+        target = TASKS[name]
+        if not target.drawn_from:
+            continue
+        ids: set[str] = set()
+        for lang in cfg.languages_for(name):
+            split = target.eval_split_for(lang)
+            path = Path(root) / target.path(split, lang)
+            if path.is_file():
+                ids |= {str(e["id"]) for e in family_of(target).read(root, target, split, lang) if "id" in e}
+        for source in target.drawn_from:
+            held.setdefault(source, set()).update(ids)
+    return {source: frozenset(ids) for source, ids in held.items()}
+
+
+def held_out_counts(root: Path, needs: list[tuple[str, str, list[str]]],
+                    held: dict[str, frozenset[str]]) -> dict[tuple[str, str, str], int]:
+    """How many examples of each (task, split, language) the study reads are held out."""
+    counts = {}
+    for task_name, split, langs in needs:
+        ids = held.get(task_name)
+        if not ids:
+            continue
+        task = TASKS[task_name]
+        for lang in langs:
+            if (Path(root) / task.path(split, lang)).is_file():
+                n = sum(str(e.get("id")) in ids for e in family_of(task).read(root, task, split, lang))
+                if n:
+                    counts[(task_name, split, lang)] = n
+    return counts
+
+
+def drawn_into(task_name: str, cfg: StudyConfig) -> list[str]:
+    """The study's targets whose evaluation sets were drawn from ``task_name``."""
+    return [t for t in cfg.target.tasks if task_name in TASKS[t].drawn_from]
