@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONSOLE_CAUSES = 20  # causes shown on the console; the file has every problem
+LISTED_ITEMS = 5  # a cause with at most this many items lists each of them
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ def grouped_message(title: str, problems: list[Problem | str], full_list: Path |
     lines = []
     for group in ordered[:CONSOLE_CAUSES]:
         first = group[0]
-        if len(group) == 1:
-            lines.append(str(first))
+        if len(group) <= LISTED_ITEMS:  # a few: each in full
+            lines += [str(p) for p in group]
             continue
         sources = sorted({p.source for p in group if p.source})
         where = f" from {len(sources)} dataset(s) ({', '.join(sources[:4])}{', ...' if len(sources) > 4 else ''})" \

@@ -173,7 +173,7 @@ def test_blank_gold_is_named_not_scored(tmp_path):
         (root / TASKS["squad"].path(split, "en")).parent.mkdir(parents=True, exist_ok=True)
         (root / TASKS["squad"].path(split, "en")).write_text(json.dumps(squad))
     cfg = parse_study({"name": "x", "data": {"source": "xtreme_dir", "root": str(root)}, "scales": ["xlmr-base"],
-                       "target": {"tasks": ["xquad"], "languages": ["en", "de"]}})
+                       "target": {"tasks": ["xquad"], "languages": ["en", "de"]}, "trial": {"max_seq_length": 384}})
     with pytest.raises(DataError, match="has no gold labels or answers .* cannot be scored"):
         prepare_data(cfg)
 
