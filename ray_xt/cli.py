@@ -72,9 +72,8 @@ def _checks(cfg: StudyConfig, tracking_uri: str | None = None, room: bool = Fals
         problems.append(f"storage: {cfg.storage}: {why}; give a folder you can write (or --storage)")
     elif room and not is_uri(cfg.storage) and (why := _storage_room(cfg)):
         problems.append(why)
-    problems += [f"data.{name}: folder {folder} does not exist; give the folder that holds it, or leave data.{name} out"
-                 for name, folder in (("hub_mirror", cfg.data.hub_mirror), ("translations", cfg.data.translations))
-                 if folder is not None and not Path(folder).expanduser().is_dir()]
+    if room:  # run; plan warns (a cluster's study file names folders only its nodes have)
+        problems += _missing_data_folders(cfg)
     if cfg.data.source == "micro":
         from ray_xt.micro.build import default_cache_dir
 
@@ -88,6 +87,12 @@ def _checks(cfg: StudyConfig, tracking_uri: str | None = None, room: bool = Fals
     if problems:
         typer.secho("\n".join(problems), fg="red", err=True)
         raise typer.Exit(2)
+
+
+def _missing_data_folders(cfg: StudyConfig) -> list[str]:
+    return [f"data.{name}: folder {folder} does not exist; give the folder that holds it, or leave data.{name} out"
+            for name, folder in (("hub_mirror", cfg.data.hub_mirror), ("translations", cfg.data.translations))
+            if folder is not None and not Path(folder).expanduser().is_dir()]
 
 
 def _storage_room(cfg: StudyConfig) -> str | None:
@@ -183,6 +188,8 @@ def plan(
         from ray_xt.prepare import data_status
 
         typer.echo(f"\ndata ({cfg.data.source}, {cfg.data.data_root()}; `ray-xt data prepare` fetches and checks it):")
+        for missing in _missing_data_folders(cfg):
+            typer.secho(f"  warning: {missing} (`ray-xt run` refuses it here)", fg="yellow")
         from ray_xt.sources import export_status, mirror_dir
         from ray_xt.tasks.registry import TASKS
 

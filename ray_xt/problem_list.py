@@ -26,7 +26,9 @@ def error_cause(err: BaseException) -> str:
     """An exception as a cause the same for every item it hit: its type and first line, with quoted names,
     URLs and paths taken out (``Couldn't reach '…' on the Hub (OfflineModeIsEnabled)``)."""
     first = (str(err).splitlines() or [""])[0][:200]
-    return f"{type(err).__name__}: " + re.sub(r"'[^']*'|\"[^\"]*\"|https?://\S+|/\S+", "…", first)
+    for pattern in (r"https?://\S+", r"\b[\w.-]+/[\w./-]+", r"(?<!\w)/\S+", r"'[^'\s]*'", r'"[^"\s]*"'):
+        first = re.sub(pattern, "…", first)  # URLs, org/name ids, paths, then quoted single words
+    return f"{type(err).__name__}: {first}"
 
 
 def as_problem(problem: Problem | str) -> Problem:

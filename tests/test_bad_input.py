@@ -67,8 +67,6 @@ STUDY_CASES = [
      ["trial.doc_stride", "64", "max_seq_length (64)"]),
     ("sqlite in a folder that does not exist", change("tracking.uri", "sqlite:////no/such/dir/x.db"),
      ["sqlite:////no/such/dir/x.db", "/no/such/dir", "does not exist"]),
-    ("translations folder that does not exist", change("data.translations", "/no/such/translations"),
-     ["data.translations", "/no/such/translations", "does not exist"]),
     ("storage under a file", None, ["storage", "is a file, not a folder"]),
     ("cache_dir under a file", None, ["micro.cache_dir", "is a file, not a folder"]),
 ]
@@ -92,7 +90,7 @@ def test_a_bad_study_file_is_refused_by_plan_and_run_alike_before_ray(case, muta
     outputs = [refused(tmp_path, study, command=command) for command in ("plan", "run")]
     assert outputs[0] == outputs[1]  # one validation pass: the same refusal from both
     assert str(tmp_path / "study.yaml") in outputs[0] or any(
-        field in outputs[0] for field in ("storage", "cache_dir", "data.translations", "tracking URI"))
+        field in outputs[0] for field in ("storage", "cache_dir", "tracking URI"))
     for words in named:
         assert words in outputs[0], (words, outputs[0])
     assert finished.read_text() == '{"kept": true}\n'
@@ -245,3 +243,19 @@ def test_a_grace_period_asha_can_never_reach_is_warned_in_the_plan(tmp_path, ray
            "with 2 report(s) per trial): ASHA can never stop their trials" in result.output
     result = CliRunner().invoke(app, ["plan", str(ROOT / "experiments" / "demo.yaml")])
     assert "ASHA can never stop" not in result.output
+
+
+def test_a_data_folder_that_does_not_exist_is_refused_by_run_and_warned_by_plan(tmp_path, ray_never_started):
+    """A cluster's study file names folders only its nodes have (phang2020's translations on /mnt/shared): plan, run
+    anywhere, warns; run refuses before Ray starts."""
+    study = demo(tmp_path)
+    study.update(data={"source": "hub", "root": str(tmp_path / "xtreme"), "translations": "/no/such/translations"},
+                 scales=["xlmr-base"], micro=None, target={"tasks": ["xnli"]},
+                 intermediate={"tasks": ["mnli"], "conditions": ["en"]})
+    study = {k: v for k, v in study.items() if v is not None}
+    out = refused(tmp_path, study)
+    assert "data.translations: folder /no/such/translations does not exist" in out
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    plan = CliRunner().invoke(app, ["plan", str(tmp_path / "study.yaml")])
+    assert plan.exit_code == 0, plan.output
+    assert "warning: data.translations: folder /no/such/translations does not exist" in plan.output

@@ -239,8 +239,10 @@ def test_data_prepare_fetches_everything_from_the_mirror_with_a_manifest(tmp_pat
         expected = set(XTREME_LANGUAGES[task].split(","))
         assert scored == expected, (task, expected - scored)
     xnli = manifest[("xnli", "dev", "sw")]
+    snapshot = {k: xnli["source"].pop(k) for k in ("commit", "files", "snapshot")}  # what the mirror folder held
     assert xnli["source"] == {"kind": "hub_mirror", "dataset": "facebook/xnli", "config": "sw", "split": "validation",
                               "revision": "main", "path": str(mirror / "facebook/xnli")}
+    assert snapshot["commit"] is None and snapshot["files"] > 0 and len(snapshot["snapshot"]) == 16
     assert manifest[("mlqa", "test", "hi")]["source"]["dataset"] == "google/xtreme"
     assert manifest[("mnli", "train", "de")]["source"]["kind"] == "translations"
     assert "held" in manifest[("mnli", "dev", "de")]["source"]["heldout"]
