@@ -285,6 +285,9 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
         log(summary_table(entries, origins))
         for line in held_out_lines(entries):
             log(line)
+        caveats = {(e.task, e.source["caveat"]) for e in entries if e.source.get("caveat")}
+        for task_name, caveat in sorted(caveats):
+            log(f"[ray-xt] note: {task_name} from the hub is {caveat}")
         log(f"[ray-xt] data ready: {len(entries)} (task, split, language) sets, manifest {path}"
             + (f"; gold labels for `ray-xt score` written for {labels} submission files under {root / 'labels'}"
                if labels else ""))

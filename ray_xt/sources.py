@@ -71,7 +71,7 @@ def hub_origin(task: TaskSpec, split: str, lang: str, mirror: Path | None) -> di
     hub = task.hub
     assert hub is not None
     origin = {"kind": "hub", "dataset": hub.dataset, "config": hub_config(task, lang), "split": hub.splits[split],
-              "revision": hub.revision or "main"}
+              "revision": hub.revision or "main", **({"caveat": UDPOS_HUB_CAVEAT} if task.name == "udpos" else {})}
     if mirror is not None:
         from ray_xt.snapshots import snapshot_of
 
@@ -128,6 +128,10 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = N
     return rows
 
 
+# Not XTREME's own build of UD-POS even where no other treebank is merged in (UDPOS_HUB_MERGED is refused)
+UDPOS_HUB_CAVEAT = ("built from UD 2.5 by google/xtreme's own loader, not by XTREME's download_data.sh (which keeps "
+                    "multiword tokens' surface forms and drops sentences without text): token sequences may differ "
+                    "from XTREME's files, the reference for comparing with published UD-POS scores")
 PARQUET_EXPORT = "refs/convert/parquet"
 
 

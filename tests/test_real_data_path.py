@@ -250,6 +250,10 @@ def test_data_prepare_fetches_everything_from_the_mirror_with_a_manifest(tmp_pat
     for entry in manifest.values():
         assert entry["rows"] > 0 and all(len(f["sha256"]) == 64 for f in entry["files"])
     assert "| xnli | dev | 15 |" in out.stdout and "fetched now" in out.stdout
+    # the hub's UD-POS is its loader's build, not XTREME's: said once, and kept with each file's source
+    assert "[ray-xt] note: udpos from the hub is built from UD 2.5 by google/xtreme's own loader" in out.stdout
+    assert "download_data.sh" in manifest[("udpos", "test", "de")]["source"]["caveat"]
+    assert manifest[("udpos", "test", "el")]["source"] == {"kind": "file"}  # XTREME's own file: merged config refused
     assert (tmp_path / "xtreme/labels/tatoeba/test-de.tsv").is_file()
     assert (tmp_path / "xtreme/labels/bucc2018/test-de.tsv").read_text().startswith("de-test-")
 
