@@ -20,7 +20,7 @@ from ray_xt.config import StudyConfig
 from ray_xt.data import source_files
 from ray_xt.families import DataError, family_of
 from ray_xt.problem_list import Problem, grouped_message
-from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids
+from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids, unprovable_problems
 from ray_xt.stages import translate_languages
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS
 
@@ -261,7 +261,7 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
             scored = [lang for lang in langs if task.role == "target" and task.eval_split_for(lang) == split]
             problems += [p for lang in scored if (p := gold_problem(root, task_name, split, lang))]
         held = held_out_ids(cfg, root)
-        problems += leakage_problems(root, needs, held)
+        problems += leakage_problems(root, needs, held) + unprovable_problems(root, needs, held)
     if problems:
         footer = ("(xtreme_dir: run google-research/xtreme's scripts/download_data.sh into data.root and put "
                   "intermediate tasks under intermediate/<task>/)" if cfg.data.source == "xtreme_dir" else "")

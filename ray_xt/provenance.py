@@ -53,6 +53,39 @@ def held_out_counts(root: Path, needs: list[tuple[str, str, list[str]]],
     return counts
 
 
+def unprovable_problems(root: Path, needs: list[tuple[str, str, list[str]]],
+                        held: dict[str, frozenset[str]]) -> list[str]:
+    """Translated files of a source whose English split holds a target's evaluation examples, but whose ids are not
+    the English file's: which of their examples are translations of the held-out ones cannot be known, so they are
+    refused (XTREME's SQuAD translate-dev is a translation of SQuAD v1.1 dev, XQuAD's questions included)."""
+    problems = []
+    for task_name, split, langs in needs:
+        ids = held.get(task_name)
+        if not ids:
+            continue
+        task = TASKS[task_name]
+        english = _ids(root, task_name, split, "en")
+        if not english & ids:
+            continue  # nothing of the evaluation was drawn from this split
+        for lang in (lang for lang in langs if lang != "en"):
+            own = _ids(root, task_name, split, lang)
+            if own and not own & english:
+                problems.append(
+                    f"task {task_name!r} {split} {lang}: {Path(root) / task.path(split, lang)} is a translation of "
+                    f"{task_name}'s English {split} set, which holds {len(english & ids)} examples of the study's "
+                    "evaluation, but its ids are not the English file's, so those examples cannot be held out: put "
+                    f"a {split} file of your own there (e.g. `ray-xt translate` of examples outside the evaluation), "
+                    "or leave the language out of intermediate.languages")
+    return problems
+
+
+def _ids(root: Path, task_name: str, split: str, lang: str) -> set[str]:
+    task = TASKS[task_name]
+    if not (Path(root) / task.path(split, lang)).is_file():
+        return set()
+    return {str(e["id"]) for e in family_of(task).read(root, task, split, lang) if "id" in e}
+
+
 def drawn_into(task_name: str, cfg: StudyConfig) -> list[str]:
     """The study's targets whose evaluation sets were drawn from ``task_name``."""
     return [t for t in cfg.target.tasks if task_name in TASKS[t].drawn_from]

@@ -278,9 +278,11 @@ def build_hub_mirror(root: Path, shared: Path | None, seed: int = 0) -> Path:
     return root
 
 
-def build_translations(root: Path, languages: list[str], seed: int = 1) -> Path:
+def build_translations(root: Path, languages: list[str], seed: int = 1, shared: Path | None = None) -> Path:
     """XTREME's translations bucket for MNLI (XNLI/translate-train) and SQuAD (translate-train/dev): in each row the
-    English pair stands first, then the translation, then the label, as on today's files."""
+    English pair stands first, then the translation, then the label, as on today's files. SQuAD's translations keep
+    the English questions' ids, and its translate-dev, a translation of SQuAD v1.1 dev, holds XQuAD's questions
+    too (XQuAD is part of that dev set): here XQuAD's own translation of them where ``shared`` has it."""
     rng = random.Random(seed)
     english = [(sentence(rng, "en"), sentence(rng, "en"), rng.choice(["entailment", "neutral", "contradictory"]))
                for _ in range(40)]
@@ -291,7 +293,15 @@ def build_translations(root: Path, languages: list[str], seed: int = 1) -> Path:
         lines.append("a malformed row\twith three\tfields")  # such rows exist upstream: skipped
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         for split, n in (("train", 24), ("dev", 8)):
-            doc = _squad_document(_qa_rows(rng, lang, n, f"sq-{split}-{lang}"))
+            rows = _qa_rows(rng, lang, n, f"sq-{'validation' if split == 'dev' else split}")  # the English ids
+            if split == "dev":
+                english_ids = (_real_xquad(shared, "en", 24) or {"id": [f"xq-en-{i}" for i in range(8)]})["id"]
+                xquad = _real_xquad(shared, lang, len(english_ids)) or _qa_rows(rng, lang, len(english_ids), "x")
+                for column in ("context", "question", "answers"):
+                    rows[column] += xquad[column]
+                rows["id"] += list(english_ids)
+                rows["title"] += ["xquad article"] * len(english_ids)
+            doc = _squad_document(rows)
             out = root / "SQuAD" / f"translate-{split}" / f"squad.translate.{split}.en-{lang}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")

@@ -75,7 +75,7 @@ def phang_shaped(tmp_path: Path, mirror: Path, translations: Path | None, **chan
 
 
 def test_translations_hold_the_translated_columns_and_a_held_out_dev(tmp_path):
-    translations = build_translations(tmp_path / "translations", ["de", "ar"])
+    translations = build_translations(tmp_path / "translations", ["de", "ar"], shared=SHARED)
     root = tmp_path / "xtreme"
     written = materialize([("mnli", "train", ["de", "ar"]), ("mnli", "dev", ["de", "ar"])], root,
                           translations=translations, hub=False)
@@ -109,7 +109,7 @@ def test_translations_hold_the_translated_columns_and_a_held_out_dev(tmp_path):
 
 
 def test_a_held_out_dev_is_never_cut_beside_a_training_file_from_elsewhere(tmp_path):
-    translations = build_translations(tmp_path / "translations", ["de"])
+    translations = build_translations(tmp_path / "translations", ["de"], shared=SHARED)
     root = tmp_path / "xtreme"
     mine = root / TASKS["mnli"].path("train", "de")
     mine.parent.mkdir(parents=True)
@@ -136,7 +136,7 @@ def test_english_rows_never_stand_under_another_languages_name(tmp_path, mirror)
 
 
 def test_paws_x_translations_never_stand_in_for_qqp(tmp_path):
-    translations = build_translations(tmp_path / "translations", ["de"])
+    translations = build_translations(tmp_path / "translations", ["de"], shared=SHARED)
     paws = translations / "PAWSX/translate-train/en-de-translated.tsv"
     paws.parent.mkdir(parents=True)
     paws.write_text("a\tb\tein\tzwei\t1\n")
@@ -220,7 +220,7 @@ def _offline_cli(args: list[str], env_extra: dict, cwd: Path, timeout: float) ->
 
 @pytest.mark.integration
 def test_data_prepare_fetches_everything_from_the_mirror_with_a_manifest(tmp_path, mirror, models):
-    translations = build_translations(tmp_path / "translations", ["de", "ar"])
+    translations = build_translations(tmp_path / "translations", ["de", "ar"], shared=SHARED)
     place_translated_choices(tmp_path / "xtreme", "hellaswag", ["ar", "de"])
     build_bucc(tmp_path / "xtreme")
     path = tmp_path / "study.yaml"
@@ -318,7 +318,7 @@ def test_phang2020_shaped_study_runs_offline_from_mirrors_to_a_scored_submission
     `ray-xt score` of its baseline submission against the gold labels ray-xt prepared."""
     from mlflow.tracking import MlflowClient
 
-    translations = build_translations(tmp_path / "translations", ["de", "ar"])
+    translations = build_translations(tmp_path / "translations", ["de", "ar"], shared=SHARED)
     place_translated_choices(tmp_path / "xtreme", "hellaswag", ["ar", "de"])
     build_bucc(tmp_path / "xtreme")
     study = phang_shaped(tmp_path, mirror, translations)
@@ -558,3 +558,31 @@ def test_a_script_only_repo_mirrored_without_its_parquet_export_is_named_with_th
     assert export_status(TASKS["cosmosqa"], mirror) == "parquet export present in the mirror"
     assert export_status(TASKS["socialiqa"], None).startswith("read from the hub's refs/convert/parquet export")
     assert export_status(TASKS["mnli"], mirror) is None
+
+
+def test_a_translated_squad_dev_is_held_out_by_the_english_ids_or_refused_without_them(tmp_path, mirror):
+    """XTREME's SQuAD translate-dev translates SQuAD v1.1 dev, XQuAD's questions included. Under the English ids
+    those questions are held out like the English ones; a translated dev file under ids of its own is refused: which
+    of its examples are XQuAD's could not be known."""
+    translations = build_translations(tmp_path / "translations", ["de"], shared=SHARED)
+    root = tmp_path / "xtreme"
+    study = {"name": "x", "data": {"source": "hub", "root": str(root), "hub_mirror": str(mirror),
+                                   "translations": str(translations)},
+             "scales": ["xlmr-base"], "intermediate": {"tasks": ["squad"], "conditions": ["translate-train-each"],
+                                                       "languages": ["de"]},
+             "target": {"tasks": ["xquad"], "languages": ["en", "de"]}, "trial": {"max_seq_length": 384}}
+    entries = {(e.task, e.split, e.lang): e for e in prepare_data(parse_study(study))}
+    xquad_ids = {e["id"] for e in read_examples(root, TASKS["xquad"], "test", ["en"])}
+    assert entries[("squad", "dev", "de")].held_out["examples"] == len(xquad_ids)
+    assert entries[("squad", "dev", "en")].held_out["examples"] == len(xquad_ids)
+
+    dev_de = root / TASKS["squad"].path("dev", "de")
+    doc = json.loads(dev_de.read_text())
+    for article in doc["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                qa["id"] = "mt-" + qa["id"]  # a translation that renumbered its questions
+    dev_de.write_text(json.dumps(doc, ensure_ascii=False))
+    with pytest.raises(DataError, match=r"task 'squad' dev de: .* is a translation of squad's English dev set, which "
+                                        r"holds \d+ examples of the study's evaluation, but its ids are not"):
+        prepare_data(parse_study(study))
