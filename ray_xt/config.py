@@ -131,6 +131,10 @@ class DataConfig(Strict):
                                     "$RAY_XT_HUB_MIRROR, else the hub)")
     translations: Path | None = Field(None, description="a copy of XTREME's translations bucket (XNLI/translate-train/, "
                                       "SQuAD/translate-train/, SQuAD/translate-dev/): target-language intermediate data")
+    udpos_hub: bool = Field(False, description="hub: fetch UD-POS from google/xtreme's udpos configs, its loader's own "
+                            "build of UD 2.5 (not XTREME's: its multiword tokens and text-less sentences may differ; "
+                            "el, fr and zh merge other treebanks and are refused anyway); false: UD-POS must be "
+                            "XTREME's own files under root (download_data.sh)")
 
     @model_validator(mode="after")
     def _root_exists(self):

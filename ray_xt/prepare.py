@@ -22,7 +22,7 @@ from ray_xt.families import DataError, family_of
 from ray_xt.problem_list import Problem, grouped_message
 from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids, unprovable_problems
 from ray_xt.stages import translate_languages
-from ray_xt.tasks.registry import MLM_CORPUS, TASKS
+from ray_xt.tasks.registry import MLM_CORPUS, TASKS, UDPOS_HUB_MERGED
 
 MANIFEST = "manifest.json"
 
@@ -242,7 +242,7 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
         translations = Path(cfg.data.translations).expanduser() if cfg.data.translations else None
         try:
             materialize([n for n in needs if n[0] != MLM_CORPUS], root, mirror_dir(cfg.data.hub_mirror), translations,
-                        hub=cfg.data.source == "hub", on_written=record)
+                        hub=cfg.data.source == "hub", on_written=record, udpos_hub=cfg.data.udpos_hub)
         except HubUnavailable as err:  # listed with every other problem below
             fetch_problems = err.problems
     folders_missing = any(str(p).startswith("data.") for p in fetch_problems)
@@ -375,7 +375,8 @@ def data_status(cfg: StudyConfig) -> dict[str, str]:
             elif task.role == "intermediate" and lang != "en":
                 fetchable = available(translations, task_name, lang)
             else:
-                fetchable = cfg.data.source == "hub" and task.hub is not None
+                fetchable = cfg.data.source == "hub" and task.hub is not None and (task_name != "udpos" or (
+                    cfg.data.udpos_hub and lang not in UDPOS_HUB_MERGED))
             counts[0 if fetchable else 1] += 1
     out = {}
     for task_name, (to_fetch, missing) in status.items():

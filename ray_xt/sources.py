@@ -132,6 +132,17 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = N
 UDPOS_HUB_CAVEAT = ("built from UD 2.5 by google/xtreme's own loader, not by XTREME's download_data.sh (which keeps "
                     "multiword tokens' surface forms and drops sentences without text): token sequences may differ "
                     "from XTREME's files, the reference for comparing with published UD-POS scores")
+def udpos_not_xtremes(split: str, lang: str, root: Path):
+    from ray_xt.problem_list import Problem
+
+    return Problem(
+        cause="UD-POS is read as XTREME builds it, and the hub's udpos configs are google/xtreme's own build",
+        item=f"task 'udpos' {split} {lang}",
+        fix=f"put XTREME's files under data.root (google-research/xtreme's scripts/download_data.sh writes "
+            f"download/udpos/{{train,dev,test}}-<lang>.tsv; e.g. {Path(root) / TASKS['udpos'].path(split, lang)}), or "
+            "accept the hub's build with data.udpos_hub: true (recorded with its caveat)")
+
+
 PARQUET_EXPORT = "refs/convert/parquet"
 
 
@@ -275,7 +286,7 @@ def write_labels(root: Path, task: TaskSpec, lang: str) -> Path | None:
 
 def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror: Path | None = None,
                 translations: Path | None = None, hub: bool = True,
-                on_written: Callable[[dict], None] | None = None) -> list[dict]:
+                on_written: Callable[[dict], None] | None = None, udpos_hub: bool = False) -> list[dict]:
     """Fetch every missing (task, split, languages) into ``root``: English and target-task data from the hub (or
     its mirror) when ``hub``, target-language intermediate data from XTREME's translations; one error lists every
     failure. Files already there are kept. Returns what was written, with its origin, for the manifest;
@@ -313,6 +324,9 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
                                 f"{split} {lang} file at {Path(root) / task.path(split, lang)}"
                                 + (" (google-research/xtreme's scripts/download_data.sh writes it)"
                                    if task.role == "target" else ""))
+                continue
+            if task.name == "udpos" and not udpos_hub:
+                problems.append(udpos_not_xtremes(split, lang, root))
                 continue
             try:
                 rows = load_hub_rows(task, split, lang, mirror)

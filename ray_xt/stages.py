@@ -85,7 +85,8 @@ def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
 
     payload = {
         # where the mirror and the translations sit is not what they hold: moving them keeps every stage
-        "data": cfg.data.model_dump(mode="json", exclude={"hub_mirror", "translations"}),
+        # (udpos_hub says where a file may come from, like the mirror; the manifest records what was read)
+        "data": cfg.data.model_dump(mode="json", exclude={"hub_mirror", "translations", "udpos_hub"}),
         "micro": cfg.micro.model_dump(mode="json", exclude={"cache_dir"}),
         # a micro study's results depend on the generator too: a new world version must not reuse old stages
         **({"micro_world_version": [CORPUS_VERSION, TASKS_VERSION], "micro_scales": _micro_scale_specs(cfg)}

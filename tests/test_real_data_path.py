@@ -51,7 +51,7 @@ def phang_shaped(tmp_path: Path, mirror: Path, translations: Path | None, **chan
     """data.source hub, all nine XTREME targets, intermediate tasks of three families in English and translated."""
     study = {
         "name": "phang-offline",
-        "data": {"source": "hub", "root": str(tmp_path / "xtreme"), "hub_mirror": str(mirror),
+        "data": {"source": "hub", "root": str(tmp_path / "xtreme"), "hub_mirror": str(mirror), "udpos_hub": True,
                  **({"translations": str(translations)} if translations else {})},
         "scales": ["xlmr-base"],
         "intermediate": {"tasks": ["mnli", "squad", "hellaswag"], "conditions": ["en", "translate-train"],
@@ -267,7 +267,8 @@ def test_data_prepare_fetches_everything_from_the_mirror_with_a_manifest(tmp_pat
 def test_an_unreachable_hub_is_one_line_per_cause_with_every_item_in_a_file(tmp_path, models):
     """Every XTREME target with a hub source and two intermediate tasks, offline and without a mirror: hundreds
     of (task, split, language) sets fail for one reason, which the console says once, with counts."""
-    study = {"name": "offline", "data": {"source": "hub", "root": str(tmp_path / "xtreme")}, "scales": ["xlmr-base"],
+    study = {"name": "offline", "data": {"source": "hub", "root": str(tmp_path / "xtreme"), "udpos_hub": True},
+             "scales": ["xlmr-base"],
              "intermediate": {"tasks": ["mnli", "squad"], "conditions": ["en"]},
              "target": {"tasks": [t for t in TARGETS if t != "bucc2018"]},
              "task_overrides": {t: {"max_seq_length": 256, "doc_stride": 64} for t in ("squad", "xquad", "mlqa", "tydiqa")},
@@ -533,7 +534,7 @@ def test_hub_udpos_configs_that_merge_other_treebanks_are_refused_with_the_fix(t
     XTREME's own files as the fix; with those files in place nothing is fetched for Greek."""
     root = tmp_path / "xtreme"
     with pytest.raises(HubUnavailable) as err:
-        materialize([("udpos", "train", ["el", "de"])], root, mirror)
+        materialize([("udpos", "train", ["el", "de"])], root, mirror, udpos_hub=True)
     assert len(err.value.problems) == 1  # German loads; Greek is refused
     text = str(err.value)
     assert "task 'udpos' train el (udpos.Greek: Ancient Greek (PROIEL, Perseus))" in text
@@ -541,6 +542,17 @@ def test_hub_udpos_configs_that_merge_other_treebanks_are_refused_with_the_fix(t
     assert (root / TASKS["udpos"].path("train", "de")).is_file()
     place_xtreme_udpos(root, ["el"])
     assert materialize([("udpos", "train", ["el", "de"])], root, mirror) == []  # both there: nothing fetched
+
+
+def test_hub_udpos_is_fetched_only_when_the_study_accepts_the_hubs_build(tmp_path, mirror):
+    """UD-POS is XTREME's own build unless data.udpos_hub says otherwise: without it, nothing is fetched and the fix
+    is named."""
+    root = tmp_path / "xtreme"
+    with pytest.raises(HubUnavailable, match=r"task 'udpos' test de: UD-POS is read as XTREME builds it.*"
+                                             r"data.udpos_hub: true"):
+        materialize([("udpos", "test", ["de"])], root, mirror)
+    assert not (root / TASKS["udpos"].path("test", "de")).exists()
+    assert materialize([("udpos", "test", ["de"])], root, mirror, udpos_hub=True)  # accepted: fetched
 
 
 def test_a_script_only_repo_mirrored_without_its_parquet_export_is_named_with_the_download(tmp_path, mirror):
