@@ -195,6 +195,9 @@ def plan(
 
         for task, status in data_status(cfg).items():
             export = export_status(TASKS[task], mirror_dir(cfg.data.hub_mirror)) if task in TASKS else None
+            if task == "udpos" and "missing" in status and cfg.data.source == "hub":
+                export = ("XTREME's own files under the data root (download_data.sh's download/udpos/)"
+                          + ("" if cfg.data.udpos_hub else ", or data.udpos_hub: true for the hub's build"))
             typer.echo(f"  {task}: {status}" + (f"; {export}" if export and status != "present" else ""))
         from ray_xt.prepare import data_needs
         from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids

@@ -554,6 +554,16 @@ def test_hub_udpos_is_fetched_only_when_the_study_accepts_the_hubs_build(tmp_pat
     assert not (root / TASKS["udpos"].path("test", "de")).exists()
     assert materialize([("udpos", "test", ["de"])], root, mirror, udpos_hub=True)  # accepted: fetched
 
+    from typer.testing import CliRunner
+
+    from ray_xt.cli import app
+
+    study = phang_shaped(tmp_path, mirror, None, intermediate={}, target={"tasks": ["udpos"]})
+    study["data"]["udpos_hub"] = False
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    plan = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml")])
+    assert "udpos: missing (" in plan.output and "or data.udpos_hub: true for the hub's build" in plan.output
+
 
 def test_a_script_only_repo_mirrored_without_its_parquet_export_is_named_with_the_download(tmp_path, mirror):
     """CosmosQA and SocialIQA are loading scripts on main: only their refs/convert/parquet export loads. A mirror of
