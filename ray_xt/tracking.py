@@ -17,7 +17,7 @@ from typing import Any
 
 from ray import tune
 
-from ray_xt.tracking_uri import tracking_problem, without_password
+from ray_xt.tracking_uri import store_problem, tracking_problem, without_password
 
 KEY_TAG = "ray_xt.key"
 PARENT_TAG = "mlflow.parentRunId"
@@ -36,7 +36,7 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     resource is used. A server lost mid-study makes that stage fail after MLflow's own retries; finished
     stages are kept and a re-run continues.)
     """
-    problem = tracking_problem(uri)
+    problem = tracking_problem(uri) or store_problem(uri)
     if problem:
         raise TrackingUnavailable(problem + ". Nothing was started.")
     if not uri.startswith(("http://", "https://")):

@@ -19,6 +19,14 @@ def tracking_problem(uri: str) -> str | None:
     if scheme is not None and scheme not in TRACKING_SCHEMES:
         return (f"tracking URI {without_password(uri)!r}: MLflow has no tracking store for {scheme}://; valid: "
                 "sqlite:///mlruns.db, http(s)://server:5000, a folder, postgresql://..., mysql://..., databricks")
+    return None
+
+
+def store_problem(uri: str) -> str | None:
+    """Why a file-backed tracking store cannot be opened here (None: it can): a sqlite database in a folder that
+    does not exist. Checked before a study runs (not when a study file is read: a benchmark or test may create the
+    folder after building its study)."""
+    scheme = str(uri).split("://", 1)[0].split("+", 1)[0] if "://" in str(uri) else None
     if scheme == "sqlite":
         from pathlib import Path
 
