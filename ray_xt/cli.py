@@ -200,10 +200,10 @@ def plan(
                           + ("" if cfg.data.udpos_hub else ", or data.udpos_hub: true for the hub's build"))
             typer.echo(f"  {task}: {status}" + (f"; {export}" if export and status != "present" else ""))
         from ray_xt.prepare import data_needs
-        from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids
+        from ray_xt.provenance import ExampleFiles, drawn_into, held_out_counts, held_out_ids
 
-        root = cfg.data.data_root()
-        for (task, split, lang), n in held_out_counts(root, data_needs(cfg), held_out_ids(cfg, root)).items():
+        files = ExampleFiles(cfg.data.data_root())
+        for (task, split, lang), n in held_out_counts(files, data_needs(cfg), held_out_ids(cfg, files)).items():
             typer.echo(f"  held out of {task} {split} {lang}: {n:,} examples drawn into "
                        f"{', '.join(drawn_into(task, cfg))}'s evaluation (never trained or selected on)")
 

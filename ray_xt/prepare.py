@@ -20,7 +20,7 @@ from ray_xt.config import StudyConfig
 from ray_xt.data import source_files
 from ray_xt.families import DataError, family_of
 from ray_xt.problem_list import Problem, grouped_message
-from ray_xt.provenance import drawn_into, held_out_counts, held_out_ids, unprovable_problems
+from ray_xt.provenance import ExampleFiles, drawn_into, held_out_counts, held_out_ids, unprovable_problems
 from ray_xt.stages import translate_languages
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS, UDPOS_HUB_MERGED
 
@@ -59,11 +59,11 @@ def data_needs(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
     return [(t, s, langs) for (t, s), langs in merged.items() if langs]
 
 
-def gold_problem(root: Path, task_name: str, split: str, lang: str) -> str | None:
+def gold_problem(files: ExampleFiles, task_name: str, split: str, lang: str) -> str | None:
     """Why a scored split cannot be scored (its gold blanked, as xtreme's download_data.sh leaves test sets), or
     None when it has gold."""
     task = TASKS[task_name]
-    examples = family_of(task).read(root, task, split, lang)
+    examples = files.read(task_name, split, lang)
     if task.family in ("pair_classification", "multiple_choice"):
         blank = all(e["label"] is None for e in examples)
     elif task.family == "tagging":
@@ -74,7 +74,7 @@ def gold_problem(root: Path, task_name: str, split: str, lang: str) -> str | Non
         blank = task.name == "bucc2018" and not any(e["gold"] for e in examples)
     if not blank:
         return None
-    return (f"task {task_name!r} {split} {lang}: {Path(root) / task.path(split, lang)} has no gold labels or answers "
+    return (f"task {task_name!r} {split} {lang}: {files.path(task_name, split, lang)} has no gold labels or answers "
             "(xtreme's download_data.sh blanks test annotations), so it cannot be scored; use data.source: hub "
             "(or its mirror), whose copy has them")
 
@@ -93,7 +93,7 @@ def _example_keys(task_name: str, examples: list[dict]) -> set:
     return set()
 
 
-def leakage_problems(root: Path, needs: list[tuple[str, str, list[str]]],
+def leakage_problems(files: ExampleFiles, needs: list[tuple[str, str, list[str]]],
                      held: dict[str, frozenset[str]] | None = None) -> list[str]:
     """An intermediate (or training-source) task's train and dev files must not hold a target task's evaluation
     examples: training on them, or selecting the model on them, would peek at the zero-shot evaluation (a target's
@@ -117,17 +117,16 @@ def leakage_problems(root: Path, needs: list[tuple[str, str, list[str]]],
             if not targets:
                 continue
             ids = held.get(task_name, frozenset())
-            kept = [e for e in family_of(task).read(root, task, split, lang) if str(e.get("id")) not in ids]
+            kept = [e for e in files.read(task_name, split, lang) if str(e.get("id")) not in ids]
             own = _example_keys(task_name, kept)
             for target, target_split in targets:
-                spec = TASKS[target]
-                shared = own & _example_keys(target, family_of(spec).read(root, spec, target_split, lang))
+                shared = own & _example_keys(target, files.read(target, target_split, lang))
                 if len(shared) > max(5, len(own) // 100):
                     use = "training on it" if split == "train" else "selecting the intermediate model on it"
                     problems.append(
-                        f"task {task_name!r} {split} {lang}: {Path(root) / task.path(split, lang)} shares "
+                        f"task {task_name!r} {split} {lang}: {files.path(task_name, split, lang)} shares "
                         f"{len(shared)} of its {len(own)} examples with {target!r} {target_split} {lang} "
-                        f"({Path(root) / spec.path(target_split, lang)}), a zero-shot evaluation set, and no "
+                        f"({files.path(target, target_split, lang)}), a zero-shot evaluation set, and no "
                         f"provenance says which to remove: {use} would peek at the evaluation. Use {task_name}'s "
                         "own data (translated, e.g. from data.translations or `ray-xt translate`, or a held-out slice)")
     return problems
@@ -255,13 +254,14 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
             missing = [p for p in source_files(root, TASKS[task_name], split, lang) if not p.is_file()]
             problems += [Problem("expected file missing", f"task {task_name!r} {split} {lang}: {p}") for p in missing]
     held: dict[str, frozenset[str]] = {}
+    files = ExampleFiles(root)  # every check below reads a file once
     if not problems:  # every scored split must have gold
         for task_name, split, langs in needs:
             task = TASKS[task_name]
             scored = [lang for lang in langs if task.role == "target" and task.eval_split_for(lang) == split]
-            problems += [p for lang in scored if (p := gold_problem(root, task_name, split, lang))]
-        held = held_out_ids(cfg, root)
-        problems += leakage_problems(root, needs, held) + unprovable_problems(root, needs, held)
+            problems += [p for lang in scored if (p := gold_problem(files, task_name, split, lang))]
+        held = held_out_ids(cfg, files)
+        problems += leakage_problems(files, needs, held) + unprovable_problems(files, needs, held)
     if problems:
         footer = ("(xtreme_dir: run google-research/xtreme's scripts/download_data.sh into data.root and put "
                   "intermediate tasks under intermediate/<task>/)" if cfg.data.source == "xtreme_dir" else "")
@@ -269,7 +269,7 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
                                         _problems_file(root), footer))
     known = read_manifest(root)
     default = {"kind": "micro world", "root": str(root)} if cfg.data.source == "micro" else None
-    removed = held_out_counts(root, needs, held)
+    removed = held_out_counts(files, needs, held)
     entries = []
     for task_name, split, langs in needs:
         for lang in langs:

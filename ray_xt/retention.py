@@ -68,7 +68,7 @@ def prune_finished_sweep(experiment_dir: str, best_model_dir: str) -> int:
     """Leaves a finished sweep's best checkpoint (its model, state and records; not its ``ds/``) and deletes every
     other checkpoint folder of its trials; the number deleted. Run after the stage's record is written: the
     sweep is then memoised and never restored."""
-    best = best_model_dir.rstrip("/").rsplit("/", 1)[0]
+    best = _parent(best_model_dir)
     deleted = 0
     for folder in _checkpoint_folders(experiment_dir):
         if folder.rstrip("/") == best:
@@ -85,9 +85,17 @@ def _checkpoint_folders(experiment_dir: str) -> list[str]:
     found = []
     for trial in subfolders(experiment_dir):
         for inner in subfolders(trial):
-            name = inner.rstrip("/").rsplit("/", 1)[-1]
-            if name.startswith(CHECKPOINT_PREFIX):
+            if _name(inner).startswith(CHECKPOINT_PREFIX):
                 found.append(inner)
-            elif name == "train":
-                found += [c for c in subfolders(inner) if c.rstrip("/").rsplit("/", 1)[-1].startswith(CHECKPOINT_PREFIX)]
+            elif _name(inner) == "train":
+                found += [c for c in subfolders(inner) if _name(c).startswith(CHECKPOINT_PREFIX)]
     return found
+
+
+def _name(location: str) -> str:
+    """The last part of a folder or URI location."""
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _parent(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[0]

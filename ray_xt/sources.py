@@ -16,10 +16,14 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ray_xt.data import write_examples
 from ray_xt.families import DataError
 from ray_xt.tasks.registry import TASKS, UDPOS_HUB_MERGED, TaskSpec
+
+if TYPE_CHECKING:
+    from ray_xt.snapshots import Snapshot
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # the id order of GLUE MNLI, XNLI and ANLI on the hub
 
@@ -66,7 +70,7 @@ def hub_config(task: TaskSpec, lang: str) -> str | None:
     return hub.config.format(lang=name)
 
 
-def hub_origin(task: TaskSpec, split: str, lang: str, mirror: Path | None) -> dict:
+def hub_origin(task: TaskSpec, split: str, lang: str, mirror: Path | None, snapshot: Snapshot | None = None) -> dict:
     """Where a (task, split, language) is loaded from: what the manifest and MLflow record."""
     hub = task.hub
     assert hub is not None
@@ -75,14 +79,16 @@ def hub_origin(task: TaskSpec, split: str, lang: str, mirror: Path | None) -> di
     if mirror is not None:
         from ray_xt.snapshots import snapshot_of
 
-        origin.update(kind="hub_mirror", path=str(mirror / hub.dataset),
-                      **snapshot_of(mirror / hub.dataset).origin())
+        snapshot = snapshot or snapshot_of(mirror / hub.dataset)
+        origin.update(kind="hub_mirror", path=str(mirror / hub.dataset), **snapshot.origin())
     return origin
 
 
-def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = None):
+def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = None,
+                  snapshot: Snapshot | None = None):
     """One (task, split, language) from the hub, or from the mirror's snapshot of the same repo, through the same
-    ``datasets.load_dataset`` call; a ``datasets.Dataset`` in the hub's own schema."""
+    ``datasets.load_dataset`` call; a ``datasets.Dataset`` in the hub's own schema. ``snapshot``: the mirror folder's
+    ``ray_xt.snapshots.Snapshot`` when the caller has it (else it is taken here)."""
     from datasets import load_dataset
 
     if task.hub is None:
@@ -118,7 +124,7 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = N
     if mirror is not None:  # the snapshot's own cache: another mirror of the same repo never lends its rows
         from ray_xt.snapshots import cache_dir_for, snapshot_of
 
-        cache_dir = cache_dir_for(snapshot_of(Path(path)))
+        cache_dir = cache_dir_for(snapshot or snapshot_of(Path(path)))
     rows = load_dataset(path, hub_config(task, lang), split=hub_split, revision=revision, cache_dir=cache_dir)
     if task.name == "tydiqa":  # one config for all languages; the id starts with the language name
         from ray_xt.tasks.registry import UD_NAMES
@@ -132,6 +138,8 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = N
 UDPOS_HUB_CAVEAT = ("built from UD 2.5 by google/xtreme's own loader, not by XTREME's download_data.sh (which keeps "
                     "multiword tokens' surface forms and drops sentences without text): token sequences may differ "
                     "from XTREME's files, the reference for comparing with published UD-POS scores")
+
+
 def udpos_not_xtremes(split: str, lang: str, root: Path):
     from ray_xt.problem_list import Problem
 
@@ -295,6 +303,7 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
 
     written, problems = [], []
     untranslated: dict[str, list[str]] = {}
+    snapshots: dict[str, Snapshot] = {}  # mirror repo -> what its folder holds
     for task_name, split, langs in needs:
         task = TASKS[task_name]
         for lang in langs:
@@ -329,11 +338,18 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
                 problems.append(udpos_not_xtremes(split, lang, root))
                 continue
             try:
-                rows = load_hub_rows(task, split, lang, mirror)
+                repo, snapshot = task.hub.dataset, None
+                if mirror is not None and (mirror / repo).is_dir():  # each repo folder walked once per call
+                    from ray_xt.snapshots import snapshot_of
+
+                    if repo not in snapshots:
+                        snapshots[repo] = snapshot_of(mirror / repo)
+                    snapshot = snapshots[repo]
+                rows = load_hub_rows(task, split, lang, mirror, snapshot)
                 names = tag_names(rows) if task.family == "tagging" else None
                 files = write_task_files(root, task, split, lang, [dict(r) for r in rows], names)
                 written.append({"task": task_name, "split": split, "lang": lang, "files": [str(f) for f in files],
-                                "source": hub_origin(task, split, lang, mirror)})
+                                "source": hub_origin(task, split, lang, mirror, snapshot)})
                 if on_written:
                     on_written(written[-1])
             except HubUnavailable as err:

@@ -202,10 +202,10 @@ class StageRunner(StudyParts):
     def held_out(self) -> dict[str, frozenset[str]]:
         """Ids no stage trains or selects on, per source task (ray_xt.provenance), found once."""
         if self._held_out is None:
-            from ray_xt.provenance import held_out_ids
+            from ray_xt.provenance import ExampleFiles, held_out_ids
 
             assert self.resolved is not None
-            self._held_out = held_out_ids(self.cfg, self.resolved.data_root)
+            self._held_out = held_out_ids(self.cfg, ExampleFiles(self.resolved.data_root))
         return self._held_out
 
     def _train_languages(self, stage: Stage) -> list[str]:
@@ -533,14 +533,14 @@ class StudyDriver(StudyParts):
                 continue
             record["seconds"] = time.perf_counter() - t_start
             self.store.put(stage, record)
-            if stage.kind != "retrieval":  # memoised now: its sweep keeps only the best model
+            if stage.kind != "retrieval":
+                from ray_xt.costs import ThroughputTable
                 from ray_xt.retention import prune_finished_sweep
 
+                # memoised now: its sweep keeps only the best model
                 prune_finished_sweep(storage.join(self.storage.location_of(self.paths.tune), stage.name),
                                      record["sweep"]["best_model_dir"])
-            if stage.kind != "retrieval":  # what trials measured refreshes `ray-xt plan`'s cost table
-                from ray_xt.costs import ThroughputTable
-
+                # what trials measured refreshes `ray-xt plan`'s cost table
                 ThroughputTable(storage.join(self.storage.root, "throughput.json")).add(
                     stage.scale, [t.get("examples_per_second") for t in record["sweep"].get("trials", [])])
             done[stage.key] = record

@@ -15,7 +15,7 @@ def without_password(uri: str) -> str:
 
 def tracking_problem(uri: str) -> str | None:
     """Why MLflow cannot use ``uri`` as its tracking store (None: it can), decided without connecting."""
-    scheme = str(uri).split("://", 1)[0].split("+", 1)[0] if "://" in str(uri) else None
+    scheme = _scheme(uri)
     if scheme is not None and scheme not in TRACKING_SCHEMES:
         return (f"tracking URI {without_password(uri)!r}: MLflow has no tracking store for {scheme}://; valid: "
                 "sqlite:///mlruns.db, http(s)://server:5000, a folder, postgresql://..., mysql://..., databricks")
@@ -26,7 +26,7 @@ def store_problem(uri: str) -> str | None:
     """Why a file-backed tracking store cannot be opened here (None: it can): a sqlite database in a folder that
     does not exist. Checked before a study runs (not when a study file is read: a benchmark or test may create the
     folder after building its study)."""
-    scheme = str(uri).split("://", 1)[0].split("+", 1)[0] if "://" in str(uri) else None
+    scheme = _scheme(uri)
     if scheme == "sqlite":
         from pathlib import Path
 
@@ -37,3 +37,8 @@ def store_problem(uri: str) -> str | None:
             return (f"tracking URI {uri!r}: the folder {folder} of its database does not exist; create it or give "
                     "sqlite:///mlruns.db (a file in this folder)")
     return None
+
+
+def _scheme(uri: str) -> str | None:
+    """A URI's scheme without its driver (postgresql+psycopg2 -> postgresql); None for a plain path."""
+    return str(uri).split("://", 1)[0].split("+", 1)[0] if "://" in str(uri) else None

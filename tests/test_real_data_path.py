@@ -480,7 +480,7 @@ def test_xquads_questions_in_squad_dev_are_held_out_by_id_not_refused(tmp_path, 
 
     from ray_xt.cli import app
     from ray_xt.data import FeatureCache, load_features
-    from ray_xt.provenance import held_out_ids
+    from ray_xt.provenance import ExampleFiles, held_out_ids
 
     root = tmp_path / "xtreme"
     study = {"name": "x", "data": {"source": "hub", "root": str(root), "hub_mirror": str(mirror)},
@@ -497,7 +497,7 @@ def test_xquads_questions_in_squad_dev_are_held_out_by_id_not_refused(tmp_path, 
     manifest = json.loads((root / "manifest.json").read_text())["entries"]
     assert [m["held_out"]["examples"] for m in manifest if (m["task"], m["split"]) == ("squad", "dev")] == [len(xquad_ids)]
 
-    held = held_out_ids(cfg, root)["squad"]
+    held = held_out_ids(cfg, ExampleFiles(root))["squad"]
     assert xquad_ids <= held  # every language's evaluation ids (the real XQuAD's are the same in all)
     dev = FeatureCache(tmp_path / "features").features(root, TASKS["squad"], "dev", ["en"],
                                                       str(models / "FacebookAI/xlm-roberta-base"), max_len=256,
