@@ -1,4 +1,4 @@
-"""DeepSpeed's JIT-built CPU op, loaded so that a process killed while loading it cannot stall later trials.
+"""DeepSpeed's JIT-built CPU ops, loaded so that a process killed while loading one cannot stall later trials.
 
 On CPUs DeepSpeed starts every process group with its shared-memory communication op, which torch builds or
 loads through ``torch.utils.cpp_extension.load``. Every new process takes torch's build lock for that step — a
@@ -30,10 +30,23 @@ _loaded: dict[str, object] = {}  # this process's ops: a warm host loads once fo
 def load_shm_comm_op():
     """DeepSpeed's CPU shared-memory communication op, built if needed and loaded into DeepSpeed's op cache;
     None where the accelerator has no such op (GPUs) or it cannot be built here."""
+    return load_op("ShareMemCommBuilder")
+
+
+def load_cpu_adam_op():
+    """DeepSpeed's CPU Adam (what ``DeepSpeedCPUAdam`` steps an offloaded optimizer with), built and loaded the same
+    way before the optimizer asks for it: a worker-group trial's ranks load it at once, and a rank killed inside
+    torch's step would otherwise stall every later offloaded trial."""
+    return load_op("CPUAdamBuilder")
+
+
+def load_op(builder_name: str):
+    """The accelerator's op ``builder_name``, built if needed and loaded into DeepSpeed's op cache under a kernel
+    lock; None where the accelerator has no such op or it cannot be built here."""
     import deepspeed.ops
     from deepspeed.accelerator import get_accelerator
 
-    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    builder = get_accelerator().create_op_builder(builder_name)
     if builder is None or not deepspeed.ops.__compatible_ops__.get(builder.NAME, False):
         return None
     if builder.name in _loaded:

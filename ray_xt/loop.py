@@ -562,8 +562,11 @@ def _engine(model, spec: TrialSpec, lr: float, schedule: Schedule, world_size: i
     if spec.offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-        # the optimizer steps on the host: DeepSpeed's vectorised CPU Adam (built once per node, ~1 min), which
-        # its engine requires with offload (a torch optimizer there is several times slower)
+        from ray_xt.deepspeed_ops import load_cpu_adam_op
+
+        # the optimizer steps on the host: DeepSpeed's vectorised CPU Adam (built once per environment by `make
+        # install`, ~1 min), which its engine requires with offload (a torch optimizer there is several times slower)
+        load_cpu_adam_op()  # under ray_xt's build lock, before DeepSpeedCPUAdam loads it from DeepSpeed's cache
         optimizer = DeepSpeedCPUAdam(groups, lr=lr, adamw_mode=True)
     else:
         # one kernel for all parameters (CPU and CUDA), as the HF Trainer's default adamw_torch_fused

@@ -63,6 +63,8 @@ STUDY_CASES = [
     ("retrieval layer too deep", change("trial.retrieval_layer", 9), ["trial.retrieval_layer", "deeper", "micro-s"]),
     ("unknown tracking scheme", change("tracking.uri", "foo://bar"), ["tracking.uri", "foo://", "sqlite:///"]),
     ("a 300-character name", change("name", "x" * 300), ["name", "at most 100 characters"]),
+    ("offload without ZeRO", lambda s: change("trial.offload_optimizer", True)(change("trial.zero_stage", 0)(s)),
+     ["trial.offload_optimizer", "needs a ZeRO stage of 1, 2 or 3"]),
     ("doc_stride over max_seq_length", lambda s: change("target.tasks", ["xquad"])(change("trial.doc_stride", 64)(s)),
      ["trial.doc_stride", "64", "max_seq_length (64)"]),
     ("sqlite in a folder that does not exist", change("tracking.uri", "sqlite:////no/such/dir/x.db"),
