@@ -1,4 +1,5 @@
-"""Per-scale comparison: no intermediate vs English vs target-language intermediate training."""
+"""The study's report: per-scale comparison tables of every condition, the headline's primary contrasts
+(``ray_xt.headline``), the secondary statistics, XTREME test scores beside the published ones, and figures."""
 
 from __future__ import annotations
 
@@ -31,17 +32,26 @@ def scores_frame(records: list[StageRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _column(condition: str, intermediate: str) -> str:
+def _column(condition: str, intermediate: str, target: str) -> str:
+    """A condition's column name; a same-data pair (the intermediate task is the target's training data) carries †."""
+    from ray_xt.headline import SAME_DATA_MARK
+    from ray_xt.tasks.registry import shared_training_data
+
     if condition == "none":
         return "baseline"
-    return "multi-task" if condition == "multi-task" else f"{intermediate}:{condition}"
+    if condition == "multi-task":
+        return "multi-task"
+    return f"{intermediate}:{condition}" + (SAME_DATA_MARK if shared_training_data(intermediate, target) else "")
+
+
+def _with_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(column=[_column(c, i, t) for c, i, t in zip(frame.condition, frame.intermediate, frame.target)])
 
 
 def comparison_tables(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     """Per (scale, target task): languages x conditions (mean over seeds), Δ vs baseline, and an average row."""
     tables = {}
-    frame = frame.assign(column=[_column(c, i) for c, i in zip(frame.condition, frame.intermediate)])
-    for (scale, target), part in frame.groupby(["scale", "target"], sort=False):
+    for (scale, target), part in _with_columns(frame).groupby(["scale", "target"], sort=False):
         table = part.pivot_table(index="language", columns="column", values="score", aggfunc="mean")
         ordered = ["baseline"] + sorted(c for c in table.columns if c != "baseline")
         table = table[[c for c in ordered if c in table.columns]]
@@ -59,20 +69,33 @@ def comparison_tables(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame
     return tables
 
 
+MEAN_OF_TARGETS = "mean of the targets above (not XTREME's score)"
+
+
 def summary_table(frame: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """Target tasks (rows, plus the XTREME-style average) x conditions: mean zero-shot score over languages
-    other than English and over seeds, on the scored (mostly dev) splits; Δ over the baseline. Published
-    numbers are test-set numbers: they stand beside our test scores (``published_comparison``), not here."""
+    """Target tasks (rows, and their plain mean) x conditions: mean zero-shot score over languages other than
+    English and over seeds, on the scored (mostly dev) splits, each task in its own metric (QA: the mean of EM and
+    F1); Δ over the baseline; † marks a same-data cell. Not XTREME's score (a test-set mean over all languages,
+    English included, QA as F1): the published numbers stand beside our test scores (``published_comparison``)."""
+    from ray_xt.headline import SAME_DATA_MARK
+    from ray_xt.tasks.registry import shared_training_data
+
     part = frame[(frame.scale == scale) & (frame.language != "en")]
-    part = part.assign(column=[_column(c, i) for c, i in zip(part.condition, part.intermediate)])
+    part = part.assign(column=[_column(c, i, "") for c, i in zip(part.condition, part.intermediate)])
     table = part.pivot_table(index="target", columns="column", values="score", aggfunc="mean")
     ordered = ["baseline"] + sorted(c for c in table.columns if c != "baseline")
     table = table[[c for c in ordered if c in table.columns]]
-    table.loc["XTREME avg"] = table.mean()
+    table.loc[MEAN_OF_TARGETS] = table.mean()
     if "baseline" in table.columns:
         for col in [c for c in table.columns if c != "baseline"]:
             table[f"Δ {col}"] = table[col] - table["baseline"]
-    return table.round(1)
+    shown = table.round(1).astype(object)
+    for target in table.index:
+        for col in table.columns:
+            intermediate = col.removeprefix("Δ ").split(":")[0]
+            if ":" in col and shared_training_data(intermediate, target) and pd.notna(table.loc[target, col]):
+                shown.loc[target, col] = f"{table.loc[target, col]:.1f}{SAME_DATA_MARK}"
+    return shown
 
 
 # the published metric per task (the QA columns of the published tables are F1)
@@ -101,38 +124,46 @@ def xtreme_test_scores(records: list[StageRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def published_comparison(records: list[StageRecord]) -> pd.DataFrame:
+def dev_choice(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """Per (scale, target): the English intermediate task with the best zero-shot dev average (languages other
+    than English, then seeds): the pick X-STILTs makes, made without looking at test scores."""
+    dev = frame[(frame.condition == "en") & (frame.language != "en")]
+    means = dev.groupby(["scale", "target", "intermediate"])["score"].mean()
+    return {(scale, target): str(part.idxmax()[2]) for (scale, target), part in means.groupby(level=[0, 1])}
+
+
+def published_comparison(records: list[StageRecord], dev: pd.DataFrame | None = None) -> pd.DataFrame:
     """Like for like: our XTREME test scores (published metric, XTREME's language list, mean over seeds) of the
-    baseline and of the best English intermediate task per target, beside the published XLM-R large and
-    X-STILTs test numbers for the scale they describe, each marked confirmed or unverified."""
+    baseline, of the best English intermediate task per target — chosen on the dev zero-shot average
+    (``dev_choice``; † where it is the target's own training data), the single tasks its candidates — and of
+    multi-task training, beside the published XLM-R large and X-STILTs test numbers for the scale they describe,
+    each marked confirmed or unverified."""
+    from ray_xt.headline import SAME_DATA_MARK
     from ray_xt.paper import label, paper_baseline, paper_best_intermediate
+    from ray_xt.tasks.registry import shared_training_data
 
     scores = xtreme_test_scores(records)
     if scores.empty:
         return pd.DataFrame()
+    chosen = dev_choice(scores_frame(records) if dev is None else dev)
     rows = []
     for (scale, target), part in scores.groupby(["scale", "target"], sort=False):
         coverage = part["languages"].min()
         note = "" if coverage == part["of"].iloc[0] else f" ({coverage} of {part['of'].iloc[0]} languages)"
         base = part[part.condition == "none"]["score"].mean()
-        english = part[part.condition == "en"].groupby("intermediate")["score"].mean()
-        best = english.idxmax() if not english.empty else None
+        best = chosen.get((scale, target))
+        test = part[(part.condition == "en") & (part.intermediate == best)]["score"].mean() if best else np.nan
+        mark = SAME_DATA_MARK if best and shared_training_data(best, target) else ""
+        multi = part[part.condition == "multi-task"]["score"].mean()
         published, stilts = paper_baseline(scale, target), paper_best_intermediate(scale, target)
         rows.append({"scale": scale, "target": target, "metric": PUBLISHED_METRIC[target] + note,
-                     "ours: baseline (test)": round(base, 1) if not np.isnan(base) else None,
-                     "ours: best English intermediate (test)": f"{english.max():.1f} ({best})" if best else None,
+                     "ours: baseline (test)": None if np.isnan(base) else round(base, 1),
+                     "ours: best English intermediate, chosen on dev (test)":
+                         f"{test:.1f} ({best}{mark})" if best and not np.isnan(test) else None,
+                     "ours: multi-task (test)": None if np.isnan(multi) else round(multi, 1),
                      "published XLM-R large": label(published) if published else "",
                      "published X-STILTs": label(stilts) if stilts else ""})
     return pd.DataFrame(rows)
-
-
-def _save_figure(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _ci_text(mean: float, low: float, high: float) -> str:
@@ -141,158 +172,37 @@ def _ci_text(mean: float, low: float, high: float) -> str:
     return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
-CONTRASTS = {
-    "translate-train": "English − target-language (one model on all target languages)",
-    "translate-train-each": "English − target-language (one model per language)",
-}
-ASYMMETRY_NOTE = (
-    "Which pair is compared: `en` is one model for all languages. `translate-train` is also one model, trained on a "
-    "size-matched mixture of the target languages: the difference is the language of the data. "
-    "`translate-train-each` is one model per language, each specialised to it: the difference mixes the data's "
-    "language with that specialisation. Where a study has both, both are shown against `en`.")
-
-
 def _mark_same_data(table: pd.DataFrame) -> pd.DataFrame:
     from ray_xt.tasks.registry import shared_training_data
 
     return table.assign(same_data=[shared_training_data(i, t) or "" for i, t in zip(table.intermediate, table.target)])
 
 
-def statistics(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """EN-vs-target-language differences per task and language (t intervals over seeds, p, Holm-adjusted p), the
-    gains of each condition over the baseline, and the scale interaction (the difference at the largest scale
-    minus at the smallest, Welch interval); same-data pairs marked (``same_data``)."""
-    from ray_xt.stats import difference_table, paired_differences, scale_interaction, with_average_language
+SECONDARY_GAINS = ("en", "translate-train", "translate-train-each", "mlm", "multi-task")
 
+
+def statistics(frame: pd.DataFrame, contrasts: list | None = None) -> dict[str, pd.DataFrame]:
+    """Per task and language: the primary contrasts (``ray_xt.contrasts.declared``, with their scale interaction
+    where the study has several scales: the largest minus the smallest, Welch interval), then the secondary ones —
+    the other English − target-language and MLM − English differences, and each condition's gain over no
+    intermediate training. t intervals over seeds, p, Holm-adjusted p over each table's language cells;
+    same-data pairs marked (``same_data``)."""
+    from ray_xt.contrasts import MLM_VS_EN, TARGET_LANGUAGE_CONTRASTS, Contrast, declared, differences
+    from ray_xt.stats import difference_table, scale_interaction, with_average_language
+
+    contrasts = declared(set(frame.condition)) if contrasts is None else contrasts
+    secondary = [*TARGET_LANGUAGE_CONTRASTS.values(), MLM_VS_EN,
+                 *(Contrast(c, "none", f"gain_{c}", f"{c} − none", "") for c in SECONDARY_GAINS)]
     out: dict[str, pd.DataFrame] = {}
     scales = list(dict.fromkeys(frame.scale))
-    for target_condition in ("translate-train", "translate-train-each"):
-        name = target_condition.replace("-", "_")
-        en_vs_tt = with_average_language(paired_differences(frame, "en", target_condition))
-        if not en_vs_tt.empty:
-            out[f"en_minus_{name}"] = _mark_same_data(difference_table(en_vs_tt))
-            if len(scales) > 1:
-                out[f"scale_interaction_{name}"] = _mark_same_data(scale_interaction(en_vs_tt, scales[0], scales[-1]))
-    with_mlm = with_average_language(paired_differences(frame, "mlm", "en"))
-    if not with_mlm.empty:
-        out["mlm_minus_en"] = _mark_same_data(difference_table(with_mlm))
-    baseline = frame[frame.condition == "none"]
-    for condition in ("en", "translate-train", "translate-train-each", "mlm"):
-        part = frame[frame.condition == condition]
-        if part.empty or baseline.empty:
+    for contrast in contrasts + [c for c in secondary if c.table not in {p.table for p in contrasts}]:
+        diffs = with_average_language(differences(frame, contrast))
+        if diffs.empty:
             continue
-        expanded = pd.concat([baseline.assign(intermediate=i) for i in part.intermediate.unique()])
-        gains = with_average_language(paired_differences(pd.concat([part, expanded]), condition, "none"))
-        if not gains.empty:
-            out[f"gain_{condition}"] = _mark_same_data(difference_table(gains))
+        out[contrast.table] = _mark_same_data(difference_table(diffs))
+        if contrast in contrasts and len(scales) > 1:
+            out[contrast.interaction_table] = _mark_same_data(scale_interaction(diffs, scales[0], scales[-1]))
     return out
-
-
-def primary_contrasts(stats: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The contrasts declared up front: per (target, intermediate task) and condition pair, the language-averaged
-    English − target-language difference at each scale, and its scale interaction; Holm-adjusted over them."""
-    from ray_xt.stats import ZERO_SHOT_AVERAGE, holm
-
-    rows = []
-    for condition, label in CONTRASTS.items():
-        name = condition.replace("-", "_")
-        diff = stats.get(f"en_minus_{name}")
-        if diff is not None:
-            for r in diff[diff.language == ZERO_SHOT_AVERAGE].itertuples():
-                rows.append({"contrast": label, "target": r.target, "intermediate": r.intermediate, "scale": r.scale,
-                             "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high, "seeds": r.seeds, "p": r.p,
-                             "same_data": r.same_data})
-        inter = stats.get(f"scale_interaction_{name}")
-        if inter is not None:
-            for r in inter[inter.language == ZERO_SHOT_AVERAGE].itertuples():
-                rows.append({"contrast": label, "target": r.target, "intermediate": r.intermediate,
-                             "scale": f"{r.large} − {r.small}", "mean": r.interaction, "ci_low": r.ci_low,
-                             "ci_high": r.ci_high, "seeds": r.seeds, "p": r.p, "same_data": r.same_data})
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        from ray_xt.scales import SCALES
-
-        ladder = {name: i for i, name in enumerate(SCALES)}  # small to large, the interaction after them
-        order = [ladder.get(scale, len(ladder)) for scale in table.scale]
-        table = table.assign(_order=order).sort_values(["contrast", "target", "intermediate", "_order"],
-                                                       kind="stable").drop(columns="_order").reset_index(drop=True)
-        transfer = table.same_data == ""
-        table["p_holm"] = np.nan
-        table.loc[transfer, "p_holm"] = holm(table.loc[transfer, "p"].to_numpy())
-        table.loc[~transfer, "p_holm"] = holm(table.loc[~transfer, "p"].to_numpy())
-    return table
-
-
-def _p_text(p: float) -> str:
-    return "–" if pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
-
-
-def render_headline(primary: pd.DataFrame) -> str:
-    """The answer at a glance: language-averaged English − target-language differences per scale and their
-    scale interaction, transfer pairs first, same-data pairs apart."""
-    if primary.empty:
-        return ""
-    parts = ["## Headline: English − target-language intermediate training, averaged over the zero-shot languages\n",
-             "Points; mean over seeds [95% t interval, df = seeds − 1]; a scale row `large − small` is the scale "
-             "interaction (Welch interval over the two scales' seeds). p: two-sided; Holm: adjusted over the "
-             "primary contrasts of this table. " + ASYMMETRY_NOTE + "\n"]
-
-    def table(rows: pd.DataFrame) -> str:
-        shown = rows.assign(difference=[_ci_text(m, lo, hi) for m, lo, hi in zip(rows["mean"], rows.ci_low, rows.ci_high)],
-                            p=[_p_text(p) for p in rows.p], Holm=[_p_text(p) for p in rows.p_holm])
-        return shown[["contrast", "target", "intermediate", "scale", "difference", "seeds", "p", "Holm"]].to_markdown(
-            index=False) + "\n"
-
-    transfer, same = primary[primary.same_data == ""], primary[primary.same_data != ""]
-    if not transfer.empty:
-        parts += ["### Transfer pairs (the intermediate task is not the target's training data)\n", table(transfer)]
-    if not same.empty:
-        reasons = "; ".join(sorted(set(f"{i} → {t}: {why}" for i, t, why in zip(same.intermediate, same.target,
-                                                                                  same.same_data))))
-        parts += [f"### Same-data pairs, not transfer ({reasons})\n", table(same)]
-    return "\n".join(parts)
-
-
-def forest_plot(primary: pd.DataFrame, path: Path) -> Path | None:
-    """The headline figure: one row per (target, intermediate, contrast), a point and interval per scale and for
-    the scale interaction; same-data pairs in a panel of their own."""
-    if primary.empty:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = [("transfer pairs", primary[primary.same_data == ""]), ("same-data pairs (not transfer)",
-                                                                      primary[primary.same_data != ""])]
-    groups = [(title, g) for title, g in groups if not g.empty]
-    heights = [max(2.0, 0.45 * g.groupby(["target", "intermediate", "contrast"]).ngroups + 1.2) for _, g in groups]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, sum(heights)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
-    scales = list(dict.fromkeys(primary.scale))
-    colours = {s: plt.cm.tab10(i) for i, s in enumerate(scales)}
-    for ax, (title, part) in zip(axes[:, 0], groups):
-        keys = list(dict.fromkeys(zip(part.target, part.intermediate, part.contrast)))
-        for row, key in enumerate(keys):
-            sub = part[(part.target == key[0]) & (part.intermediate == key[1]) & (part.contrast == key[2])]
-            for k, r in enumerate(sub.itertuples()):
-                y = row + (k - (len(sub) - 1) / 2) * 0.18
-                err = None if pd.isna(r.ci_low) else [[r.mean - r.ci_low], [r.ci_high - r.mean]]
-                ax.errorbar(r.mean, y, xerr=err, fmt="D" if "−" in r.scale else "o", color=colours[r.scale],
-                            capsize=3, label=r.scale)
-        ax.axvline(0, color="grey", lw=0.8)
-        ax.set_yticks(range(len(keys)), [f"{t} ← {i}\n{'each language' if 'per language' in c else 'all languages'}"
-                                         for t, i, c in keys], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(title, fontsize=10)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
-    axes[-1, 0].set_xlabel("English − target-language intermediate training (points, 95% interval; "
-                           "left of 0: target-language training better)")
-    fig.suptitle("Does English intermediate training help more than target-language training, and does scale change it?",
-                 fontsize=10)
-    return _save_figure(fig, path)
 
 
 def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
@@ -308,6 +218,7 @@ def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
         "mlm_minus_en": "English intermediate training with target-language MLM mixed in, minus without it (points, "
                         "mean over seeds [95% t interval]; * Holm-adjusted p < 0.05)",
         "gain_mlm": "Gain of English intermediate training with target-language MLM over none",
+        "gain_multi-task": "Gain of multi-task intermediate training (all intermediate tasks, English) over none",
     }
     for name, table in stats.items():
         if name.startswith("scale_interaction"):
@@ -329,19 +240,18 @@ def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
     return "\n".join(parts)
 
 
-def heatmap(stats: dict[str, pd.DataFrame], path: Path) -> Path | None:
-    """English minus target-language difference per language (rows) and scale/task (columns), each cell with its
-    interval; a frame around cells whose Holm-adjusted p is below 0.05."""
-    table = stats.get("en_minus_translate_train")
-    if table is None:
-        table = stats.get("en_minus_translate_train_each")
+def heatmap(stats: dict[str, pd.DataFrame], contrast, path: Path) -> Path | None:
+    """The first primary contrast per language (rows) and scale/task (columns), each cell with its interval; a
+    frame around cells whose Holm-adjusted p (over the table's language cells) is below 0.05; † a same-data pair."""
+    from ray_xt.figures import pyplot, save_figure
+    from ray_xt.headline import SAME_DATA_MARK
+
+    table = stats.get(contrast.table)
     if table is None or table.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    table = table.assign(intermediate=[i + (SAME_DATA_MARK if same else "")
+                                       for i, same in zip(table.intermediate, table.same_data)])
     columns = ["scale", "target", "intermediate"]
     wide = table.pivot_table(index="language", columns=columns, values="mean")
     low = table.pivot_table(index="language", columns=columns, values="ci_low").reindex_like(wide)
@@ -360,10 +270,9 @@ def heatmap(stats: dict[str, pd.DataFrame], path: Path) -> Path | None:
         ax.text(j, i, text, ha="center", va="center", fontsize=6)
         if sig.to_numpy()[i, j] < 0.05:
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.5, color="black"))
-    fig.colorbar(image, ax=ax, label="English − target-language intermediate (points)")
-    ax.set_title("English vs target-language intermediate training (95% t intervals; framed: Holm p < 0.05)",
-                 fontsize=9)
-    return _save_figure(fig, path)
+    fig.colorbar(image, ax=ax, label=f"{contrast.title} (points)")
+    ax.set_title(f"{contrast.title} per language (95% t intervals; framed: Holm p < 0.05)", fontsize=9)
+    return save_figure(fig, path)
 
 
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame]) -> str:
@@ -375,11 +284,9 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame]) -> str:
 
 
 def plot(tables: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
-    import matplotlib
+    from ray_xt.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = min(3, len(tables))  # a grid read on a screen, not one strip of panels
     rows = -(-len(tables) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
@@ -391,28 +298,40 @@ def plot(tables: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
         ax.set_title(f"{target} — {scale}")
         ax.set_ylabel("score")
         ax.legend(fontsize=7)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[Path]]:
-    """Writes comparison.md, scores.csv and comparison.png; returns the markdown and the files."""
+    """Writes comparison.md, scores.csv, the statistics tables and the figures; returns the markdown and the files."""
+    from ray_xt.contrasts import declared
+    from ray_xt.headline import forest_plot, primary_table, render_headline
+    from ray_xt.seed_checks import collapsed_stages, mark_collapsed, render_collapsed
+
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = scores_frame(records)
     if frame.empty:
         return "(no finished target stages yet)", []
-    tables = comparison_tables(frame)
-    stats = statistics(frame)
-    primary = primary_contrasts(stats)
-    parts = [render_headline(primary), "## Details\n"]
-    for scale in dict.fromkeys(frame.scale):
+    frame = mark_collapsed(frame)
+    flagged = collapsed_stages(frame)
+    kept = frame[~frame.collapsed].drop(columns="collapsed")  # collapsed seeds enter no interval
+    contrasts = declared(set(frame.condition))
+    tables = comparison_tables(kept)
+    stats = statistics(kept, contrasts)
+    primary = primary_table(stats, contrasts)
+    parts = [render_headline(primary, contrasts, render_collapsed(flagged)) or render_collapsed(flagged),
+             "## Details\n"]
+    for scale in dict.fromkeys(kept.scale):
         parts.append(f"### {scale}: mean zero-shot score per target task (non-English languages, scored splits "
-                     "(dev; test where a language has no dev set), mean over seeds)\n")
-        parts.append(summary_table(frame, scale).to_markdown() + "\n")
-    published = published_comparison(records)
+                     "(dev; test where a language has no dev set), each task's metric, mean over seeds; † the "
+                     "target's own training data)\n")
+        parts.append(summary_table(kept, scale).to_markdown() + "\n")
+    published = published_comparison(records, kept)
     if not published.empty:
         parts.append("### XTREME test scores, like for like (the published metric — QA: F1 — over XTREME's "
-                     "languages, English included where XTREME includes it; mean over seeds; published numbers "
-                     "from ray_xt/paper.py, marked unverified where no stored source confirms them)\n")
+                     "languages, English included where XTREME includes it; mean over seeds; the best English "
+                     "intermediate task chosen on the dev zero-shot average, among the single tasks — multi-task "
+                     "beside it, not a candidate; † the target's own training data; published numbers from "
+                     "ray_xt/paper.py, marked unverified where no stored source confirms them)\n")
         parts.append(published.to_markdown(index=False) + "\n")
     parts.append(render_statistics(stats))
     parts.append(render_markdown(tables))
@@ -426,12 +345,16 @@ def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[P
     if not primary.empty:
         files.append(out_dir / "primary_contrasts.csv")
         primary.to_csv(files[-1], index=False)
-        files.append(forest_plot(primary, out_dir / "headline.png"))
+        files.append(forest_plot(primary, contrasts, out_dir / "headline.png"))
     files.append(plot(tables, out_dir / "comparison.png"))
-    heat = heatmap(stats, out_dir / "en_vs_target_heatmap.png")
+    heat = None
+    if contrasts:
+        name = ("en_vs_target_heatmap.png" if contrasts[0].second.startswith("translate-train")
+                else f"{contrasts[0].table}_heatmap.png")
+        heat = heatmap(stats, contrasts[0], out_dir / name)
     if heat:
         files.append(heat)
-    return markdown, files
+    return markdown, [f for f in files if f is not None]
 
 
 NOTE_LIMIT = 7500  # MLflow warns about and cuts a run description past 8,000 characters

@@ -212,7 +212,7 @@ def difference_table(diffs: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     for key, part in diffs.groupby(["scale", "target", "intermediate", "language"], sort=False):
         ci = t_interval(part["diff"].to_numpy(), level)
         rows.append(dict(zip(["scale", "target", "intermediate", "language"], key), mean=ci.mean, ci_low=ci.low,
-                         ci_high=ci.high, seeds=ci.n, p=ci.p))
+                         ci_high=ci.high, seeds=ci.n, df=ci.df, p=ci.p))
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -239,5 +239,5 @@ def scale_interaction(diffs: pd.DataFrame, small: str, large: str, level: float 
             continue
         ci = welch_interval(a, b, level)
         rows.append(dict(zip(["target", "intermediate", "language"], key), small=small, large=large,
-                         interaction=ci.mean, ci_low=ci.low, ci_high=ci.high, seeds=ci.n, p=ci.p))
+                         interaction=ci.mean, ci_low=ci.low, ci_high=ci.high, seeds=ci.n, df=ci.df, p=ci.p))
     return pd.DataFrame(rows)
