@@ -111,6 +111,21 @@ def _stage_store(cfg: StudyConfig):
     return StageStore(join(StudyStorage(cfg.storage, cfg.name).location, "stages"))
 
 
+def _pilot_records(cfg: StudyConfig) -> tuple[list[StageRecord], str | None]:
+    """The finished stage records of the study file ``power.pilot`` names (from the storage it names)."""
+    from ray_xt.stages import expand
+
+    if cfg.power.pilot is None:
+        return [], None
+    try:
+        pilot = load_study(cfg.power.pilot)
+    except ConfigError as err:
+        typer.secho(f"power.pilot: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    store = _stage_store(pilot)
+    return [r for r in (store.get(s) for s in expand(pilot)) if r is not None], pilot.name
+
+
 def _preflight(cfg: StudyConfig, tracking_uri: str | None = None) -> list | None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested; the real
     data's manifest entries (None for the micro world, built after Ray starts)."""
@@ -213,7 +228,8 @@ def plan(
 
     study_storage = StudyStorage(cfg.storage, cfg.name)
     store = _stage_store(cfg)
-    for line in power_lines(cfg, [r for r in (store.get(s) for s in stages) if r is not None]):
+    pilot, pilot_name = _pilot_records(cfg)
+    for line in power_lines(cfg, [r for r in (store.get(s) for s in stages) if r is not None], pilot, pilot_name):
         typer.echo(line)
     for line in budget_lines(cfg, stages, None if is_uri(cfg.storage) else cfg.storage):
         typer.echo(line)

@@ -348,6 +348,19 @@ class TrackingConfig(Strict):
         return _accepted(v, tracking_problem(v), "tracking URI ")
 
 
+class PowerConfig(Strict):
+    """What `ray-xt plan` assumes about seed-to-seed noise when it says what the study's seeds can detect."""
+
+    pilot: str | None = Field(None, description="a study file whose finished stages give each target's seed-to-seed "
+                              "sd of the primary contrasts (a pilot: one scale, three seeds, the same targets), "
+                              "read from the storage it names; used where this study has fewer than two seeds of a "
+                              "contrast finished")
+    default_sd: float = Field(2.17, gt=0, le=100, description="seed-to-seed sd (points) of a language-averaged "
+                              "contrast where neither this study nor the pilot has measured it; 2.17 is the "
+                              "micro-world demo's pooled sd (docs/statistics.md), a placeholder for real models")
+    wanted_power: float = Field(0.8, gt=0, lt=1, description="the power the detectable difference is computed for")
+
+
 class StudyConfig(Strict):
     # 100 characters: a folder name of its own, and inside a Tune trial's path (itself ~150 characters) well within
     # the 255 bytes a file name may have
@@ -376,6 +389,7 @@ class StudyConfig(Strict):
         "used instead of the scale's hub id, e.g. {xlmr-large: /mnt/models/xlm-roberta-large}; without it a hub scale "
         "loads from $RAY_XT_MODEL_MIRROR/<hub id> when that is set, else from the hub")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    power: PowerConfig = Field(default_factory=PowerConfig)
     storage: str = Field("results", description="study state, features, checkpoints, predictions and reports: a "
                          "folder (on a cluster one every node mounts) or a URI Ray Tune accepts (s3://, gs://, "
                          "file:///...)")

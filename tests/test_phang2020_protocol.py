@@ -60,13 +60,30 @@ def test_plan_names_same_data_pairs_and_what_the_seeds_can_detect(ray_never_star
     from typer.testing import CliRunner
 
     from ray_xt.cli import app
-    from ray_xt.design import MICRO_WORLD_SEED_SD
     from ray_xt.stats import detectable_difference
 
     result = CliRunner().invoke(app, ["plan", str(ROOT / "experiments" / "scaling_study.yaml")])
     assert result.exit_code == 0, result.output
     assert "xnli <- mnli: same training data (XNLI's English training set is MNLI): not transfer" in result.output
-    assert "xquad <- squad: same training data" in result.output and "pawsx <- mnli: transfer pair" in result.output
-    expected = detectable_difference(MICRO_WORLD_SEED_SD, 3)
-    assert f"detectable difference with 3 seed(s) (paired t, two-sided alpha 0.05, power 0.8): {expected:.1f}" \
-        in result.output
+    assert "xquad <- squad: same training data" in result.output and "pawsx <- mnli, squad: transfer pairs" in result.output
+    assert "Holm families: 15 transfer hypotheses, 9 same-data ones" in result.output
+    # 2 scales: per target 2 scale rows + 1 interaction; transfer: 5 pairs x 3, same data: 3 pairs x 3
+    sd = load_study(ROOT / "experiments" / "scaling_study.yaml").power.default_sd
+    per_scale = detectable_difference(sd, 3, alpha=0.05 / 15)
+    interaction = detectable_difference(sd, 3, alpha=0.05 / 15, design="welch")
+    row = (f"| English − target-language (one model per language) | pawsx | transfer (15) | {sd:.2f} (power.default_sd: "
+           f"a stated default, not a measurement) | {per_scale:.1f} | {interaction:.1f} |")
+    assert row in result.output
+
+
+def test_plan_of_phang2020_states_its_primary_contrasts(ray_never_started):
+    from typer.testing import CliRunner
+
+    from ray_xt.cli import app
+
+    result = CliRunner().invoke(app, ["plan", str(ROOT / "experiments" / "phang2020.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "  English intermediate − none\n  English + target-language MLM − English\n" in result.output
+    # 9 targets x 9 intermediate tasks x 2 contrasts, one scale: 162 hypotheses, 6 of them same-data pairs
+    assert "Holm families: 156 transfer hypotheses, 6 same-data ones" in result.output
+    assert "| English + target-language MLM − English | tatoeba | transfer (156) |" in result.output
