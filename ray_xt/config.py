@@ -173,12 +173,17 @@ class IntermediateConfig(Strict):
         description="'en': English intermediate data; 'translate-train': the same data translated into all "
         "target languages (one size-matched mixture); 'translate-train-each': one intermediate model per target "
         "language, trained on that language's translation and evaluated on it; 'mlm': English intermediate data "
-        "with masked language modelling on target-language text mixed in (examples-proportional; the paper's "
-        "continued multilingual MLM). The 'none' baseline always runs.",
+        "with masked language modelling on target-language text mixed in (intermediate.mlm_ratio MLM batches per "
+        "task batch, on top of the task's own steps; the paper's continued multilingual MLM). The 'none' baseline "
+        "always runs.",
     )
     mlm_corpus: MLMCorpus | None = Field(None, description="the 'mlm' condition's text on real data (the micro world "
                                          "uses its own monolingual corpora)")
-    mlm_lines: int = Field(2000, ge=10, le=10_000_000, description="text lines per language for the 'mlm' condition")
+    mlm_lines: int = Field(2000, ge=10, le=10_000_000, description="text lines per language for the 'mlm' condition, "
+                           "sampled at random (search.seed) from the corpus")
+    mlm_ratio: float = Field(0.5, gt=0, le=10, description="the 'mlm' condition's MLM batches per task batch: the task "
+                             "takes exactly the steps of its 'en' twin and MLM batches come on top at this fixed ratio "
+                             "(ray_xt's choice; the paper's mixing proportion is unverified)")
     multi_task: bool = Field(False, description="also train one encoder on all intermediate tasks at once (English, "
                              "one head per task, examples-proportional sampling) as a further upstream")
     languages: list[str] | None = Field(

@@ -6,10 +6,15 @@ A hub corpus (or its mirror: a snapshot of wikimedia/wikipedia holds ~300 langua
 converted whole, and sampled: its documents in a random order (``IterableDataset.shuffle`` with the study's
 ``search.seed``: shards shuffled, then a buffer of ``SHUFFLE_BUFFER`` documents), each document's non-empty lines
 taken until there are enough. A dump's first lines are its first articles (alphabetical or by id), not a sample of
-the language. The micro world's corpora are generated in random order, so their first lines are already one."""
+the language. A micro world's corpus is small: its lines are sampled at random with the same seed.
+
+Beside each text file, ``train-<lang>.json`` records what it holds (lines, seed, source): a study asking for other
+lines or another seed rewrites it rather than training on another study's sample."""
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,10 +34,18 @@ def _first_lines(texts, limit: int) -> list[str]:
     return lines[:limit]
 
 
-def _micro_lines(root: Path, lang: str, limit: int) -> tuple[list[str], dict]:
+def _micro_lines(root: Path, lang: str, limit: int, seed: int) -> tuple[list[str], dict]:
     source = Path(root).parent / "corpus" / f"{lang}.txt"  # the world's monolingual corpus beside its task files
     with source.open(encoding="utf-8") as f:
-        return _first_lines(f, limit), {"kind": "micro world corpus", "file": str(source)}
+        lines = [line.strip() for line in f if line.strip()]
+    sample = random.Random(seed).sample(lines, min(limit, len(lines)))
+    return sample, {"kind": "micro world corpus", "file": str(source), "sample": {"seed": seed}}
+
+
+def _sample_of(cfg: StudyConfig) -> dict:
+    """What a text file must hold for this study: its line count and the seed its lines were sampled with."""
+    return {"lines": cfg.intermediate.mlm_lines, "seed": cfg.search.seed,
+            "corpus": cfg.intermediate.mlm_corpus.model_dump(mode="json") if cfg.intermediate.mlm_corpus else None}
 
 
 def _hub_lines(cfg: StudyConfig, lang: str, mirror: Path | None) -> tuple[list[str], dict]:
@@ -61,11 +74,12 @@ def materialize_corpus(cfg: StudyConfig, root: Path, langs: list[str], mirror: P
     problems = []
     for lang in langs:
         path = Path(root) / TASKS[MLM_CORPUS].path("train", lang)
-        if path.is_file():
+        sidecar = path.with_suffix(".json")
+        if path.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == _sample_of(cfg):
             continue
         try:
             if cfg.data.source == "micro":
-                lines, source = _micro_lines(root, lang, cfg.intermediate.mlm_lines)
+                lines, source = _micro_lines(root, lang, cfg.intermediate.mlm_lines, cfg.search.seed)
             else:
                 lines, source = _hub_lines(cfg, lang, mirror)
         except Exception as err:  # noqa: BLE001 - offline, unknown config, missing column: named with the fix
@@ -84,6 +98,7 @@ def materialize_corpus(cfg: StudyConfig, root: Path, langs: list[str], mirror: P
         tmp = path.with_name(path.name + ".partial")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(path)
+        sidecar.write_text(json.dumps(_sample_of(cfg)), encoding="utf-8")
         if on_written:
             on_written({"task": MLM_CORPUS, "split": "train", "lang": lang, "files": [str(path)], "source": source})
     return problems

@@ -67,6 +67,13 @@ def training_examples(cfg: StudyConfig, stage: Stage) -> int:
     return total
 
 
+def processed_examples(cfg: StudyConfig, stage: Stage) -> int:
+    """Examples one trial processes per epoch: its task's, and in the mlm condition the MLM batches taken on top
+    (``intermediate.mlm_ratio`` per task batch)."""
+    extra = cfg.intermediate.mlm_ratio if stage.kind == "intermediate" and stage.condition == "mlm" else 0.0
+    return round(training_examples(cfg, stage) * (1 + extra))
+
+
 @dataclass
 class ScaleCost:
     scale: str
@@ -90,7 +97,7 @@ def stage_trial_seconds(cfg: StudyConfig, stage: Stage, rate: float) -> float:
     """Trial-slot seconds of one stage at ``rate`` examples/s: every trial runs all its epochs (an upper bound)."""
     if stage.kind == "retrieval":
         return 0.0
-    return cfg.search.num_samples * cfg.trial_for(stage.task).epochs * training_examples(cfg, stage) / rate
+    return cfg.search.num_samples * cfg.trial_for(stage.task).epochs * processed_examples(cfg, stage) / rate
 
 
 def stage_device_hours(cfg: StudyConfig, stage: Stage, table: ThroughputTable) -> float:

@@ -72,6 +72,9 @@ class TrialSpec:
     group_by_length: bool = False  # length-grouped batches (TaskSchedule): less padding, same batches per epoch
     grad_accum: int = 1  # micro-batches per optimiser step; batch_size stays the effective batch
     offload_optimizer: bool = False  # fp32 master weights and Adam's moments in host memory (ZeRO-Offload)
+    # the mlm condition: MLM batches of its text per task batch, taken on top of the task's steps (which stay those
+    # of the task alone, as in its `en` twin); 0 without an MLM companion
+    mlm_ratio: float = 0.0
     # the study's TrainerPool (ray_xt.trainer_hosts): a one-process CPU trial trains in a warm host process
     # leased from it and only drives it; None: the trial trains in its own (Tune actor) process
     trainer_pool: str | None = None
@@ -120,14 +123,26 @@ class Schedule:
     """A trial's step arithmetic, computed once: the study's ASHA horizon (``reports``) and the loop agree on it."""
 
     steps_per_epoch: int
-    eval_every: int  # optimiser steps between dev evaluations (and reports)
-    total_steps: int
+    eval_every: int  # task steps between dev evaluations (and reports)
+    total_steps: int  # task steps: what epochs count, reports and checkpoints are numbered by
+    companion_ratio: float = 0.0  # the mlm condition's MLM steps per task step, on top of the task's
 
     @classmethod
-    def of(cls, n_train: int, batch_size: int, epochs: float, evals_per_epoch: int) -> Schedule:
+    def of(cls, n_train: int, batch_size: int, epochs: float, evals_per_epoch: int,
+           companion_ratio: float = 0.0) -> Schedule:
+        """``n_train``: the scored tasks' training examples (never the MLM companion's text)."""
         steps_per_epoch = math.ceil(n_train / batch_size)
         return cls(steps_per_epoch, max(1, steps_per_epoch // evals_per_epoch),
-                   max(1, round(steps_per_epoch * epochs)))
+                   max(1, round(steps_per_epoch * epochs)), companion_ratio)
+
+    def companion_steps(self, task_steps: int) -> int:
+        """MLM steps taken by the end of ``task_steps`` task steps: the fixed ratio, rounded down."""
+        return math.floor(task_steps * self.companion_ratio + 1e-9)
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Every optimiser step of the trial (what the learning-rate schedule spans): task steps and MLM steps."""
+        return self.total_steps + self.companion_steps(self.total_steps)
 
     @property
     def reports(self) -> int:
@@ -435,8 +450,10 @@ def _train(config: dict, spec: TrialSpec, session: Session, clock: PhaseClock) -
     lr = float(config["learning_rate"])
     torch.manual_seed(spec.seed)  # the fresh heads' initialisation
     parts, model, tokenizer = _load_model(spec, clock)
-    sizes = [len(part.train["input_ids"]) for part in parts]
-    schedule = Schedule.of(sum(sizes), spec.batch_size, spec.epochs, spec.evals_per_epoch)
+    sizes = [len(part.train["input_ids"]) for part in parts if part.family.scored]
+    companion = any(not part.family.scored for part in parts)
+    schedule = Schedule.of(sum(sizes), spec.batch_size, spec.epochs, spec.evals_per_epoch,
+                           spec.mlm_ratio if companion else 0.0)
     engine = _engine(model, spec, lr, schedule, session.world_size)
     try:
         _steps(engine, parts, tokenizer, spec, config, schedule, session, clock, lr, started)
@@ -455,25 +472,37 @@ def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: di
 
     engine.train()
     losses: list[float] = []
+    companion_losses: list[float] = []
     first_step_seconds = None
     train_seconds, trained_examples = 0.0, 0  # optimiser work only: the throughput `ray-xt plan` learns from
     loop_seconds = {"evaluate": 0.0, "checkpoint": 0.0, "report": 0.0}
-    lengths = [[row_length(r) for r in part.train["input_ids"]] for part in parts] if spec.group_by_length else None
-    batches = TaskSchedule([len(part.train["input_ids"]) for part in parts], spec.batch_size, spec.seed, lengths)
-    while step < schedule.total_steps and not session.stop_requested():
-        step_started = time.perf_counter()
-        k, idx = batches.batch(step)
-        part = parts[k]
+    tasks = [part for part in parts if part.family.scored]
+    companion = next((part for part in parts if not part.family.scored), None)  # the mlm condition's MLM text
+    lengths = [[row_length(r) for r in part.train["input_ids"]] for part in tasks] if spec.group_by_length else None
+    batches = TaskSchedule([len(part.train["input_ids"]) for part in tasks], spec.batch_size, spec.seed, lengths)
+    text = TaskSchedule([len(companion.train["input_ids"])], spec.batch_size, spec.seed + 1) if companion else None
+
+    def optimizer_step(part: TaskPart, idx: list[int]) -> float:
         micro = [to_device(part.family.batch(part.train, m, tokenizer.pad_token_id), engine.device)
                  for m in micro_batches(rank_share(idx, session.rank, session.world_size), spec.grad_accum)]
 
-        def forward(batch, part=part):
+        def forward(batch):
             return (engine(**batch) if len(parts) == 1 else engine(part.name, **batch)).loss
 
-        losses.append(accumulated_step(engine, micro, forward, _divergence_check(session, step, lr)))
+        return accumulated_step(engine, micro, forward, _divergence_check(session, step, lr))
+
+    while step < schedule.total_steps and not session.stop_requested():
+        step_started = time.perf_counter()
+        k, idx = batches.batch(step)
+        losses.append(optimizer_step(tasks[k], idx))
+        trained_examples += len(idx)  # the global batch (every rank trained its share at once); MLM's below too
         step += 1
+        if companion is not None and text is not None:  # MLM batches on top, at the fixed ratio
+            for done in range(schedule.companion_steps(step - 1), schedule.companion_steps(step)):
+                lines = text.batch(done)[1]
+                companion_losses.append(optimizer_step(companion, lines))
+                trained_examples += len(lines)
         train_seconds += time.perf_counter() - step_started
-        trained_examples += len(idx)  # the global batch: every rank trained its share at the same time
         if first_step_seconds is None:
             first_step_seconds = time.perf_counter() - started
             clock.lap("first_step")
@@ -485,6 +514,8 @@ def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: di
                 "score": sum(scores.values()) / len(scores),  # multi-task: the mean of the tasks' dev scores
                 **({f"score.{name}": v for name, v in scores.items()} if len(scores) > 1 else {}),
                 "train_loss": sum(losses) / max(1, len(losses)),
+                **({"mlm_loss": sum(companion_losses) / max(1, len(companion_losses)),
+                    "mlm_steps": schedule.companion_steps(step)} if companion is not None else {}),
                 "step": step,
                 "epoch": step / schedule.steps_per_epoch,
                 "learning_rate": lr,
@@ -497,7 +528,7 @@ def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: di
                 "loop.train_s": train_seconds,
                 **{f"loop.{k}_s": v for k, v in loop_seconds.items()},
             }
-            losses = []
+            losses, companion_losses = [], []
             with tempfile.TemporaryDirectory(prefix="ray_xt_ckpt_") as tmp:
                 written = time.perf_counter()
                 _write_checkpoint(Path(tmp), engine, tokenizer, spec, config, step, metrics, session.rank)
@@ -571,7 +602,8 @@ def _engine(model, spec: TrialSpec, lr: float, schedule: Schedule, world_size: i
     else:
         # one kernel for all parameters (CPU and CUDA), as the HF Trainer's default adamw_torch_fused
         optimizer = torch.optim.AdamW(groups, lr=lr, fused=True)
-    scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * schedule.total_steps), schedule.total_steps)
+    steps = schedule.optimizer_steps
+    scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * steps), steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(spec.batch_size, spec.zero_stage, _use_bf16(spec.bf16), world_size, spec.grad_accum,

@@ -114,6 +114,19 @@ MULTI_TASK = "multi-task"  # the task (and condition) of a stage trained on all 
 FRESH_HEAD_VERSION = 2
 
 
+# 1: the mlm condition's MLM batches come on top of the task's own steps at a fixed ratio (the task trains exactly
+# as its `en` twin), its text sampled at random with the seed; before, MLM lines and task examples were mixed
+# examples-proportionally and counted in the step schedule, and the text was the corpus's first lines.
+MLM_MIX_VERSION = 1
+
+
+def _mlm_inputs(cfg: StudyConfig) -> dict:
+    """What an mlm stage trains on besides its task: its text (corpus, lines) and how it is mixed in."""
+    corpus = cfg.intermediate.mlm_corpus
+    return {"version": MLM_MIX_VERSION, "ratio": cfg.intermediate.mlm_ratio, "lines": cfg.intermediate.mlm_lines,
+            "corpus": corpus.model_dump(mode="json") if corpus else None}
+
+
 def _head_carried_over(upstream: Stage | None, target: str) -> bool:
     """The stages FRESH_HEAD_VERSION re-runs: targets after a single intermediate task of their own family (whose
     checkpoint has a head the target's may match in shape; a multi-task upstream saves the encoder alone)."""
@@ -171,6 +184,7 @@ def expand(cfg: StudyConfig) -> list[Stage]:
     """Stages in dependency order: per scale and seed, intermediates first, then targets."""
     digest = inputs_digest(cfg)
     head_digest = inputs_digest(cfg, {"fresh_head": FRESH_HEAD_VERSION})
+    mlm_digest = inputs_digest(cfg, {"mlm": _mlm_inputs(cfg)})
     stages: list[Stage] = []
     for scale in cfg.scales:
         for seed in cfg.seeds:
@@ -183,7 +197,8 @@ def expand(cfg: StudyConfig) -> list[Stage]:
             for task in cfg.intermediate.tasks:
                 for condition in cfg.intermediate.conditions:
                     for variant in _variants(cfg, condition):
-                        stage = Stage("intermediate", scale, task, seed, variant, inputs_digest=digest)
+                        stage = Stage("intermediate", scale, task, seed, variant,
+                                      inputs_digest=mlm_digest if variant == "mlm" else digest)
                         stages.append(stage)
                         upstreams.append(stage)
             for target in cfg.target.tasks:

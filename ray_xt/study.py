@@ -250,8 +250,7 @@ class StageRunner(StudyParts):
         if stage.kind == "intermediate" and stage.condition == "mlm":  # target-language text, masked, beside the task
             text = self.features.features(self.resolved.data_root, TASKS[MLM_CORPUS], "train",
                                           translate_languages(self.cfg), tok, max_len=t.max_seq_length, labels=[])
-            inputs.append(TaskInputs(MLM_CORPUS, (), str(text), str(text)))
-            n_train += len(load_features(text)[0]["input_ids"])
+            inputs.append(TaskInputs(MLM_CORPUS, (), str(text), str(text)))  # not in n_train: MLM steps are extra
         return inputs, n_train
 
     def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
@@ -295,6 +294,7 @@ class StageRunner(StudyParts):
             tasks=tuple(inputs), seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
             resolved_config=recordable(cfg), worker_failures=cfg.max_failures,
             trainer_pool=self.trainer_pool if hosted(self.cfg, stage.scale) else None,
+            mlm_ratio=cfg.intermediate.mlm_ratio if stage.kind == "intermediate" and stage.condition == "mlm" else 0.0,
         )
         parent = self.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self._log_datasets(parent, stage)

@@ -260,7 +260,8 @@ class MLflowTrialCallback(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         step = int(result.get("step", result.get("training_iteration", 0)))
         logged = {k: v for k, v in result.items()
-                  if k in ("score", "train_loss", "epoch", "examples_per_second") or k.startswith("score.")}
+                  if k in ("score", "train_loss", "mlm_loss", "mlm_steps", "epoch", "examples_per_second")
+                  or k.startswith("score.")}
         self.tracker.log_metrics(self._run(trial), logged, step)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -203,3 +203,30 @@ def test_the_fresh_head_fix_reruns_exactly_the_targets_after_an_intermediate_tas
         unchanged = Stage(stage.kind, stage.scale, stage.task, stage.seed, stage.condition, stage.intermediate_task,
                           stage.upstream, plain)
         assert (stage.key != unchanged.key) == rerun, stage.label
+
+
+def test_how_mlm_is_mixed_in_keys_only_the_mlm_stages_and_what_follows_them():
+    """intermediate.mlm_ratio and mlm_lines are what an mlm stage trains on: changing them re-runs the mlm stages
+    and their targets, never the `en` or baseline ones (their keys ignore the mlm settings)."""
+    study = {**BASE, "intermediate": {"tasks": ["mnli"], "conditions": ["en", "mlm"]}}
+    keys = {s.label: s.key for s in expand(parse_study(study))}
+    for change in ({"mlm_ratio": 1.0}, {"mlm_lines": 500}):
+        changed = {s.label: s.key for s in expand(parse_study({**study, "intermediate": {**study["intermediate"],
+                                                                                          **change}}))}
+        moved = {label for label in keys if keys[label] != changed[label]}
+        assert moved and all("[mlm]" in label for label in moved), (change, moved)
+        assert moved == {label for label in keys if "[mlm]" in label}
+    plain = {s.label: s.key for s in expand(parse_study({**study, "intermediate": {"tasks": ["mnli"],
+                                                                                    "conditions": ["en"]}}))}
+    assert all(keys[label] == key for label, key in plain.items())
+
+
+def test_mlm_steps_come_on_top_of_the_task_steps_at_a_fixed_ratio():
+    from ray_xt.loop import Schedule
+
+    plain = Schedule.of(1000, 32, 2, 2)
+    mixed = Schedule.of(1000, 32, 2, 2, companion_ratio=0.5)
+    assert (mixed.total_steps, mixed.eval_every, mixed.reports) == (plain.total_steps, plain.eval_every, plain.reports)
+    assert mixed.companion_steps(mixed.total_steps) == 32 and mixed.optimizer_steps == 64 + 32
+    assert [mixed.companion_steps(s) for s in range(6)] == [0, 0, 1, 1, 2, 2]
+    assert plain.optimizer_steps == plain.total_steps

@@ -2,6 +2,7 @@
 resume after the driver process is killed mid-study (no finished stage re-run, no duplicate MLflow runs)."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -122,10 +123,12 @@ def test_the_mlm_condition_trains_the_task_with_target_language_mlm_mixed_in(tmp
     mlm = next(r for r in records if r["stage"]["stage"] == "intermediate" and r["stage"]["condition"] == "mlm")
     assert [t["task"] for t in mlm["trial_spec"]["tasks"]] == ["mnli", "mlm"]
     assert [t["task"] for t in plain["trial_spec"]["tasks"]] == ["mnli"]
-    root = runner.resolved.data_root  # the first 40 lines of each target language's own corpus, never English
+    root = runner.resolved.data_root  # 40 lines of each target language's own corpus at random, never English
     for lang in ("qca", "qso"):
-        corpus = [x for x in (root.parent / "corpus" / f"{lang}.txt").read_text().splitlines() if x.strip()][:40]
-        assert (root / "mlm" / f"train-{lang}.txt").read_text().splitlines() == corpus
+        corpus = [x.strip() for x in (root.parent / "corpus" / f"{lang}.txt").read_text().splitlines() if x.strip()]
+        sample = (root / "mlm" / f"train-{lang}.txt").read_text().splitlines()
+        assert len(sample) == 40 and set(sample) <= set(corpus) and sample != corpus[:40]
+        assert sample == random.Random(cfg.search.seed).sample(corpus, 40)  # the study's seed draws them
     assert not (root / "mlm" / "train-en.txt").exists()
     from ray_xt.data import load_features
 
@@ -133,6 +136,20 @@ def test_the_mlm_condition_trains_the_task_with_target_language_mlm_mixed_in(tmp
     labelled = sum(label != -100 for row in text["labels"] for label in row)
     assert len(examples) == 80 and 0.08 < labelled / sum(len(row) for row in text["labels"]) < 0.2  # 15% of words
     assert 0 <= mlm["sweep"]["best_score"] <= 1
+    # no confound: the task's steps are its `en` twin's; MLM batches come on top at intermediate.mlm_ratio
+    client = MlflowClient(study["tracking"]["uri"])
+
+    def trial_metrics(record):
+        trial_runs = [r for r in _runs(study["tracking"]["uri"])
+                      if r.data.tags.get("mlflow.parentRunId") == record["parent_run_id"]]
+        return [client.get_metric_history(r.info.run_id, "score") for r in trial_runs], trial_runs
+
+    plain_steps, _ = trial_metrics(plain)  # the steps each report was made at
+    mlm_steps, mlm_runs = trial_metrics(mlm)
+    assert [[m.step for m in h] for h in plain_steps] == [[m.step for m in h] for h in mlm_steps] != [[]]
+    last = max(m.step for h in mlm_steps for m in h)
+    extra = mlm_runs[0].data.metrics["mlm_steps"]
+    assert extra == int(last * cfg.intermediate.mlm_ratio) and extra > 0
     target = next(r for r in records if r["stage"]["condition"] == "mlm" and r["stage"]["stage"] == "target")
     assert sorted(target["zero_shot"]) == ["en", "qca", "qso"]
     assert [t["task"] for t in target["trial_spec"]["tasks"]] == ["pawsx"]  # MLM only in the intermediate stage
