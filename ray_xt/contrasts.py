@@ -4,7 +4,8 @@ the report's headline answers (``docs/statistics.md``, "The contrasts, declared 
 - a study with target-language intermediate training (the scaling studies): English − target-language, per
   ``translate-train`` / ``translate-train-each`` condition the study has;
 - a study of English intermediate training without it (phang2020): English intermediate − none and, where the
-  study has the ``mlm`` condition, English with target-language MLM − English.
+  study has the ``mlm`` condition, English with target-language MLM − English;
+- any other study with an intermediate condition: each condition − none.
 
 Each contrast is taken per (scale, target task, intermediate task), averaged over the target's zero-shot languages
 per seed, and, with more than one scale, as a scale interaction (the largest scale minus the smallest). The rows
@@ -49,10 +50,12 @@ MLM_VS_EN = Contrast("mlm", "en", "mlm_minus_en", "English + target-language MLM
 
 
 def declared(conditions: Iterable[str]) -> list[Contrast]:
-    """The primary contrasts of a study whose stages have these condition groups (``none`` included)."""
+    """The primary contrasts of a study whose stages have these condition groups (``none`` included); a study
+    without English intermediate training compares each of its conditions with none."""
     groups = set(conditions)
     if "en" not in groups:
-        return []
+        return [Contrast(c, "none", f"gain_{c}", f"{c} − none", "intermediate training against none")
+                for c in sorted(groups - {"none"})]
     target_language = [c for name, c in TARGET_LANGUAGE_CONTRASTS.items() if name in groups]
     if target_language:
         return target_language

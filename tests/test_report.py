@@ -231,3 +231,13 @@ def test_a_collapsed_seed_is_named_before_the_headline_and_left_out(tmp_path):
     assert other.seeds.tolist() == [3]
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert scores.collapsed.sum() == 3  # every language of that stage, kept and marked
+
+
+def test_every_study_with_an_intermediate_condition_declares_primary_contrasts():
+    from ray_xt.contrasts import declared
+
+    assert [c.table for c in declared({"none", "en", "translate-train", "translate-train-each"})] == \
+        ["en_minus_translate_train", "en_minus_translate_train_each"]
+    assert [c.table for c in declared({"none", "en", "mlm", "multi-task"})] == ["gain_en", "mlm_minus_en"]
+    assert [c.table for c in declared({"none", "multi-task"})] == ["gain_multi-task"]
+    assert declared({"none"}) == []
