@@ -69,7 +69,7 @@ def _hub_lines(cfg: StudyConfig, lang: str, mirror: Path | None) -> tuple[list[s
 
 
 def materialize_corpus(cfg: StudyConfig, root: Path, langs: list[str], mirror: Path | None,
-                       on_written: Callable[[dict], None] | None = None) -> list:
+                       on_written: Callable[[dict], None] | None = None) -> list[Problem]:
     """Writes the missing text files; returns the problems (one line each), empty when all is there."""
     problems = []
     for lang in langs:
@@ -92,7 +92,7 @@ def materialize_corpus(cfg: StudyConfig, root: Path, langs: list[str], mirror: P
                     f"language in place, e.g. {path}", source=corpus.dataset if corpus else ""))
             continue
         if not lines:
-            problems.append(f"intermediate.mlm_corpus {lang}: no text lines found")
+            problems.append(Problem(cause="no text lines found", item=f"intermediate.mlm_corpus {lang}"))
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".partial")
