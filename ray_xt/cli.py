@@ -7,20 +7,21 @@ from pathlib import Path
 
 import typer
 
+from ray_xt.cli_errors import Commands, UsageError
 from ray_xt.cluster_cli import cluster_app
 from ray_xt.config import ConfigError, StudyConfig, load_study, only_seeds, parse_study
 from ray_xt.records import StageRecord
 from ray_xt.tracking_uri import without_password
 
-app = typer.Typer(help="Distributed sweeps for multilingual intermediate-task transfer studies.", no_args_is_help=True)
-micro_app = typer.Typer(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
+app = Commands(help="Distributed sweeps for multilingual intermediate-task transfer studies.", no_args_is_help=True)
+micro_app = Commands(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
                         no_args_is_help=True)
 app.add_typer(micro_app, name="micro")
-data_app = typer.Typer(help="The study's data: fetch, translate-in and check it before anything trains.",
+data_app = Commands(help="The study's data: fetch, translate-in and check it before anything trains.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-config_app = typer.Typer(help="The study file's settings.", no_args_is_help=True)
+config_app = Commands(help="The study file's settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(cluster_app, name="cluster")
 
@@ -29,11 +30,7 @@ SET_HELP = ("override a study-file setting, FIELD=VALUE with FIELD dotted as in 
 
 
 def _load(path: Path, overrides: list[str] | None = None) -> StudyConfig:
-    try:
-        return load_study(path, overrides or ())
-    except ConfigError as err:
-        typer.secho(str(err), fg="red", err=True)
-        raise typer.Exit(2) from None
+    return load_study(path, overrides or ())
 
 
 def _with_storage(cfg: StudyConfig, storage: str) -> StudyConfig:
@@ -42,8 +39,7 @@ def _with_storage(cfg: StudyConfig, storage: str) -> StudyConfig:
 
     problem = storage_problem(storage)
     if problem:
-        typer.secho(f"--storage: {problem}", fg="red", err=True)
-        raise typer.Exit(2)
+        raise UsageError(f"--storage: {problem}")
     return cfg.model_copy(update={"storage": storage})
 
 
@@ -85,8 +81,7 @@ def _checks(cfg: StudyConfig, tracking_uri: str | None = None, room: bool = Fals
     except TrackingUnavailable as err:
         problems.append(str(err))
     if problems:
-        typer.secho("\n".join(problems), fg="red", err=True)
-        raise typer.Exit(2)
+        raise UsageError("\n".join(problems))
 
 
 def _missing_data_folders(cfg: StudyConfig) -> list[str]:
@@ -120,8 +115,7 @@ def _pilot_records(cfg: StudyConfig) -> tuple[list[StageRecord], str | None]:
     try:
         pilot = load_study(cfg.power.pilot)
     except ConfigError as err:
-        typer.secho(f"power.pilot: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise UsageError(f"power.pilot: {err}") from None
     store = _stage_store(pilot)
     return [r for r in (store.get(s) for s in expand(pilot)) if r is not None], pilot.name
 
@@ -129,16 +123,11 @@ def _pilot_records(cfg: StudyConfig) -> tuple[list[StageRecord], str | None]:
 def _preflight(cfg: StudyConfig, tracking_uri: str | None = None) -> list | None:
     """Everything checkable without a cluster, so bad input fails before any resource is requested; the real
     data's manifest entries (None for the micro world, built after Ray starts)."""
-    from ray_xt.data import DataError
     from ray_xt.prepare import prepare_data
 
     _checks(cfg, tracking_uri, room=True)
-    try:
-        if cfg.data.source != "micro":  # the micro world is built (and checked) after Ray starts
-            return prepare_data(cfg, log=typer.echo)
-    except DataError as err:
-        typer.secho(str(err), fg="red", err=True)
-        raise typer.Exit(2) from None
+    if cfg.data.source != "micro":  # the micro world is built (and checked) after Ray starts
+        return prepare_data(cfg, log=typer.echo)
     return None
 
 
@@ -154,14 +143,12 @@ def _init_ray(address: str | None) -> None:
         try:
             socket.create_connection((host or address, int(port or 6379)), timeout=5).close()
         except (OSError, ValueError) as err:
-            typer.secho(f"--address {address}: no Ray cluster answers there ({err}); give the head's address as "
-                        "host:6379, or leave --address out to start a local Ray", fg="red", err=True)
-            raise typer.Exit(2) from None
+            raise UsageError(f"--address {address}: no Ray cluster answers there ({err}); give the head's address "
+                             "as host:6379, or leave --address out to start a local Ray") from None
     try:
         start_ray(address, logging_level="WARNING", configure_logging=True)
     except ConnectionError as err:
-        typer.secho(f"--address {address}: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise UsageError(f"--address {address}: {err}") from None
 
 
 def _publish_report(runner, records: list[StageRecord]) -> None:
@@ -263,11 +250,7 @@ def run(
 
     cfg = _load(experiment, overrides)
     if seeds:
-        try:
-            cfg = only_seeds(cfg, seeds, str(experiment))
-        except ConfigError as err:
-            typer.secho(str(err), fg="red", err=True)
-            raise typer.Exit(2) from None
+        cfg = only_seeds(cfg, seeds, str(experiment))
     if storage:
         cfg = _with_storage(cfg, storage)
     prepared = _preflight(cfg, tracking_uri)
@@ -279,17 +262,11 @@ def run(
 
         problem = node_local_storage(cfg.storage, sum(n["Alive"] for n in ray.nodes()))
         if problem:
-            typer.secho(problem, fg="red", err=True)
-            raise typer.Exit(2)
+            raise UsageError(problem)
     runner = StudyDriver(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
     runner.prepared = prepared
-    from ray_xt.data import DataError
-
-    try:
-        records = runner.run()
-    except DataError as err:  # found while tokenising (e.g. a question longer than half of max_seq_length)
-        typer.secho(str(err), fg="red", err=True)
-        raise typer.Exit(2) from None
+    # a DataError found while tokenising (a question longer than half of max_seq_length) is refused like any other
+    records = runner.run()
     _publish_report(runner, records)
 
 
@@ -318,11 +295,7 @@ def config_explain(field: str | None = typer.Argument(None, help="a setting or g
     """Each study-file setting: its type, default and what it does (from the settings' own definitions)."""
     from ray_xt.config import explain
 
-    try:
-        typer.echo("\n".join(explain(field)))
-    except ConfigError as err:
-        typer.secho(str(err), fg="red", err=True)
-        raise typer.Exit(2) from None
+    typer.echo("\n".join(explain(field)))
 
 
 @data_app.command("prepare")
@@ -332,20 +305,15 @@ def data_prepare(
 ) -> None:
     """Fetch (hub or mirror), translate-in (XTREME's translations) and check everything the study reads, without
     training; writes <data root>/manifest.json and prints what came from where."""
-    from ray_xt.data import DataError
     from ray_xt.prepare import prepare_data
     from ray_xt.study import resolve_inputs
 
     cfg = _load(experiment, overrides)
-    try:
-        if cfg.data.source == "micro":  # the micro world's files and models are built, then checked
-            resolved = resolve_inputs(cfg, use_ray=False)
-            typer.echo(f"[ray-xt] micro world ready: {resolved.data_root} ({len(resolved.datasets)} data sets)")
-        else:
-            prepare_data(cfg, log=typer.echo)
-    except DataError as err:
-        typer.secho(str(err), fg="red", err=True)
-        raise typer.Exit(2) from None
+    if cfg.data.source == "micro":  # the micro world's files and models are built, then checked
+        resolved = resolve_inputs(cfg, use_ray=False)
+        typer.echo(f"[ray-xt] micro world ready: {resolved.data_root} ({len(resolved.datasets)} data sets)")
+    else:
+        prepare_data(cfg, log=typer.echo)
 
 
 @micro_app.command("build")
@@ -358,11 +326,7 @@ def micro_build(
 
     cfg = _load(experiment)
     if scales:
-        try:
-            cfg = parse_study({**cfg.model_dump(mode="json"), "scales": scales.split(",")}, f"{experiment} with --scales")
-        except ConfigError as err:
-            typer.secho(str(err), fg="red", err=True)
-            raise typer.Exit(2) from None
+        cfg = parse_study({**cfg.model_dump(mode="json"), "scales": scales.split(",")}, f"{experiment} with --scales")
     resolved = resolve_inputs(cfg, use_ray=True)  # scales pretrain in parallel Ray tasks when missing
     typer.echo(f"world: {resolved.data_root}")
     for name, path in resolved.model_paths.items():
@@ -388,8 +352,7 @@ def micro_check(
 
     cfg = _load(experiment)
     if cfg.intermediate.tasks:
-        typer.secho(f"{experiment}: intermediate.tasks must be empty for a validity check", fg="red", err=True)
-        raise typer.Exit(2)
+        raise UsageError(f"{experiment}: intermediate.tasks must be empty for a validity check")
     _init_ray(address)
     runner = StudyDriver(cfg, log=lambda m: typer.echo(m))
     records = runner.run()
@@ -430,21 +393,18 @@ def translate(
 
     if task not in TASKS or TASKS[task].family not in TRANSLATABLE:
         valid = sorted(t for t, s in TASKS.items() if s.family in TRANSLATABLE)
-        typer.secho(f"--task {task!r}: not a translatable task; valid: {valid}", fg="red", err=True)
-        raise typer.Exit(2)
+        raise UsageError(f"--task {task!r}: not a translatable task; valid: {valid}")
     langs = [x.strip() for x in languages.split(",") if x.strip()]
     english = root / "intermediate" / task
     if not english.is_dir():
-        typer.secho(f"--root {root}: no {english} (the English files of {task} in xtreme's layout); give the data "
-                    "root `ray-xt data prepare` filled", fg="red", err=True)
-        raise typer.Exit(2)
+        raise UsageError(f"--root {root}: no {english} (the English files of {task} in xtreme's layout); give the "
+                         "data root `ray-xt data prepare` filled")
     _init_ray(address)
     try:
         results = translate_task(root, task, langs, model, tuple(splits.split(",")), lang_token, batch_size,
                                  workers, gpus_per_worker, max_examples=max_examples)
     except DataError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise UsageError(f"error: {err}") from None
     for r in results:
         typer.echo(f"{task} {r.split} -> {r.lang}: {r.examples} examples ({r.dropped} dropped) in {r.path}")
 
@@ -464,14 +424,12 @@ def score(
 
     if json_out is not None and (why := _unwritable(json_out.parent) or (
             "it is a folder" if json_out.is_dir() else None)):
-        typer.secho(f"--json {json_out}: {why}; give a file path you can write", fg="red", err=True)
-        raise typer.Exit(2)
+        raise UsageError(f"--json {json_out}: {why}; give a file path you can write")
     try:
         chosen = tuple(x.strip() for x in languages.split(",") if x.strip()) if languages else None
         overall, detailed = score_submission(predictions, labels, chosen)
     except ScoreError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise UsageError(f"error: {err}") from None
     typer.echo("| task | languages | " + "avg metric |")
     typer.echo("| --- | --- | --- |")
     for task, scores in detailed.items():

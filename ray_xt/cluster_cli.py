@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ray_xt.cli_errors import Commands
 from ray_xt.cluster_jobs import (
     ClusterJobError,
     StudyJob,
@@ -19,13 +20,8 @@ from ray_xt.cluster_jobs import (
     submit,
 )
 
-cluster_app = typer.Typer(help="A study as a Ray job on the cluster this runs on (run these on the head node).",
-                          no_args_is_help=True)
-
-
-def _fail(err: Exception) -> None:
-    typer.secho(str(err), fg="red", err=True)
-    raise typer.Exit(2)
+cluster_app = Commands(help="A study as a Ray job on the cluster this runs on (run these on the head node).",
+                       no_args_is_help=True)
 
 
 def checkout_root() -> Path:
@@ -68,19 +64,16 @@ def submit_study(
                                      help="print the study's log until it ends (leaving it never stops the study)"),
 ) -> None:
     """Submit a study's driver as a Ray job on this cluster (refused while the same study runs here)."""
-    from ray_xt.config import ConfigError, load_study, only_seeds
+    from ray_xt.config import load_study, only_seeds
 
     path = resolve_study_path(experiment)
     args = [*(["--tracking-uri", tracking_uri] if tracking_uri else []), *(["--storage", storage] if storage else []),
             *(["--seeds", seeds] if seeds else []), *[x for o in overrides for x in ("--set", o)]]
-    try:
-        cfg = load_study(path, overrides)  # a bad study file is refused here, before a job exists
-        if seeds:
-            only_seeds(cfg, seeds, str(path))
-        client = job_client()
-        job_id = submit(client, cfg.name, entrypoint(checkout_root(), path, args))
-    except (ClusterJobError, ConfigError) as err:
-        _fail(err)
+    cfg = load_study(path, overrides)  # a bad study file is refused here, before a job exists
+    if seeds:
+        only_seeds(cfg, seeds, str(path))
+    client = job_client()
+    job_id = submit(client, cfg.name, entrypoint(checkout_root(), path, args))
     typer.echo(f"[ray-xt] study {cfg.name} submitted as Ray job {job_id}: it runs on the head whether or not this "
                "stays connected (make cluster-logs / cluster-status / cluster-stop CLUSTER=...)")
     if follow_logs:
@@ -93,11 +86,8 @@ def logs(
     replay_all: bool = typer.Option(False, "--all", help="the whole log, not only its last lines"),
 ) -> None:
     """Follow a study's log (re-attach): its last lines, then what it prints until it ends."""
-    try:
-        client = job_client()
-        chosen = choose(client, job)
-    except ClusterJobError as err:
-        _fail(err)
+    client = job_client()
+    chosen = choose(client, job)
     if replay_all:
         typer.echo(client.get_job_logs(chosen.submission_id), nl=False)
         return
@@ -107,23 +97,15 @@ def logs(
 @cluster_app.command("status")
 def status() -> None:
     """Every ray_xt job on this cluster, newest first, with the running ones' latest progress line."""
-    try:
-        client = job_client()
-        lines = status_lines(client)
-    except ClusterJobError as err:
-        _fail(err)
-    for line in lines:
+    for line in status_lines(job_client()):
         typer.echo(line)
 
 
 @cluster_app.command("stop")
 def stop(job: str | None = typer.Argument(None, help="a job id or study name (default: the newest running one)")) -> None:
     """Stop a running study's job (finished stages are kept; submitting it again continues it)."""
-    try:
-        client = job_client()
-        chosen = choose(client, job) if job else (running(client) or [choose(client, None)])[0]
-    except ClusterJobError as err:
-        _fail(err)
+    client = job_client()
+    chosen = choose(client, job) if job else (running(client) or [choose(client, None)])[0]
     if client.stop_job(chosen.submission_id):
         typer.echo(f"[ray-xt] asked job {chosen.submission_id} (study {chosen.study}) to stop")
     else:  # Ray stops only a job that still runs

@@ -101,3 +101,35 @@ def test_micro_build_rejects_unknown_scale_option():
     result = CliRunner().invoke(app, ["micro", "build", str(ROOT / "experiments" / "demo.yaml"), "--scales", "micro-q"])
     assert result.exit_code == 2
     assert "scales" in result.output and "micro-q" in result.output and "micro-s" in result.output
+
+
+def test_refusals_leave_every_command_through_one_boundary():
+    """Commands raise; ray_xt.cli_errors prints the message and exits 2. A bug is not a refusal: it propagates."""
+    import re
+    from pathlib import Path
+
+    import typer
+    from typer.testing import CliRunner
+
+    from ray_xt.cli_errors import Commands, UsageError
+    from ray_xt.config import ConfigError
+
+    probe = Commands()
+
+    @probe.command("refuse")
+    def refuse(kind: str) -> None:
+        raise {"usage": UsageError("--x 3: not a size; valid: 1, 2"), "config": ConfigError("trial.epochs: < 0"),
+               "bug": KeyError("oops")}[kind]
+
+    @probe.command("fine")
+    def fine() -> None:
+        typer.echo("ok")
+
+    runner = CliRunner()
+    for kind, message in (("usage", "--x 3: not a size; valid: 1, 2"), ("config", "trial.epochs: < 0")):
+        result = runner.invoke(probe, ["refuse", kind])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert isinstance(runner.invoke(probe, ["refuse", "bug"]).exception, KeyError)
+    root = Path(__file__).resolve().parents[1] / "ray_xt"
+    for module in ("cli.py", "cluster_cli.py"):  # no command prints and exits on its own
+        assert not re.search(r"fg=\"red\"|Exit\(2\)", (root / module).read_text()), module
