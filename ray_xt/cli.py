@@ -71,7 +71,7 @@ def _checks(cfg: StudyConfig, tracking_uri: str | None = None, room: bool = Fals
     if room:  # run; plan warns (a cluster's study file names folders only its nodes have)
         problems += _missing_data_folders(cfg)
     if cfg.data.source == "micro":
-        from ray_xt.micro.build import default_cache_dir
+        from ray_xt.storage import default_cache_dir
 
         cache = cfg.micro.cache_dir or default_cache_dir()
         if why := _unwritable(Path(cache)):

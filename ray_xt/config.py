@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ray_xt.micro.languages import LANGUAGES
+from ray_xt.micro.codes import LANGUAGE_CODES
 from ray_xt.scales import SCALES
 from ray_xt.tasks.registry import TASKS
 
@@ -108,9 +108,9 @@ class MicroWorldConfig(Strict):
     @field_validator("languages")
     @classmethod
     def _languages_known(cls, v: list[str]) -> list[str]:
-        unknown = [code for code in v if code not in LANGUAGES]
+        unknown = [code for code in v if code not in LANGUAGE_CODES]
         if unknown:
-            raise ValueError(f"unknown micro-world language(s) {unknown}; valid: {sorted(LANGUAGES)}")
+            raise ValueError(f"unknown micro-world language(s) {unknown}; valid: {sorted(LANGUAGE_CODES)}")
         if "en" not in v:
             raise ValueError("must include 'en' (the source language of zero-shot transfer)")
         return v
@@ -149,7 +149,7 @@ class DataConfig(Strict):
     def data_root(self) -> Path:
         if self.root is not None:
             return Path(self.root).expanduser()
-        from ray_xt.micro.build import default_cache_dir
+        from ray_xt.storage import default_cache_dir
 
         return default_cache_dir() / "xtreme"
 
@@ -718,3 +718,11 @@ def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
         raise ConfigError(f"{source}: --seeds {seeds}: seed(s) {unknown} are not in the study's seeds {cfg.seeds}; "
                           "add them to seeds: in the YAML to run them")
     return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index)})
+
+
+def translate_languages(cfg: StudyConfig) -> list[str]:
+    """The languages of target-language intermediate data: intermediate.languages, else every zero-shot language
+    of the study's target tasks."""
+    if cfg.intermediate.languages is not None:
+        return sorted(set(cfg.intermediate.languages))
+    return sorted({lang for t in cfg.target.tasks for lang in cfg.languages_for(t)} - {"en"})

@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ray_xt.config import StudyConfig
+from ray_xt.config import StudyConfig, translate_languages
 from ray_xt.data import source_files
 from ray_xt.families import DataError, family_of
 from ray_xt.problem_list import Problem, grouped_message
 from ray_xt.provenance import ExampleFiles, drawn_into, held_out_counts, held_out_ids, unprovable_problems
-from ray_xt.stages import translate_languages
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS, UDPOS_HUB_MERGED
 
 MANIFEST = "manifest.json"

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ray_xt.micro.pretrain import PretrainSpec
+from ray_xt.micro.spec import PretrainSpec
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ray_xt.config import StudyConfig
+from ray_xt.config import StudyConfig, translate_languages
 from ray_xt.tasks.registry import TASKS
 
 
@@ -132,14 +132,6 @@ def _head_carried_over(upstream: Stage | None, target: str) -> bool:
     checkpoint has a head the target's may match in shape; a multi-task upstream saves the encoder alone)."""
     return (upstream is not None and upstream.task != MULTI_TASK
             and TASKS[upstream.task].family == TASKS[target].family)
-
-
-def translate_languages(cfg: StudyConfig) -> list[str]:
-    """The languages of target-language intermediate data: intermediate.languages, else every zero-shot language
-    of the study's target tasks."""
-    if cfg.intermediate.languages is not None:
-        return sorted(set(cfg.intermediate.languages))
-    return sorted({lang for t in cfg.target.tasks for lang in cfg.languages_for(t)} - {"en"})
 
 
 def _variants(cfg: StudyConfig, condition: str) -> list[str]:

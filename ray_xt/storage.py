@@ -202,3 +202,9 @@ class StudyStorage:
         if not self.remote or is_uri(path):
             return path
         return f"{self.location.split('://', 1)[0]}://{path}"
+
+
+def default_cache_dir() -> Path:
+    """Where micro worlds, their models and the hub models' local copies are cached on this machine
+    (``$RAY_XT_CACHE``, else ``~/.cache/ray_xt``)."""
+    return Path(os.environ.get("RAY_XT_CACHE", Path.home() / ".cache" / "ray_xt"))

@@ -51,8 +51,8 @@ def quiet_termination() -> None:
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
-    from ray_xt.sweep import quiet_tune_console
     from ray_xt.trial_workers import replace_this_worker
+    from ray_xt.tune_console import quiet_tune_console
 
     clock = PhaseClock()
     quiet_tune_console()  # this trial actor's checkpoint INFO lines

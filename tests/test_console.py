@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from ray_xt.sweep import TUNE_OUTPUT_ENV, quiet_tune_console
+from ray_xt.tune_console import TUNE_OUTPUT_ENV, quiet_tune_console
 
 pytestmark = pytest.mark.integration
 LOGGERS = ("ray.tune", "ray.train", "optuna")

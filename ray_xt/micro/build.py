@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ray_xt.micro.pretrain import PretrainSpec, pretrain_mlm, train_tokenizer
 from ray_xt.micro.world import WorldSpec, write_corpus, write_profiles, write_tasks
+from ray_xt.storage import default_cache_dir
 
 # Bump when the generator's output changes for the same spec, so caches are not reused wrongly:
 # CORPUS_VERSION for corpus/tokenizer/models, TASKS_VERSION for task files only (CORPUS_VERSION 9: the tokenizer's
@@ -26,10 +27,6 @@ CORPUS_VERSION = 10
 TASKS_VERSION = 8
 PRETRAIN_VERSION = 2
 MARKER = ".complete"
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RAY_XT_CACHE", Path.home() / ".cache" / "ray_xt"))
 
 
 def _digest(payload: dict) -> str:

@@ -1,0 +1,77 @@
+"""The documented layers as a test: every module declared once (ray_xt.layers), no import running up a layer,
+docs/architecture.md's table the same as the declaration."""
+
+import ast
+import re
+from pathlib import Path
+
+from ray_xt.layers import LAYERS, layer_of
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ray_xt"
+
+
+def _modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__").removesuffix("__init__"): p
+            for p in PACKAGE.rglob("*.py")}
+
+
+def _imports(path: Path) -> set[str]:
+    """ray_xt modules ``path`` imports (relative to ray_xt), at any depth of the file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {n.removeprefix("ray_xt.") for n in names if n.startswith("ray_xt.")}
+    return found
+
+
+def test_every_module_has_a_layer():
+    modules = [m for m in _modules() if m]
+    assert [m for m in modules if layer_of(m) is None] == []
+    declared = [name for layer in LAYERS for name in layer.modules]
+    assert len(declared) == len(set(declared))
+    stale = [name for name in declared if not any(m == name or m.startswith(name + ".") for m in modules)]
+    assert stale == []
+
+
+def violations(modules: dict[str, Path]) -> list[str]:
+    found = []
+    for name, path in sorted(modules.items()):
+        for imported in sorted(_imports(path)):
+            if imported in modules and imported != name and layer_of(imported) < layer_of(name or "__init__"):
+                found.append(f"{name} ({LAYERS[layer_of(name)].name}) imports {imported} "
+                             f"({LAYERS[layer_of(imported)].name})")
+    return found
+
+
+def test_no_import_runs_up_a_layer():
+    modules = {m: p for m, p in _modules().items() if m}
+    assert violations(modules) == []
+
+
+def test_an_import_up_a_layer_is_caught(tmp_path):
+    """The check itself: a settings module importing the study layer fails it."""
+    bad = tmp_path / "config.py"
+    bad.write_text("def f():\n    from ray_xt.study import StudyDriver\n")
+    assert violations({"config": bad, "study": PACKAGE / "study.py"}) == [
+        "config (settings) imports study (study)"]
+
+
+def test_the_architecture_doc_lists_the_declared_layers():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| ([a-z ]+) \| (.+) \| (.+) \|$", text, flags=re.MULTILINE)
+    documented = {name: set(re.findall(r"`([a-z_.]+)(?:/\*)?`", modules)) for name, modules, _ in rows
+                  if name not in ("layer",)}
+    assert documented == {layer.name: set(layer.modules) for layer in LAYERS}
+
+
+def test_the_micro_language_codes_the_settings_check_are_the_worlds():
+    from ray_xt.micro.codes import LANGUAGE_CODES
+    from ray_xt.micro.languages import LANGUAGES
+
+    assert tuple(LANGUAGES) == LANGUAGE_CODES
