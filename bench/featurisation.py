@@ -44,7 +44,7 @@ def main() -> None:
     study_seconds = time.perf_counter() - started
     ray.shutdown()
 
-    cache = runner.features
+    cache = runner.parts.features
     feature_dirs = [d for d in cache.directory.iterdir() if (d / "dataset_dict.json").exists()]
     trials = sum(len(r["sweep"]["trials"]) for r in records if "sweep" in r)
     trial_loads = sum(len(r["sweep"]["trials"]) * 2 * len(r["trial_spec"]["tasks"]) for r in records if "sweep" in r)

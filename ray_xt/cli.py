@@ -155,12 +155,12 @@ def _publish_report(runner, records: list[StageRecord]) -> None:
     """Comparison tables to the console, to <storage>/<study>/report/ and to the study's MLflow summary run."""
     from ray_xt.report import log_report, write_report
 
-    markdown, files = write_report(records, runner.paths.report)
+    markdown, files = write_report(records, runner.parts.paths.report)
     typer.echo("\n" + markdown)
     if files:
-        where = runner.storage.publish(runner.paths.report)
-        run_id = log_report(runner.tracker, runner.cfg.name, files, markdown)
-        typer.echo(f"[ray-xt] report: {where} (MLflow run {run_id} in {without_password(runner.tracker.uri)})")
+        where = runner.parts.storage.publish(runner.parts.paths.report)
+        run_id = log_report(runner.parts.tracker, runner.cfg.name, files, markdown)
+        typer.echo(f"[ray-xt] report: {where} (MLflow run {run_id} in {without_password(runner.parts.tracker.uri)})")
 
 
 @app.command()
@@ -286,7 +286,7 @@ def report(
         cfg = _with_storage(cfg, storage)
     _checks(cfg, tracking_uri)
     runner = StudyDriver(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
-    _publish_report(runner, [r for r in (runner.store.get(s) for s in expand(cfg)) if r is not None])
+    _publish_report(runner, [r for r in (runner.parts.store.get(s) for s in expand(cfg)) if r is not None])
 
 
 @config_app.command("explain")
@@ -364,12 +364,12 @@ def micro_check(
     counts = eval_example_counts(runner.resolved.data_root, {t: TASKS[t] for t in cfg.target.tasks}, languages)
     validity = table.to_markdown() + "\n\n" + validity_verdict(table, cfg.scales, counts) + "\n"
     typer.echo(validity)
-    out = runner.paths.report / "validity.md"
+    out = runner.parts.paths.report / "validity.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(validity)
-    where = runner.storage.publish(out)
-    run_id = log_report(runner.tracker, cfg.name, [out], validity)  # the check's summary run in MLflow
-    typer.echo(f"\n[ray-xt] written to {where} (MLflow run {run_id} in {without_password(runner.tracker.uri)})")
+    where = runner.parts.storage.publish(out)
+    run_id = log_report(runner.parts.tracker, cfg.name, [out], validity)  # the check's summary run in MLflow
+    typer.echo(f"\n[ray-xt] written to {where} (MLflow run {run_id} in {without_password(runner.parts.tracker.uri)})")
 
 
 @app.command()

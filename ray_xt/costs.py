@@ -70,7 +70,7 @@ def training_examples(cfg: StudyConfig, stage: Stage) -> int:
 def processed_examples(cfg: StudyConfig, stage: Stage) -> int:
     """Examples one trial processes per epoch: its task's, and in the mlm condition the MLM batches taken on top
     (``intermediate.mlm_ratio`` per task batch)."""
-    extra = cfg.intermediate.mlm_ratio if stage.kind == "intermediate" and stage.condition == "mlm" else 0.0
+    extra = cfg.intermediate.mlm_ratio if stage.mixes_mlm else 0.0
     return round(training_examples(cfg, stage) * (1 + extra))
 
 

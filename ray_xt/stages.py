@@ -10,14 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 from ray_xt.config import StudyConfig, translate_languages
 from ray_xt.tasks.registry import TASKS
 
+StageKind = Literal["intermediate", "target", "retrieval"]
+
 
 @dataclass(frozen=True)
 class Stage:
-    kind: str  # intermediate | target (a sweep) | retrieval (evaluated from the upstream's checkpoint, no training)
+    kind: StageKind  # intermediate, target (sweeps) | retrieval (evaluated from the upstream's checkpoint, no training)
     scale: str
     task: str
     seed: int
@@ -34,6 +37,21 @@ class Stage:
             "inputs": self.inputs_digest, "upstream": self.upstream.key if self.upstream else None,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def sweeps(self) -> bool:
+        """Trains (a Tune sweep); a retrieval stage only evaluates its upstream's checkpoint."""
+        return self.kind != "retrieval"
+
+    @property
+    def scored(self) -> bool:
+        """Evaluated zero-shot on the target's languages (target and retrieval stages)."""
+        return self.kind != "intermediate"
+
+    @property
+    def mixes_mlm(self) -> bool:
+        """An intermediate stage of the mlm condition: MLM batches of target-language text beside its task."""
+        return self.kind == "intermediate" and self.condition == "mlm"
 
     @property
     def label(self) -> str:
@@ -194,7 +212,7 @@ def expand(cfg: StudyConfig) -> list[Stage]:
                         stages.append(stage)
                         upstreams.append(stage)
             for target in cfg.target.tasks:
-                kind = "retrieval" if TASKS[target].family == "retrieval" else "target"
+                kind: StageKind = "retrieval" if TASKS[target].family == "retrieval" else "target"
                 for up in upstreams:
                     stages.append(
                         Stage(

@@ -58,7 +58,7 @@ def test_an_import_up_a_layer_is_caught(tmp_path):
     """The check itself: a settings module importing the study layer fails it."""
     bad = tmp_path / "config.py"
     bad.write_text("def f():\n    from ray_xt.study import StudyDriver\n")
-    assert violations({"config": bad, "study": PACKAGE / "study.py"}) == [
+    assert violations({"config": bad, "study": PACKAGE / "study" / "__init__.py"}) == [
         "config (settings) imports study (study)"]
 
 

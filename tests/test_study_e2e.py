@@ -108,8 +108,8 @@ def test_every_family_through_a_study_with_xtreme_submissions(tmp_path, micro_ca
     assert all(r["trial_spec"]["group_by_length"] for r in records if r["stage"]["stage"] != "retrieval")
     # every (task, split, languages, tokenizer, max_len, stride) was tokenised exactly once, in the driver;
     # trials and stage drivers only loaded the Arrow files
-    cached = [p for p in runner.paths.features.iterdir() if not p.name.endswith(".partial")]
-    assert runner.features.misses == len(cached) and runner.features.hits > 0
+    cached = [p for p in runner.parts.paths.features.iterdir() if not p.name.endswith(".partial")]
+    assert runner.parts.features.misses == len(cached) and runner.parts.features.hits > 0
     kinds = sorted((r["stage"]["stage"], r["stage"]["task"]) for r in records)
     assert kinds == sorted([("intermediate", "commonsenseqa"), ("target", "udpos"), ("target", "udpos"),
                             ("target", "xquad"), ("target", "xquad"), ("retrieval", "tatoeba"),
