@@ -85,13 +85,8 @@ class TrialShape:
     @classmethod
     def of(cls, cfg: StudyConfig, task: str, scale: str) -> TrialShape:
         t = cfg.resolved_trial(task, scale)
-        values = {"batch_size": t.batch_size, "grad_accum": t.grad_accum, "workers": t.workers,
-                  "zero_stage": t.zero_stage, "offload": t.offload_optimizer, "gpus": t.gpus, "bf16": t.bf16,
-                  "max_seq_length": t.max_seq_length}
-        unset = [k for k, v in values.items() if v is None]
-        if unset:
-            raise ValueError(f"resolved_trial({task!r}, {scale!r}) left {unset} unset")
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(batch_size=t.batch_size, grad_accum=t.grad_accum, workers=t.workers, zero_stage=t.zero_stage,
+                   offload=t.offload_optimizer, gpus=t.gpus, bf16=t.bf16, max_seq_length=t.max_seq_length)
 
     def uses_bf16(self, on_gpu: bool | None = None) -> bool:
         """Whether the trial trains in bf16: on a GPU (default: where the scale's resources put it) with ``bf16``

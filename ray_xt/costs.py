@@ -131,7 +131,6 @@ def asha_lines(cfg: StudyConfig, stages: list[Stage]) -> list[str]:
         if stage.kind == "retrieval":
             continue
         t = cfg.resolved_trial(stage.task, stage.scale)
-        assert t.batch_size is not None
         n = Schedule.of(max(1, training_examples(cfg, stage)), t.batch_size, t.epochs, t.evals_per_epoch).reports
         if n <= cfg.scheduler.grace_period:
             reports[n] = reports.get(n, 0) + 1

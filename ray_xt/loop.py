@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ray_xt.config import ResolvedTrial
     from ray_xt.families.base import Family
     from ray_xt.tasks.registry import TaskSpec
 
@@ -80,7 +81,7 @@ class TrialSpec:
     trainer_pool: str | None = None
 
     @classmethod
-    def of(cls, settings: Any, **run: Any) -> TrialSpec:
+    def of(cls, settings: ResolvedTrial, **run: Any) -> TrialSpec:
         """A spec from a study's resolved trial settings (``StudyConfig.resolved_trial``: every field the loop reads,
         by the same name; ``gpus`` is per worker) and the run's own values (paths, tasks, seed, keys)."""
         return cls(**{name: getattr(settings, name) for name in FROM_SETTINGS}, gpus_per_worker=settings.gpus, **run)

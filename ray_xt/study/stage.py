@@ -106,7 +106,6 @@ class StageRunner:
 
     def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
         cfg, t = self.cfg, self.cfg.resolved_trial(stage.task, stage.scale)
-        assert t.batch_size is not None
         # the loop's own arithmetic (ray_xt.loop), so ASHA's horizon agrees with the reports trials make
         schedule = Schedule.of(n_train, t.batch_size, t.epochs, t.evals_per_epoch)
         return SweepSettings(
@@ -152,7 +151,7 @@ class StageRunner:
         parent = self.parts.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
         self._log_datasets(parent, stage)
         self.parts.tracker.log_params(parent, {
-            **{f"trial.{k}": v for k, v in t.model_dump().items()},
+            **{f"trial.{k}": v for k, v in t.as_dict().items()},
             "search.lr_low": settings.lr_low, "search.lr_high": settings.lr_high,
             "search.num_samples": settings.num_samples, "train_examples": n_train,
             "train_languages": ",".join(self._train_languages(stage)), "model_path": spec.model_path,
