@@ -15,15 +15,12 @@ from ray_xt.tracking_uri import without_password
 
 app = Commands(help="Distributed sweeps for multilingual intermediate-task transfer studies.", no_args_is_help=True)
 micro_app = Commands(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
-                        no_args_is_help=True)
-app.add_typer(micro_app, name="micro")
+                     no_args_is_help=True)
 data_app = Commands(help="The study's data: fetch, translate-in and check it before anything trains.",
-                       no_args_is_help=True)
-app.add_typer(data_app, name="data")
-
+                    no_args_is_help=True)
 config_app = Commands(help="The study file's settings.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-app.add_typer(cluster_app, name="cluster")
+for name, sub_app in (("micro", micro_app), ("data", data_app), ("config", config_app), ("cluster", cluster_app)):
+    app.add_typer(sub_app, name=name)
 
 SET_HELP = ("override a study-file setting, FIELD=VALUE with FIELD dotted as in the file (trial.epochs=3, "
             "search.learning_rate.low=1e-5); repeatable; validated as the file is and recorded with the stages")

@@ -75,3 +75,8 @@ def test_the_micro_language_codes_the_settings_check_are_the_worlds():
     from ray_xt.micro.languages import LANGUAGES
 
     assert tuple(LANGUAGES) == LANGUAGE_CODES
+
+
+def test_no_module_is_over_450_lines():
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert long == {}
