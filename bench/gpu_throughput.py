@@ -160,7 +160,7 @@ def build(opts, work: Path) -> dict:
 def ray_xt_side(opts, work: Path) -> dict:
     """``ray_xt.loop.train`` with a session that times every step boundary and stops after the timed steps (no
     evaluation or checkpoint is reached)."""
-    from ray_xt.loop import OneProcessSession, TaskInputs, TrialSpec, train
+    from ray_xt.loop import Hyper, OneProcessSession, TaskInputs, TrialSpec, train
     from ray_xt.process_env import prepare_process
 
     prepare_process(opts.threads)
@@ -180,7 +180,7 @@ def ray_xt_side(opts, work: Path) -> dict:
                      epochs=1, batch_size=opts.batch_size, evals_per_epoch=1, warmup_ratio=0.1, weight_decay=0.01,
                      zero_stage=opts.zero_stage, bf16="auto", cpus=opts.threads, seed=0, stage_key="bench",
                      git_revision="bench", grad_accum=opts.grad_accum, offload_optimizer=opts.offload == "on")
-    train({"learning_rate": 1e-5}, spec, TimedSession())
+    train(spec, Hyper(learning_rate=1e-5), TimedSession())
     return {"timer": timer}
 
 

@@ -78,12 +78,12 @@ def plain_loop_trial(args: tuple) -> tuple[float, float]:
     """One trial through ray_xt's own training loop in a plain process (no Ray, Tune, trainer host or MLflow);
     returns its best dev score and its optimiser-step seconds."""
     spec, lr, _ = args
-    from ray_xt.loop import MemorySession, TrialSpec, train
+    from ray_xt.loop import Hyper, MemorySession, TrialSpec, train
     from ray_xt.process_env import prepare_process
 
     prepare_process(spec["cpus"])
     session = MemorySession()
-    train({"learning_rate": lr}, TrialSpec.from_record({**spec, "trainer_pool": None}), session)
+    train(TrialSpec.from_record({**spec, "trainer_pool": None}), Hyper(learning_rate=lr), session)
     return max(r["score"] for r in session.reports), session.reports[-1]["loop.train_s"]
 
 

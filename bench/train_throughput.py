@@ -50,7 +50,7 @@ def main() -> None:
     from ray_xt.data import load_features
     from ray_xt.families import family_of
     from ray_xt.families.base import quiet_transformers
-    from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, train
+    from ray_xt.loop import Hyper, MemorySession, TaskInputs, TrialSpec, train
     from ray_xt.process_env import prepare_process
     from ray_xt.tasks.registry import TASKS
 
@@ -72,7 +72,7 @@ def main() -> None:
                      zero_stage=opts.zero_stage, bf16="auto", cpus=opts.threads, seed=0, stage_key="bench",
                      git_revision="bench", group_by_length=opts.group_by_length)
     session = MemorySession()
-    train({"learning_rate": lr}, spec, session)
+    train(spec, Hyper(learning_rate=lr), session)
     ray_rate = session.reports[-1]["examples_per_second"] * tokens / (len(features["input_ids"]) * opts.epochs)
 
     torch.set_num_threads(opts.threads)

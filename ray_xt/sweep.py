@@ -8,15 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ray_xt.loop.contract import Hyper
 from ray_xt.storage import exists, join
 from ray_xt.tune_console import quiet_tune_console
 
 
 @dataclass(frozen=True)
 class SweepSettings:
-    lr_low: float
-    lr_high: float
-    initial_lr: float | None
+    learning_rate_low: float  # search.learning_rate, searched log-uniformly
+    learning_rate_high: float
+    initial_learning_rate: float | None  # the first point evaluated
     num_samples: int
     max_concurrent: int
     search_seed: int
@@ -63,10 +64,11 @@ def build_searcher(s: SweepSettings):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    points = [{"learning_rate": s.initial_lr}] if s.initial_lr is not None else None
+    points = [Hyper(s.initial_learning_rate).as_config()] if s.initial_learning_rate is not None else None
     # The space lives in the searcher (not the Tuner's param_space) so it is part of the searcher state a
     # restored sweep gets back: a sweep interrupted before its first trial can still sample after restore.
-    space = {"learning_rate": optuna.distributions.FloatDistribution(s.lr_low, s.lr_high, log=True)}
+    space = {"learning_rate": optuna.distributions.FloatDistribution(s.learning_rate_low, s.learning_rate_high,
+                                                                     log=True)}  # Hyper's one field
     searcher = OptunaSearch(
         space=space, metric=s.metric, mode=s.mode, points_to_evaluate=points,
         sampler=optuna.samplers.TPESampler(seed=s.search_seed, n_startup_trials=max(2, min(10, s.num_samples // 2))),
@@ -146,20 +148,13 @@ def run_sweep(name: str, storage_path: str, trainable, settings: SweepSettings, 
     return summarize(grid, settings, locate)
 
 
-def _trial_id_from_path(path: str) -> str:
-    import re
-
-    match = re.search(r"_([0-9a-f]{8})_\d+_learning_rate=", Path(path).name)
-    return match.group(1) if match else Path(path).name
-
-
 def summarize(grid, settings: SweepSettings, locate: Callable[[str], str] = str) -> SweepOutcome:
     trials = []
     candidates = []  # (score, trial_id, lr, checkpoint)
     for result in grid:
-        # Tune names trial folders <trainable>_<trial id>_<n>_<config>; the id is the 8-hex field before <n>
-        trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
-        lr = float(result.config.get("learning_rate", float("nan")))
+        # Tune's own result metadata; a trial that failed before its first report has none: its folder names it
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        lr = Hyper.of(result.config).learning_rate if result.config else float("nan")
         scored = [(score, locate(path)) for score, path in _scored_checkpoints(result, settings.metric, locate)]
         trials.append(TrialOutcome(trial_id, lr, max((s for s, _ in scored), default=None),
                                    "ERROR" if result.error else "TERMINATED",

@@ -135,14 +135,14 @@ class TrainerHost:
         self.thread.start()
 
     def _run(self, run_id: str, config: dict, spec, session: HostSession, entry_time: float) -> None:
-        from ray_xt.loop import PhaseClock, train
+        from ray_xt.loop import Hyper, PhaseClock, train
         from ray_xt.process_env import prepare_process
 
         # since the trial function was entered (same node, wall clock): the lease, and a new host's start
         clock = PhaseClock(entry_time, {"host": time.time() - entry_time})
         try:
             prepare_process(spec.cpus)
-            train(config, spec, session, clock)
+            train(spec, Hyper.of(config), session, clock)
             outcome = ("done", None, None)
         except RunCancelled:
             outcome = ("done", None, None)

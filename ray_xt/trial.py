@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 # TaskInputs and TrialSpec are named here too: Tune experiments pickled before the loop moved to ray_xt.loop resume
-from ray_xt.loop import PhaseClock, TaskInputs, TrialSpec, train  # noqa: F401
+from ray_xt.loop import Hyper, PhaseClock, TaskInputs, TrialSpec, train  # noqa: F401
 from ray_xt.process_env import prepare_process
 from ray_xt.sessions import TrainWorkerSession, TuneSession, divergence_marker, stop_if_diverged
 
@@ -50,7 +50,7 @@ def quiet_termination() -> None:
 
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
-    """Tune function trainable. ``config`` holds the searched values (learning_rate)."""
+    """Tune function trainable. ``config`` carries the searched values (``ray_xt.loop.Hyper``)."""
     from ray_xt.trial_workers import replace_this_worker
     from ray_xt.tune_console import quiet_tune_console
 
@@ -71,7 +71,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
         run_worker_group(config, spec, marker)
         return
     prepare_process(spec.cpus)
-    train(config, spec, TuneSession(marker), clock)
+    train(spec, Hyper.of(config), TuneSession(marker), clock)
 
 
 def run_worker_group(config: dict, spec: TrialSpec, marker: Path | None) -> None:
@@ -115,7 +115,7 @@ def train_worker(loop_config: dict) -> None:
     marker = Path(loop_config["marker"]) if loop_config["marker"] else None
     stop_if_diverged(marker)  # a worker-group restart after divergence
     prepare_process(spec.cpus)
-    train(loop_config["config"], spec, TrainWorkerSession(marker), clock)
+    train(spec, Hyper.of(loop_config["config"]), TrainWorkerSession(marker), clock)
 
 
 def stage_trainable(stage_key: str):

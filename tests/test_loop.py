@@ -14,7 +14,7 @@ from ray_xt.loop import Schedule
 
 TRAIN = r"""
 import json, sys
-from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, train
+from ray_xt.loop import Hyper, MemorySession, TaskInputs, TrialSpec, train
 from ray_xt.process_env import prepare_process
 
 args = json.loads(sys.argv[1])
@@ -24,7 +24,7 @@ spec = TrialSpec(model_path=args["model"], tokenizer_path=args["model"],
                  epochs=2, batch_size=16, evals_per_epoch=2, warmup_ratio=0.1, weight_decay=0.01, zero_stage=0,
                  bf16=False, cpus=1, seed=0, stage_key="loop-test", git_revision="test")
 session = MemorySession()
-train({"learning_rate": 3e-4}, spec, session)
+train(spec, Hyper(learning_rate=3e-4), session)
 print(json.dumps({"reports": session.reports, "checkpoints": session.checkpoints,
                   "ray_imported": any(m == "ray" or m.startswith("ray.") for m in sys.modules)}))
 """
@@ -34,7 +34,7 @@ print(json.dumps({"reports": session.reports, "checkpoints": session.checkpoints
 THREE_TRIALS = r"""
 import gc, json, sys
 import deepspeed, torch
-from ray_xt.loop import MemorySession, TaskInputs, TrialSpec, train
+from ray_xt.loop import Hyper, MemorySession, TaskInputs, TrialSpec, train
 from ray_xt.process_env import prepare_process
 
 args = json.loads(sys.argv[1])
@@ -53,7 +53,7 @@ def alive():
 before = alive()
 after = []
 for lr in (3e-4, 1e-4, 5e-4):
-    train({"learning_rate": lr}, spec, MemorySession())
+    train(spec, Hyper(learning_rate=lr), MemorySession())
     after.append(alive())
 print(json.dumps({"before": before, "after": after}))
 """

@@ -37,8 +37,9 @@ def failing_trial(config: dict) -> None:
     raise RuntimeError("the node went away")
 
 
-SETTINGS = SweepSettings(lr_low=1e-4, lr_high=1e-3, initial_lr=None, num_samples=1, max_concurrent=1, search_seed=0,
-                         asha=False, grace_period=1, reduction_factor=2, max_reports=4, max_failures=0, cpus=1, gpus=0)
+SETTINGS = SweepSettings(learning_rate_low=1e-4, learning_rate_high=1e-3, initial_learning_rate=None, num_samples=1,
+                         max_concurrent=1, search_seed=0, asha=False, grace_period=1, reduction_factor=2, max_reports=4,
+                         max_failures=0, cpus=1, gpus=0)
 
 
 def _kept_checkpoints(experiment: Path) -> list[Path]:

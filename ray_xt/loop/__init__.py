@@ -10,6 +10,7 @@ Ray; torch, DeepSpeed and transformers are imported when a loop runs.
 
 from ray_xt.loop.contract import (
                                   FROM_SETTINGS,
+                                  Hyper,
                                   MemorySession,
                                   OneProcessSession,
                                   PhaseClock,
@@ -43,7 +44,7 @@ from ray_xt.loop.sampling import (
 )
 from ray_xt.loop.train import train
 
-__all__ = ["FROM_SETTINGS", "GROUP_BATCHES", "MemorySession", "MultiTaskModel", "OneProcessSession", "PhaseClock",
+__all__ = ["FROM_SETTINGS", "GROUP_BATCHES", "Hyper", "Hyper", "MemorySession", "MultiTaskModel", "OneProcessSession", "PhaseClock",
            "Resumable", "Schedule", "Session", "TaskInputs", "TaskPart", "TaskSchedule", "TrialDiverged", "TrialSpec",
            "_epoch_order", "_grouped_epoch_order", "_use_bf16", "accumulated_step", "deepspeed_config",
            "engine_zero_stage", "gathered_state_dict", "held_memory", "micro_batches", "rank_share", "release_memory",

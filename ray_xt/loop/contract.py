@@ -4,13 +4,30 @@ the one-process sessions of tests and benchmarks), the phase clock, and the dive
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ray_xt.config import ResolvedTrial
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The values a sweep searches, under the names the study file gives them (``search.learning_rate``): the sweep
+    builds its search space and first point from these fields (``ray_xt.sweep``), Tune's config dict carries them
+    (``as_config``), and the trial reads them back (``of``)."""
+
+    learning_rate: float
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Hyper:
+        return cls(**{f.name: float(config[f.name]) for f in fields(cls)})
+
+    def as_config(self) -> dict[str, float]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

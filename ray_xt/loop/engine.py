@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ray_xt.loop.contract import PhaseClock, Session, TrialSpec
+from ray_xt.loop.contract import Hyper, PhaseClock, Session, TrialSpec
 from ray_xt.loop.sampling import Schedule
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def gathered_state_dict(module, rank: int) -> dict | None:
             for name, value in names.items()}
 
 
-def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, config: dict, step: int, metrics: dict,
+def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, hyper: Hyper, step: int, metrics: dict,
                       rank: int = 0) -> None:
     """Every rank writes its DeepSpeed shard (a collective); rank 0 adds the model and the trial's records.
 
@@ -294,6 +294,6 @@ def _write_checkpoint(path: Path, engine, tokenizer, spec: TrialSpec, config: di
         return
     tokenizer.save_pretrained(str(path / "model"))
     (path / "state.json").write_text(json.dumps({"step": step, "metrics": metrics}) + "\n")
-    resolved = {"searched": config, "fixed": asdict(spec)}
+    resolved = {"searched": hyper.as_config(), "fixed": asdict(spec)}
     (path / "trial_config.json").write_text(json.dumps(resolved, indent=1, default=str) + "\n")
     (path / "git_revision.txt").write_text(spec.git_revision + "\n")

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ray_xt.loop.contract import PhaseClock, Session, TrialDiverged, TrialSpec
+from ray_xt.loop.contract import Hyper, PhaseClock, Session, TrialDiverged, TrialSpec
 from ray_xt.loop.engine import (
     TaskPart,
     _engine,
@@ -24,43 +24,42 @@ from ray_xt.loop.engine import (
 from ray_xt.loop.sampling import Schedule, TaskSchedule, micro_batches, rank_share, row_length
 
 
-def train(config: dict, spec: TrialSpec, session: Session, clock: PhaseClock | None = None) -> None:
-    """One rank's loop: ``config`` holds the searched values (learning_rate); ``session`` takes the reports.
+def train(spec: TrialSpec, hyper: Hyper, session: Session, clock: PhaseClock | None = None) -> None:
+    """One rank's loop: ``spec`` the fixed settings, ``hyper`` the searched ones; ``session`` takes the reports.
 
     Gives back everything the trial held when it ends (finished, stopped or failed), so a process that runs
     trials one after another (a reused Tune actor, a warm trainer host) starts each with an empty device."""
     clock = clock or PhaseClock()
     clock.held_at_start = held_memory()
     try:
-        _train(config, spec, session, clock)
+        _train(spec, hyper, session, clock)
     finally:
         release_memory()
 
 
-def _train(config: dict, spec: TrialSpec, session: Session, clock: PhaseClock) -> None:
+def _train(spec: TrialSpec, hyper: Hyper, session: Session, clock: PhaseClock) -> None:
     import torch
 
     _quiet_libraries()
     clock.lap("imports")  # since entering the trial function: environment, torch/DeepSpeed/transformers imports
     started = time.perf_counter()
-    lr = float(config["learning_rate"])
     torch.manual_seed(spec.seed)  # the fresh heads' initialisation
     parts, model, tokenizer = _load_model(spec, clock)
     sizes = [len(part.train["input_ids"]) for part in parts if part.family.scored]
     companion = any(not part.family.scored for part in parts)
     schedule = Schedule.of(sum(sizes), spec.batch_size, spec.epochs, spec.evals_per_epoch,
                            spec.mlm_ratio if companion else 0.0)
-    engine = _engine(model, spec, lr, schedule, session.world_size)
+    engine = _engine(model, spec, hyper.learning_rate, schedule, session.world_size)
     try:
-        _steps(engine, parts, tokenizer, spec, config, schedule, session, clock, lr, started)
+        _steps(engine, parts, tokenizer, spec, hyper, schedule, session, clock, started)
     finally:
         # the ZeRO optimizers hold the engine through gradient hooks on the parameters, closures the garbage
         # collector cannot see: destroy() removes them, or every trial's weights and optimizer states stay alive
         engine.destroy()
 
 
-def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: dict, schedule: Schedule,
-           session: Session, clock: PhaseClock, lr: float, started: float) -> None:
+def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, hyper: Hyper, schedule: Schedule,
+           session: Session, clock: PhaseClock, started: float) -> None:
     """The optimiser steps from the resumed one to the last, with dev evaluations, checkpoints and reports."""
     clock.lap("deepspeed_init")
     step = _resume(engine, session)
@@ -85,7 +84,7 @@ def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: di
         def forward(batch):
             return (engine(**batch) if len(parts) == 1 else engine(part.name, **batch)).loss
 
-        return accumulated_step(engine, micro, forward, _divergence_check(session, step, lr))
+        return accumulated_step(engine, micro, forward, _divergence_check(session, step, hyper))
 
     while step < schedule.total_steps and not session.stop_requested():
         step_started = time.perf_counter()
@@ -114,7 +113,7 @@ def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: di
                     "mlm_steps": schedule.companion_steps(step)} if companion is not None else {}),
                 "step": step,
                 "epoch": step / schedule.steps_per_epoch,
-                "learning_rate": lr,
+                **hyper.as_config(),
                 "seconds_to_first_step": first_step_seconds,
                 "examples_per_second": trained_examples / max(train_seconds, 1e-9),
                 "workers": session.world_size,
@@ -127,7 +126,7 @@ def _steps(engine, parts: list[TaskPart], tokenizer, spec: TrialSpec, config: di
             losses, companion_losses = [], []
             with tempfile.TemporaryDirectory(prefix="ray_xt_ckpt_") as tmp:
                 written = time.perf_counter()
-                _write_checkpoint(Path(tmp), engine, tokenizer, spec, config, step, metrics, session.rank)
+                _write_checkpoint(Path(tmp), engine, tokenizer, spec, hyper, step, metrics, session.rank)
                 reported = time.perf_counter()
                 session.report(metrics, tmp, name=f"checkpoint_{step:08d}", final=step >= schedule.total_steps)
                 loop_seconds["checkpoint"] += reported - written
@@ -142,11 +141,11 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _divergence_check(session: Session, step: int, lr: float):
+def _divergence_check(session: Session, step: int, hyper: Hyper):
     """Raises TrialDiverged (and leaves the session's marker, so no retry trains again) on a non-finite loss."""
     def check(loss) -> None:
         if not session.all_finite(loss):
-            reason = f"training loss became {loss.item()} at step {step + 1} (learning_rate={lr:.3g})"
+            reason = f"training loss became {loss.item()} at step {step + 1} (learning_rate={hyper.learning_rate:.3g})"
             if session.marker is not None and session.rank == 0:
                 session.marker.parent.mkdir(parents=True, exist_ok=True)
                 session.marker.write_text(json.dumps({"reason": reason}) + "\n")

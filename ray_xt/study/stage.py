@@ -109,8 +109,8 @@ class StageRunner:
         # the loop's own arithmetic (ray_xt.loop), so ASHA's horizon agrees with the reports trials make
         schedule = Schedule.of(n_train, t.batch_size, t.epochs, t.evals_per_epoch)
         return SweepSettings(
-            lr_low=cfg.search.learning_rate.low, lr_high=cfg.search.learning_rate.high,
-            initial_lr=cfg.search.initial_learning_rate, num_samples=cfg.search.num_samples,
+            learning_rate_low=cfg.search.learning_rate.low, learning_rate_high=cfg.search.learning_rate.high,
+            initial_learning_rate=cfg.search.initial_learning_rate, num_samples=cfg.search.num_samples,
             max_concurrent=cfg.search.max_concurrent, search_seed=cfg.search.seed + stage.seed,
             asha=cfg.scheduler.enabled, grace_period=cfg.scheduler.grace_period,
             reduction_factor=cfg.scheduler.reduction_factor, max_reports=schedule.reports,
@@ -152,7 +152,8 @@ class StageRunner:
         self._log_datasets(parent, stage)
         self.parts.tracker.log_params(parent, {
             **{f"trial.{k}": v for k, v in t.as_dict().items()},
-            "search.lr_low": settings.lr_low, "search.lr_high": settings.lr_high,
+            "search.learning_rate.low": settings.learning_rate_low,
+            "search.learning_rate.high": settings.learning_rate_high,
             "search.num_samples": settings.num_samples, "train_examples": n_train,
             "train_languages": ",".join(self._train_languages(stage)), "model_path": spec.model_path,
             "git_revision": self.git_revision,
