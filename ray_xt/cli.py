@@ -7,18 +7,18 @@ from pathlib import Path
 
 import typer
 
-from ray_xt.cli_errors import Commands, UsageError
+from ray_xt.cli_errors import UsageError, command
 from ray_xt.cluster_cli import cluster_app
 from ray_xt.config import ConfigError, StudyConfig, load_study, only_seeds, parse_study
 from ray_xt.records import StageRecord
 from ray_xt.tracking_uri import without_password
 
-app = Commands(help="Distributed sweeps for multilingual intermediate-task transfer studies.", no_args_is_help=True)
-micro_app = Commands(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
+app = typer.Typer(help="Distributed sweeps for multilingual intermediate-task transfer studies.", no_args_is_help=True)
+micro_app = typer.Typer(help="The offline micro world: synthetic languages, tasks and micro XLM-R scales.",
                      no_args_is_help=True)
-data_app = Commands(help="The study's data: fetch, translate-in and check it before anything trains.",
+data_app = typer.Typer(help="The study's data: fetch, translate-in and check it before anything trains.",
                     no_args_is_help=True)
-config_app = Commands(help="The study file's settings.", no_args_is_help=True)
+config_app = typer.Typer(help="The study file's settings.", no_args_is_help=True)
 for name, sub_app in (("micro", micro_app), ("data", data_app), ("config", config_app), ("cluster", cluster_app)):
     app.add_typer(sub_app, name=name)
 
@@ -160,7 +160,7 @@ def _publish_report(runner, records: list[StageRecord]) -> None:
         typer.echo(f"[ray-xt] report: {where} (MLflow run {run_id} in {without_password(runner.parts.tracker.uri)})")
 
 
-@app.command()
+@command(app)
 def plan(
     experiment: Path = typer.Argument(..., help="study YAML (see experiments/)"),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -232,7 +232,7 @@ def plan(
                    f"| {c.throughput:.0f} ({c.source}) |")
 
 
-@app.command()
+@command(app)
 def run(
     experiment: Path = typer.Argument(..., help="study YAML (see experiments/)"),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray instance)"),
@@ -267,7 +267,7 @@ def run(
     _publish_report(runner, records)
 
 
-@app.command()
+@command(app)
 def report(
     experiment: Path = typer.Argument(..., help="study YAML"),
     tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (overrides tracking.uri)"),
@@ -286,7 +286,7 @@ def report(
     _publish_report(runner, [r for r in (runner.parts.store.get(s) for s in expand(cfg)) if r is not None])
 
 
-@config_app.command("explain")
+@command(config_app, "explain")
 def config_explain(field: str | None = typer.Argument(None, help="a setting or group, dotted (trial, trial.epochs); "
                                                                 "default: every setting")) -> None:
     """Each study-file setting: its type, default and what it does (from the settings' own definitions)."""
@@ -295,7 +295,7 @@ def config_explain(field: str | None = typer.Argument(None, help="a setting or g
     typer.echo("\n".join(explain(field)))
 
 
-@data_app.command("prepare")
+@command(data_app, "prepare")
 def data_prepare(
     experiment: Path = typer.Argument(..., help="study YAML (see experiments/)"),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -313,7 +313,7 @@ def data_prepare(
         prepare_data(cfg, log=typer.echo)
 
 
-@micro_app.command("build")
+@command(micro_app, "build")
 def micro_build(
     experiment: Path = typer.Argument(Path("experiments/demo.yaml"), help="study YAML whose micro: section to build"),
     scales: str | None = typer.Option(None, help="comma-separated micro scales (default: the study's)"),
@@ -330,7 +330,7 @@ def micro_build(
         typer.echo(f"{name}: {path}")
 
 
-@micro_app.command("check")
+@command(micro_app, "check")
 def micro_check(
     experiment: Path = typer.Argument(Path("experiments/micro_check.yaml"), help="a study with target tasks only"),
     address: str | None = typer.Option(None, help="Ray cluster address (default: a local Ray instance)"),
@@ -369,7 +369,7 @@ def micro_check(
     typer.echo(f"\n[ray-xt] written to {where} (MLflow run {run_id} in {without_password(runner.parts.tracker.uri)})")
 
 
-@app.command()
+@command(app)
 def translate(
     root: Path = typer.Option(..., help="data root in xtreme's layout (intermediate/<task>/ holds the English files)"),
     task: str = typer.Option(..., help="intermediate task to translate (pair, multiple-choice or QA family)"),
@@ -406,7 +406,7 @@ def translate(
         typer.echo(f"{task} {r.split} -> {r.lang}: {r.examples} examples ({r.dropped} dropped) in {r.path}")
 
 
-@app.command()
+@command(app)
 def score(
     predictions: Path = typer.Option(..., help="submission folder: <task>/test-<lang>.{tsv,json}"),
     labels: Path = typer.Option(..., help="gold labels in the same layout"),

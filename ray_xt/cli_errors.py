@@ -1,6 +1,7 @@
 """The CLI's one error boundary. Commands raise ``UsageError`` (or an error type the settings, data and scoring
-layers raise for bad input); ``Commands`` registers every command behind ``guarded``, which prints the message in
-red on stderr and exits 2 — before any Ray process starts where the command checks first — never a traceback."""
+layers raise for bad input); ``guarded``, behind which ``command`` registers every command, prints the message in
+red on stderr and exits 2 — before any Ray process starts where the command checks first — never a traceback.
+Every command is registered with ``command(app, ...)``."""
 
 from __future__ import annotations
 
@@ -43,9 +44,7 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-class Commands(typer.Typer):
-    """A Typer app whose commands all go through ``guarded``."""
-
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        register = super().command(*args, **kwargs)
-        return lambda fn: register(guarded(fn))
+def command(app: typer.Typer, name: str | None = None, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``@command(app, "name")`` in place of ``@app.command("name")``: the command registered behind ``guarded``."""
+    register = app.command(name, **options)
+    return lambda fn: register(guarded(fn))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ray_xt.cli_errors import Commands
+from ray_xt.cli_errors import command
 from ray_xt.cluster_jobs import (
     ClusterJobError,
     StudyJob,
@@ -20,7 +20,7 @@ from ray_xt.cluster_jobs import (
     submit,
 )
 
-cluster_app = Commands(help="A study as a Ray job on the cluster this runs on (run these on the head node).",
+cluster_app = typer.Typer(help="A study as a Ray job on the cluster this runs on (run these on the head node).",
                        no_args_is_help=True)
 
 
@@ -53,7 +53,7 @@ def _follow_to_the_end(client, job) -> None:
         raise typer.Exit(1)
 
 
-@cluster_app.command("submit")
+@command(cluster_app, "submit")
 def submit_study(
     experiment: str = typer.Argument(..., help="study YAML, relative to the checkout on the head or absolute"),
     tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (the head's server: http://127.0.0.1:5000)"),
@@ -80,7 +80,7 @@ def submit_study(
         _follow_to_the_end(client, StudyJob(job_id, cfg.name, "PENDING", None))
 
 
-@cluster_app.command("logs")
+@command(cluster_app, "logs")
 def logs(
     job: str | None = typer.Argument(None, help="a job id or study name (default: the newest ray_xt job)"),
     replay_all: bool = typer.Option(False, "--all", help="the whole log, not only its last lines"),
@@ -94,14 +94,14 @@ def logs(
     _follow_to_the_end(client, chosen)
 
 
-@cluster_app.command("status")
+@command(cluster_app, "status")
 def status() -> None:
     """Every ray_xt job on this cluster, newest first, with the running ones' latest progress line."""
     for line in status_lines(job_client()):
         typer.echo(line)
 
 
-@cluster_app.command("stop")
+@command(cluster_app, "stop")
 def stop(job: str | None = typer.Argument(None, help="a job id or study name (default: the newest running one)")) -> None:
     """Stop a running study's job (finished stages are kept; submitting it again continues it)."""
     client = job_client()
@@ -115,7 +115,7 @@ def stop(job: str | None = typer.Argument(None, help="a job id or study name (de
 GUARD_MARK = "ray-xt guard:"
 
 
-@cluster_app.command("guard")
+@command(cluster_app, "guard")
 def guard() -> None:
     """Before `ray up` of a running cluster: one line starting with 'ray-xt guard:' per study that runs here."""
     try:

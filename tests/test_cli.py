@@ -111,17 +111,17 @@ def test_refusals_leave_every_command_through_one_boundary():
     import typer
     from typer.testing import CliRunner
 
-    from ray_xt.cli_errors import Commands, UsageError
+    from ray_xt.cli_errors import UsageError, command
     from ray_xt.config import ConfigError
 
-    probe = Commands()
+    probe = typer.Typer()
 
-    @probe.command("refuse")
+    @command(probe, "refuse")
     def refuse(kind: str) -> None:
         raise {"usage": UsageError("--x 3: not a size; valid: 1, 2"), "config": ConfigError("trial.epochs: < 0"),
                "bug": KeyError("oops")}[kind]
 
-    @probe.command("fine")
+    @command(probe, "fine")
     def fine() -> None:
         typer.echo("ok")
 
@@ -131,5 +131,6 @@ def test_refusals_leave_every_command_through_one_boundary():
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert isinstance(runner.invoke(probe, ["refuse", "bug"]).exception, KeyError)
     root = Path(__file__).resolve().parents[1] / "ray_xt"
-    for module in ("cli.py", "cluster_cli.py"):  # no command prints and exits on its own
-        assert not re.search(r"fg=\"red\"|Exit\(2\)", (root / module).read_text()), module
+    for module in ("cli.py", "cluster_cli.py"):  # every command behind the guard; none prints and exits on its own
+        text = (root / module).read_text()
+        assert not re.search(r"fg=\"red\"|Exit\(2\)|@\w+\.command\(", text), module

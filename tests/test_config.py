@@ -252,3 +252,15 @@ def test_a_trials_settings_come_from_one_resolved_object():
                     cfg.batch_size_for(task, scale), cfg.grad_accum_for(task, scale), cfg.workers_for(scale))
                 assert (spec.cpus, spec.gpus_per_worker) == cfg.resources_for(scale)
                 assert spec.placement == "STRICT_PACK"  # a worker group's ranks on one node unless a study says so
+
+
+def test_the_checker_sees_every_task_override_field():
+    """TaskOverride is built from TrialConfig at import; the class the type checker reads lists the same fields."""
+    import ast
+
+    from ray_xt.config import PLACEMENT_FIELDS, TaskOverride, TrialConfig
+
+    tree = ast.parse((ROOT / "ray_xt" / "config" / "sections.py").read_text())
+    stub = next(node for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.name == "TaskOverride")
+    seen = [node.target.id for node in stub.body if isinstance(node, ast.AnnAssign)]
+    assert seen == list(TaskOverride.model_fields) == [f for f in TrialConfig.model_fields if f not in PLACEMENT_FIELDS]

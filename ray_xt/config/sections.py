@@ -4,7 +4,7 @@ per-scale overrides, search, scheduler, tracking, power), each typed, bounded an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -89,12 +89,19 @@ class MLMCorpus(Strict):
     column: str = Field("text", description="text column (split into lines)")
 
 
+IntermediateCondition = Literal["en", "translate-train", "translate-train-each", "mlm"]
+
+
+def _english() -> list[IntermediateCondition]:
+    return ["en"]
+
+
 class IntermediateConfig(Strict):
     """Intermediate tasks and the conditions (languages of their data) each is trained in."""
 
     tasks: list[str] = Field(default_factory=list, description="intermediate tasks (e.g. mnli, qqp)")
-    conditions: list[Literal["en", "translate-train", "translate-train-each", "mlm"]] = Field(
-        default_factory=lambda: ["en"],
+    conditions: list[IntermediateCondition] = Field(
+        default_factory=_english,
         description="'en': English intermediate data; 'translate-train': the same data translated into all "
         "target languages (one size-matched mixture); 'translate-train-each': one intermediate model per target "
         "language, trained on that language's translation and evaluated on it; 'mlm': English intermediate data "
@@ -196,15 +203,32 @@ def _task_override_model() -> type[Strict]:
     from pydantic.fields import FieldInfo
 
     fields: dict[str, Any] = {
-        name: (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+        name: (Optional[info.annotation], FieldInfo.merge_field_infos(info, default=None))  # noqa: UP045
         for name, info in TrialConfig.model_fields.items() if name not in PLACEMENT_FIELDS
     }
     return create_model("TaskOverride", __base__=Strict, __doc__="Per-task trial settings (the paper's protocol "
                         "differs by task: epochs, sequence length...): any trial: setting but placement.", **fields)
 
 
-if TYPE_CHECKING:  # a model class built at import: type checkers see a Strict model
-    class TaskOverride(Strict): ...
+if TYPE_CHECKING:  # built at import from TrialConfig's fields; the checker sees the same fields, every one optional
+    class TaskOverride(Strict):
+        epochs: float | None
+        batch_size: int | None
+        max_seq_length: int | None
+        doc_stride: int | None
+        retrieval_layer: int | None
+        max_train_examples: int | None
+        max_eval_examples: int | None
+        evals_per_epoch: int | None
+        grad_accum: int | None
+        warmup_ratio: float | None
+        weight_decay: float | None
+        zero_stage: int | None
+        offload_optimizer: bool | None
+        bf16: Literal["auto", True, False] | None
+        placement: Literal["STRICT_PACK", "PACK", "SPREAD"] | None
+        freeze_embeddings: bool | None
+        group_by_length: bool | None
 else:
     TaskOverride = _task_override_model()
 
