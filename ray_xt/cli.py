@@ -353,12 +353,14 @@ def micro_check(
     _init_ray(address)
     runner = StudyDriver(cfg, log=lambda m: typer.echo(m))
     records = runner.run()
-    chance = {task: constant_predictor_score(runner.resolved.data_root, TASKS[task]) for task in cfg.target.tasks}
+    assert runner.resolved is not None  # run() resolved the inputs
+    data_root = runner.resolved.data_root
+    chance = {task: constant_predictor_score(data_root, TASKS[task]) for task in cfg.target.tasks}
     table = validity_table(records, chance, cfg.scales)
     typer.echo("\nZero-shot scores (accuracy or F1, %) after English fine-tuning, beside chance (the best "
                "constant prediction on English dev):\n")
     languages = [lang for lang in table.index if lang != AVERAGE_ROW]
-    counts = eval_example_counts(runner.resolved.data_root, {t: TASKS[t] for t in cfg.target.tasks}, languages)
+    counts = eval_example_counts(data_root, {t: TASKS[t] for t in cfg.target.tasks}, languages)
     validity = table.to_markdown() + "\n\n" + validity_verdict(table, cfg.scales, counts) + "\n"
     typer.echo(validity)
     out = runner.parts.paths.report / "validity.md"

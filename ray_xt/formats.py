@@ -95,7 +95,7 @@ def read_bucc(directory: Path, lang: str, split: str) -> BuccSplit:
             raise FormatError(f"bucc2018 {lang!r} {split!r}: expected file {p}")
     src, en = _id_sentences(paths[0]), _id_sentences(paths[1])
     gold_lines = paths[2].read_text(encoding="utf-8").splitlines() if paths[2].is_file() else []
-    gold = {tuple(line.split("\t")[:2]) for line in gold_lines if line}
+    gold = {(pair[0], pair[1]) for line in gold_lines if line and len(pair := line.split("\t")) >= 2}
     unknown = [g for g in gold if g[0] not in src or g[1] not in en]
     if unknown:
         raise FormatError(f"{paths[2]}: gold pairs name unknown ids, e.g. {unknown[0]}")

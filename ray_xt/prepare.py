@@ -232,7 +232,7 @@ def prepare_data(cfg: StudyConfig, root: Path | None = None, log: Callable[[str]
         origins[f"{w['task']}/{w['split']}/{w['lang']}"] = w["source"]
         write_manifest(root, [describe(root, w["task"], w["split"], w["lang"], w["source"], {})])
 
-    fetch_problems = [f"data.{name}: folder {folder} does not exist" for name, folder in
+    fetch_problems: list[Problem | str] = [f"data.{name}: folder {folder} does not exist" for name, folder in
                       (("hub_mirror", cfg.data.hub_mirror), ("translations", cfg.data.translations))
                       if folder is not None and not Path(folder).expanduser().is_dir()]
     if cfg.data.source != "micro" and not fetch_problems:

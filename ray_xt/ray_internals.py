@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import Any
 
 TESTED_RAY = ((2, 50), (2, 60))  # inclusive range of Ray minor versions the private calls were tested with
 FAST_START_ENV = "RAY_XT_FAST_START"  # "1": on (set by start_ray for a local instance); "0" or unset: off
@@ -29,11 +30,12 @@ _told = False
 
 @dataclass(frozen=True)
 class RayletAPI:
-    init_grpc_channel: object
-    proto_runtime_env_info: object
-    common_pb2: object
-    node_manager_pb2: object
-    node_manager_pb2_grpc: object
+    # Ray's generated protobuf modules and private helpers: no type information to check against
+    init_grpc_channel: Any
+    proto_runtime_env_info: Any
+    common_pb2: Any
+    node_manager_pb2: Any
+    node_manager_pb2_grpc: Any
 
 
 def ray_version() -> tuple[int, int]:
@@ -58,7 +60,8 @@ def _load() -> tuple[RayletAPI | None, str | None]:
         from ray._private.utils import ProtoRuntimeEnvInfo
         from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
 
-        node_manager_pb2.PrestartWorkersRequest  # noqa: B018 - the RPC must exist, not just the module
+        if not hasattr(node_manager_pb2, "PrestartWorkersRequest"):  # the RPC must exist, not just the module
+            raise ImportError("ray.core.generated.node_manager_pb2 has no PrestartWorkersRequest")
         return RayletAPI(init_grpc_channel, ProtoRuntimeEnvInfo, common_pb2, node_manager_pb2,
                          node_manager_pb2_grpc), None
     except (ImportError, AttributeError) as err:

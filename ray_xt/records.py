@@ -4,7 +4,7 @@ the power analysis and ``ray-xt plan`` read it. JSON on disk (records of finishe
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict, cast
 
 
 class StageTags(TypedDict):
@@ -50,3 +50,19 @@ class StageRecord(_Required, total=False):
     zero_shot_splits: dict[str, str]
     test_metrics: dict[str, dict[str, float]]
     predictions_dir: str
+
+
+def stage_record(stage: StageTags, label: str, sweep: SweepSummary, **fields: Any) -> StageRecord:
+    """The one constructor of a stage record: its coordinates, label and sweep summary, and what the stage adds
+    (refused if it is not a StageRecord field)."""
+    unknown = sorted(set(fields) - StageRecord.__required_keys__ - StageRecord.__optional_keys__)
+    if unknown:
+        raise TypeError(f"not stage record fields: {unknown}")
+    return cast(StageRecord, {"stage": stage, "label": label, "sweep": sweep, **fields})
+
+
+def sweep_summary(outcome: Any) -> SweepSummary:
+    """A ``ray_xt.sweep.SweepOutcome`` as a record keeps it."""
+    from dataclasses import asdict
+
+    return cast(SweepSummary, asdict(outcome))

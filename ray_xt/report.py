@@ -293,8 +293,8 @@ def plot(tables: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
     for ax in axes.flat[len(tables):]:
         ax.set_visible(False)
     for ax, ((scale, target), table) in zip(axes.flat, tables.items()):
-        cols = [c for c in table.columns if not c.startswith("Δ")]
-        table[cols].plot.bar(ax=ax, rot=45)
+        shown = [c for c in table.columns if not c.startswith("Δ")]
+        table[shown].plot.bar(ax=ax, rot=45)
         ax.set_title(f"{target} — {scale}")
         ax.set_ylabel("score")
         ax.legend(fontsize=7)
@@ -345,7 +345,9 @@ def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[P
     if not primary.empty:
         files.append(out_dir / "primary_contrasts.csv")
         primary.to_csv(files[-1], index=False)
-        files.append(forest_plot(primary, contrasts, out_dir / "headline.png"))
+        figure = forest_plot(primary, contrasts, out_dir / "headline.png")
+        if figure is not None:
+            files.append(figure)
     files.append(plot(tables, out_dir / "comparison.png"))
     heat = None
     if contrasts:

@@ -103,5 +103,7 @@ def model_location(scale: str, model_path: str | None = None) -> str:
     if model_path:
         return str(Path(model_path).expanduser())
     hub_id = SCALES[scale].hub_id
+    if hub_id is None:
+        raise ValueError(f"{scale}: a micro scale, built by ray-xt itself, has no hub model")
     mirror = os.environ.get(MODEL_MIRROR_ENV)
     return str(Path(mirror).expanduser() / hub_id) if mirror else hub_id

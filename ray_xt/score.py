@@ -191,13 +191,13 @@ def score_file(task: str, prediction_file: Path, label_file: Path, lang: str) ->
         _same_length(task, prediction_file, label_file, preds, gold)
         return accuracy(gold, preds)
     if task in ("udpos", "panx"):
-        preds, gold = read_tags(prediction_file), read_tags(label_file)
-        _same_length(task, prediction_file, label_file, preds, gold)
-        for number, (p, g) in enumerate(zip(preds, gold), 1):
+        tag_preds, tag_gold = read_tags(prediction_file), read_tags(label_file)
+        _same_length(task, prediction_file, label_file, tag_preds, tag_gold)
+        for number, (p, g) in enumerate(zip(tag_preds, tag_gold), 1):
             if len(p) != len(g):
                 raise ScoreError(f"{task}: sentence {number} has {len(p)} tags in {prediction_file} but {len(g)} "
                                  f"tokens in {label_file}; one tag per line, sentences separated by a blank line")
-        return tagging_f1(gold, preds)
+        return tagging_f1(tag_gold, tag_preds)
     if task == "bucc2018":
         gold, preds = read_lines(label_file), read_lines(prediction_file)
         for path, lines in ((prediction_file, preds), (label_file, gold)):

@@ -118,8 +118,8 @@ def load_hub_rows(task: TaskSpec, split: str, lang: str, mirror: Path | None = N
             raise HubUnavailable(f"hub mirror: no folder {path} (make it with `huggingface-cli download --repo-type "
                                  f"dataset {task.hub.dataset}{' --revision ' + task.hub.revision if task.hub.revision else ''}"
                                  f" --local-dir {path}`)")
-        if (problem := export_problem(task, Path(path))) is not None:
-            raise HubUnavailable(problem)
+        if (unexported := export_problem(task, Path(path))) is not None:
+            raise HubUnavailable(unexported)
     cache_dir = None
     if mirror is not None:  # the snapshot's own cache: another mirror of the same repo never lends its rows
         from ray_xt.snapshots import cache_dir_for, snapshot_of
@@ -229,7 +229,7 @@ def to_choice_rows(task: TaskSpec, rows: list[dict]) -> list[dict]:
 def to_tagged_examples(rows: list[dict], tag_names: list[str] | None) -> list[dict]:
     out = []
     for r in rows:
-        tags = r.get("pos_tags", r.get("ner_tags"))
+        tags = r.get("pos_tags", r.get("ner_tags")) or []
         out.append({"tokens": list(r["tokens"]),
                     "tags": [tag_names[t] if tag_names and isinstance(t, int) else str(t) for t in tags]})
     return out
@@ -312,7 +312,7 @@ def materialize(needs: Iterable[tuple[str, str, list[str]]], root: Path, mirror:
             if task.role == "intermediate" and lang != "en":
                 # never the hub: its intermediate datasets are English, and English rows must not stand under
                 # another language's name
-                if available(translations, task_name, lang):
+                if translations is not None and available(translations, task_name, lang):
                     try:
                         landed = materialize_translation(root, translations, task_name, lang)
                     except DataError as err:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_xt.config import StudyConfig, translate_languages
+from ray_xt.records import StageTags
 from ray_xt.tasks.registry import TASKS
 
 StageKind = Literal["intermediate", "target", "retrieval"]
@@ -67,8 +68,12 @@ class Stage:
         up = f"-{self.intermediate_task}" if self.intermediate_task else ""
         return f"{self.kind}-{self.task}{up}-{cond}-{self.scale}-s{self.seed}-{self.key[:8]}"
 
+    def run_tags(self, study: str) -> dict[str, str]:
+        """The stage's MLflow run tags: its coordinates and the study."""
+        return {**{k: str(v) for k, v in self.tags.items()}, "study": study}
+
     @property
-    def tags(self) -> dict[str, str]:
+    def tags(self) -> StageTags:
         return {
             "stage": self.kind, "scale": self.scale, "task": self.task, "condition": self.condition,
             "intermediate_task": self.intermediate_task or "none", "seed": str(self.seed), "stage_key": self.key,

@@ -67,8 +67,8 @@ def build_searcher(s: SweepSettings):
     points = [Hyper(s.initial_learning_rate).as_config()] if s.initial_learning_rate is not None else None
     # The space lives in the searcher (not the Tuner's param_space) so it is part of the searcher state a
     # restored sweep gets back: a sweep interrupted before its first trial can still sample after restore.
-    space = {"learning_rate": optuna.distributions.FloatDistribution(s.learning_rate_low, s.learning_rate_high,
-                                                                     log=True)}  # Hyper's one field
+    space: dict[str, optuna.distributions.BaseDistribution] = {  # Hyper's one field
+        "learning_rate": optuna.distributions.FloatDistribution(s.learning_rate_low, s.learning_rate_high, log=True)}
     searcher = OptunaSearch(
         space=space, metric=s.metric, mode=s.mode, points_to_evaluate=points,
         sampler=optuna.samplers.TPESampler(seed=s.search_seed, n_startup_trials=max(2, min(10, s.num_samples // 2))),
@@ -114,7 +114,7 @@ def run_sweep(name: str, storage_path: str, trainable, settings: SweepSettings, 
         # The trial is only the Train driver: its workers hold the CPUs/GPUs. A driver holding a CPU of its
         # own would keep a worker group that fills a node from ever starting (the ConcurrencyLimiter bounds
         # how many drivers wait). Tune refuses an empty request, so the driver reserves the memory it uses.
-        resources = {"cpu": 0, "gpu": 0, "memory": DRIVER_MEMORY_BYTES}
+        resources: dict[str, float] = {"cpu": 0, "gpu": 0, "memory": DRIVER_MEMORY_BYTES}
     else:
         resources = {"cpu": settings.cpus, "gpu": settings.gpus}
     trainable = tune.with_resources(trainable, resources)

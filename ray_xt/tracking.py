@@ -13,13 +13,16 @@ processes: one writer per SQLite store, and Train V2's RunConfig restrictions
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
 from ray_xt.tracking_uri import store_problem, tracking_problem, without_password
 
 KEY_TAG = "ray_xt.key"
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 PARENT_TAG = "mlflow.parentRunId"
 SECRET_PATTERNS = ("*token*", "*secret*", "*key*", "*password*", "*credential*")
 
@@ -89,7 +92,7 @@ def _get(uri: str, path: str, timeout: float) -> None:
     headers = {}
     if user is not None:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else (parts.hostname or "")
     parts = parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host)
     url = urllib.parse.urlunsplit(parts).rstrip("/") + path
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout):
@@ -110,7 +113,7 @@ class Tracker:
     def __init__(self, uri: str, experiment: str):
         self.uri = uri
         self.experiment = experiment
-        self._client = None
+        self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
 
     def __getstate__(self):

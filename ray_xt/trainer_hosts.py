@@ -32,6 +32,7 @@ import traceback
 import uuid
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import ray_xt.trial_workers as trial_workers
 from ray_xt.loop import OneProcessSession  # light: torch is imported inside functions
@@ -140,6 +141,7 @@ class TrainerHost:
 
         # since the trial function was entered (same node, wall clock): the lease, and a new host's start
         clock = PhaseClock(entry_time, {"host": time.time() - entry_time})
+        outcome: tuple[str, BaseException | None, None]
         try:
             prepare_process(spec.cpus)
             train(spec, Hyper.of(config), session, clock)
@@ -198,7 +200,8 @@ class TrainerPool:
 
         index = len(self.hosts)
         me = ray.get_runtime_context().current_actor
-        handle = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=0)(TrainerHost).options(
+        handle = ray.remote(TrainerHost).options(
+            num_cpus=0, max_concurrency=4, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(me, index)
         self.hosts.append((node_id, handle))
@@ -266,6 +269,7 @@ def lease_host(pool: str, node_id: str):
     import ray
 
     try:
+        host: Any
         _, host, _ = ray.get(ray.get_actor(pool).lease.remote(node_id))
         return host
     except (ValueError, ray.exceptions.RayActorError) as err:  # ValueError: no actor of that name

@@ -106,7 +106,8 @@ def translate_task(
     results = []
     for split in splits:
         examples = read_examples(root, task, split, ["en"])[:max_examples]
-        items, owners = [], []
+        items: list = []
+        owners: list = []
         for e_index, example in enumerate(examples):
             for text in text_fields(task, example):
                 items.append({"i": len(items), "text": text})

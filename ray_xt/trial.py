@@ -102,7 +102,8 @@ def run_worker_group(config: dict, spec: TrialSpec, marker: Path | None) -> None
             checkpoint_config=ray.train.CheckpointConfig(
                 # the best-scored checkpoint, and the latest (Train keeps it too): a restarted group resumes there
                 num_to_keep=1, checkpoint_score_attribute="score", checkpoint_score_order="max"),
-            callbacks=[TuneReportCallback()],
+            # ray.train.RunConfig is Train V2's here (RAY_TRAIN_V2_ENABLED); its annotation is V1's Tune callbacks
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
         ),
     )
     trainer.fit()

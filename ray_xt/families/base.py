@@ -9,8 +9,10 @@ compare), all metrics, and the predictions in XTREME's submission format.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,7 @@ class Family:
     parallel = True  # a task's files in several languages render the same examples (translations)
     # Logits from the first token's last-layer state only (``families.first_token``), for heads that read
     # nothing else; None: training and evaluation run the whole model.
-    first_token_logits = None
+    first_token_logits: Callable[..., Any] | None = None
     # outputs of a head whose size is not a label count (span QA: start and end logits); an upstream checkpoint's
     # num_labels (3 after an NLI intermediate task) must not size it
     head_outputs: int | None = None
@@ -83,7 +85,7 @@ class Family:
         never leaks into the target task, whatever the two families are.
         """
         quiet_transformers()
-        kwargs = {"ignore_mismatched_sizes": True}
+        kwargs: dict[str, Any] = {"ignore_mismatched_sizes": True}
         if num_labels or self.head_outputs:
             kwargs["num_labels"] = num_labels or self.head_outputs
         if labels:

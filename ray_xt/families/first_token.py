@@ -16,6 +16,8 @@ ZeRO-3 (read outside their module's forward, they are empty), decoders, chunked 
 
 from __future__ import annotations
 
+from typing import Any
+
 # architectures whose cut a test pins equal to the full forward (logits, loss, gradients)
 PINNED_ARCHITECTURES = ("xlm-roberta",)
 
@@ -127,6 +129,8 @@ def _training_module():
         Its children are the HF model's own children under the same names, so parameter names, state dicts and
         DeepSpeed checkpoints are the HF model's; ``save_pretrained`` writes the HF model.
         """
+
+        hf_model: Any  # set past Module.__setattr__, so its parameters are not registered twice
 
         def __init__(self, model, logits):
             super().__init__()

@@ -121,7 +121,7 @@ def first_layers_only(encoder, layer: int):
     stack = getattr(getattr(encoder, "encoder", None), "layer", None)
     only_layers = isinstance(stack, torch.nn.ModuleList) and all(
         name.startswith("layer.") for name, _ in encoder.encoder.named_parameters())
-    if not only_layers or not 0 < layer <= len(stack):
+    if not isinstance(stack, torch.nn.ModuleList) or not only_layers or not 0 < layer <= len(stack):
         yield False
         return
     encoder.encoder.layer = stack[:layer]

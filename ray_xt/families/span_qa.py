@@ -54,7 +54,7 @@ class SpanQA(Family):
             questions, [e["context"] for e in examples], truncation="only_second", max_length=max_len, stride=stride,
             return_overflowing_tokens=True, return_offsets_mapping=True,
         )
-        columns = {"input_ids": [], "start": [], "end": [], "example": [], "offsets": []}
+        columns: dict[str, list] = {"input_ids": [], "start": [], "end": [], "example": [], "offsets": []}
         for f, ids in enumerate(enc["input_ids"]):
             ex_index = enc["overflow_to_sample_mapping"][f]
             seq = enc.sequence_ids(f)

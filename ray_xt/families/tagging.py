@@ -28,7 +28,7 @@ def read_tagged_file(path: Path) -> list[dict]:
         sentences = read_conll(path)
     except FormatError as err:
         raise DataError(str(err)) from None
-    tags = sentences.tags or [None] * len(sentences.tokens)
+    tags: list[list[str] | None] = list(sentences.tags) if sentences.tags else [None] * len(sentences.tokens)
     return [{"tokens": toks, "tags": t} for toks, t in zip(sentences.tokens, tags)]
 
 
@@ -59,7 +59,7 @@ class Tagging(Family):
 
     def featurize(self, examples, tokenizer, max_len, stride, labels):
         label_ids = {label: i for i, label in enumerate(labels)}
-        columns = {"input_ids": [], "labels": [], "example": [], "first_word": [], "word_positions": []}
+        columns: dict[str, list] = {"input_ids": [], "labels": [], "example": [], "first_word": [], "word_positions": []}
         budget = max_len - 2
         for ex_index, ex in enumerate(examples):
             pieces = tokenizer(ex["tokens"], add_special_tokens=False)["input_ids"]

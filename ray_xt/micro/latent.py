@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import random
 import zlib
+from collections.abc import Set
 from dataclasses import dataclass, field, replace
 
 NOUNS = (
@@ -97,7 +98,7 @@ class LatentSampler:
             return self.rng.choice(allowed)
         return self.rng.choice([w for w in pool if w not in exclude])
 
-    def noun_phrase(self, exclude: set[str] = frozenset(), usual: tuple[str, ...] = ()) -> NounPhrase:
+    def noun_phrase(self, exclude: Set[str] = frozenset(), usual: tuple[str, ...] = ()) -> NounPhrase:
         """A name (30%) or a common noun, one of ``usual`` at SELECTION_RATE, with its usual adjectives."""
         v, rng = self.vocabulary, self.rng
         if rng.random() < 0.3:
@@ -110,17 +111,17 @@ class LatentSampler:
         adjs = tuple(rng.sample(pool, n_adj))
         return NounPhrase(noun=noun, adjectives=adjs, plural=rng.random() < 0.3)
 
-    def verb_for(self, subject: NounPhrase, exclude: set[str] = frozenset()) -> str:
+    def verb_for(self, subject: NounPhrase, exclude: Set[str] = frozenset()) -> str:
         """A verb for ``subject``: one of a common noun's usual verbs at SELECTION_RATE (names have none)."""
         v = self.vocabulary
         usual = () if subject.is_name else preferences(subject.noun, v.verbs, VERBS_PER_NOUN, "verb")
         return self._preferred(usual, v.verbs, set(exclude))
 
-    def object_for(self, verb: str, exclude: set[str] = frozenset()) -> NounPhrase:
+    def object_for(self, verb: str, exclude: Set[str] = frozenset()) -> NounPhrase:
         return self.noun_phrase(exclude=exclude, usual=preferences(verb, self.vocabulary.nouns, OBJECTS_PER_VERB,
                                                                    "object"))
 
-    def clause(self, exclude_subjects: set[str] = frozenset(), subject: NounPhrase | None = None) -> Clause:
+    def clause(self, exclude_subjects: Set[str] = frozenset(), subject: NounPhrase | None = None) -> Clause:
         rng = self.rng
         subject = subject or self.noun_phrase(exclude=set(exclude_subjects))
         verb = self.verb_for(subject)

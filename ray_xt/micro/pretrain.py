@@ -88,7 +88,7 @@ def _strip_paths(model_file: Path) -> None:
     """The model records its training paths; keep only file names so the bytes depend on content alone."""
     from sentencepiece import sentencepiece_model_pb2
 
-    proto = sentencepiece_model_pb2.ModelProto()
+    proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined] # generated protobuf: no stubs
     proto.ParseFromString(model_file.read_bytes())
     names = [Path(p).name for p in proto.trainer_spec.input]
     del proto.trainer_spec.input[:]
@@ -135,7 +135,8 @@ def length_grouped_batches(lengths: list[int], batch_size: int, group: int, rng:
     budget = batch_size * sum(lengths) / len(lengths)
     while True:
         drawn = sorted((rng.randrange(len(lengths)) for _ in range(batch_size * group)), key=lambda i: lengths[i])
-        batches, current = [], []
+        batches: list[list[int]] = []
+        current: list[int] = []
         for i in drawn:  # ascending: the newest sentence is the longest, the length the batch pads to
             if current and (len(current) + 1) * lengths[i] > budget:
                 batches.append(current)

@@ -78,7 +78,7 @@ def completion(renderer: Renderer, s: LatentSampler, n_choices: int, qid: str) -
     """HellaSwag-style row: a context sentence and endings; the right ending is consistent with it."""
     first = s.clause()
     right = s.generalised(first)
-    wrong = []
+    wrong: list = []
     while len(wrong) < n_choices - 1:
         cand = s.changed(first)
         if cand != right and cand not in wrong:

@@ -166,7 +166,7 @@ def write_tatoeba(spec: WorldSpec, out: Path) -> None:
             lines = [renderer.render(c) for c in sentences]
             (directory / f"tatoeba.{code}-eng.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
         # submission labels: the English line each source line translates (aligned files: its own index)
-        _write_tsv(out / "labels" / "tatoeba" / f"test-{code}.tsv", [[i] for i in range(len(sentences))])
+        _write_tsv(out / "labels" / "tatoeba" / f"test-{code}.tsv", [[str(i)] for i in range(len(sentences))])
 
 
 def write_bucc(spec: WorldSpec, out: Path) -> None:

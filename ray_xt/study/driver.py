@@ -48,7 +48,7 @@ class StudyDriver:
         self.log(f"[ray-xt] inputs ready in {time.perf_counter() - started:.0f}s (data: {self.resolved.data_root})")
         stages = expand(self.cfg)
         number = {s.key: i for i, s in enumerate(stages, 1)}
-        done: dict[str, dict] = {}
+        done: dict[str, StageRecord] = {}
         for stage in stages:
             record = self.parts.store.get(stage)
             if record is not None:
@@ -68,7 +68,8 @@ class StudyDriver:
                  f"features tokenised {self.parts.features.misses}x, reused {self.parts.features.hits}x (trials only read them)")
         return [done[s.key] for s in stages]
 
-    def _run_pending(self, pending: list[Stage], done: dict[str, dict], number: dict[str, int], total: int) -> None:
+    def _run_pending(self, pending: list[Stage], done: dict[str, StageRecord], number: dict[str, int],
+                     total: int) -> None:
         import ray
 
         t0 = time.perf_counter()
@@ -89,7 +90,7 @@ class StudyDriver:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        remote = ray.remote(num_cpus=0, max_retries=3, scheduling_strategy=here)(execute_stage)
+        remote = ray.remote(execute_stage).options(num_cpus=0, max_retries=3, scheduling_strategy=here)
         context = self.context()
         running: dict = {}
         failures: list[str] = []

@@ -35,10 +35,9 @@ def resolve_inputs(cfg: StudyConfig, use_ray: bool, progress: bool = True, prepa
             # only the files this study reads: another task set shares the corpus, tokenizer and models
             tasks=tuple(sorted({t for t, _, _ in data_needs(cfg) if t != MLM_CORPUS})),  # the mlm text: its corpus
         )
-        pretrain = {
-            s: (replace(SCALES[s].micro, steps=m.pretrain_steps) if m.pretrain_steps else SCALES[s].micro)
-            for s in cfg.scales
-        }
+        recipes = {s: recipe for s in cfg.scales if (recipe := SCALES[s].micro) is not None}  # micro: all micro
+        pretrain = {s: replace(recipe, steps=m.pretrain_steps) if m.pretrain_steps else recipe
+                    for s, recipe in recipes.items()}
         world = build_micro(spec, m.vocab_size, pretrain, m.cache_dir, use_ray=use_ray, progress=progress)
         return Resolved(world.root, {s: str(world.model_dirs[s]) for s in cfg.scales},
                         manifest_datasets(prepare_data(cfg, root=world.root)))

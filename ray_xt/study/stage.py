@@ -10,7 +10,7 @@ from ray_xt.config import StudyConfig, translate_languages
 from ray_xt.data import FeatureCache
 from ray_xt.loop import Schedule
 from ray_xt.prepare import training_source
-from ray_xt.records import StageRecord
+from ray_xt.records import StageRecord, stage_record, sweep_summary
 from ray_xt.stages import MULTI_TASK, Stage, condition_language
 from ray_xt.study.inputs import Resolved
 from ray_xt.study.layout import StudyParts, recordable
@@ -62,8 +62,8 @@ class StageRunner:
     def _train_languages(self, stage: Stage) -> list[str]:
         if stage.kind == "intermediate" and stage.condition == "translate-train":
             return translate_languages(self.cfg)
-        if stage.kind == "intermediate" and condition_language(stage.condition):
-            return [condition_language(stage.condition)]
+        if stage.kind == "intermediate" and (only := condition_language(stage.condition)):
+            return [only]
         return ["en"]
 
     def _training_tasks(self, stage: Stage) -> list[str]:
@@ -148,7 +148,7 @@ class StageRunner:
             trainer_pool=self.trainer_pool if hosted(self.cfg, stage.scale) else None,
             mlm_ratio=cfg.intermediate.mlm_ratio if stage.mixes_mlm else 0.0,
         )
-        parent = self.parts.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": cfg.name})
+        parent = self.parts.tracker.run_for(f"stage/{stage.key}", stage.name, stage.run_tags(cfg.name))
         self._log_datasets(parent, stage)
         self.parts.tracker.log_params(parent, {
             **{f"trial.{k}": v for k, v in t.as_dict().items()},
@@ -159,7 +159,7 @@ class StageRunner:
             "git_revision": self.git_revision,
         })
         callback = MLflowTrialCallback(
-            self.parts.tracker, stage.key, parent, {**stage.tags, "study": cfg.name},
+            self.parts.tracker, stage.key, parent, stage.run_tags(cfg.name),
             {"seed": stage.seed, "scale": stage.scale, "task": stage.task, "condition": stage.condition,
              "git_revision": self.git_revision, "batch_size": spec.batch_size, "zero_stage": spec.zero_stage},
         )
@@ -169,13 +169,12 @@ class StageRunner:
             tune.with_parameters(stage_trainable(stage.key), spec=spec), settings, [callback],
             locate=self.parts.storage.checkpoint_location,
         )
-        record = {
-            "stage": stage.tags, "label": stage.label, "sweep": asdict(outcome), "parent_run_id": parent,
-            "sweep_seconds": time.perf_counter() - sweep_started, "sweep_started_at": sweep_started_at,
-            "trial_spec": asdict(spec),
-        }
+        record = stage_record(stage.tags, stage.label, sweep_summary(outcome), parent_run_id=parent,
+                              sweep_seconds=time.perf_counter() - sweep_started, sweep_started_at=sweep_started_at,
+                              trial_spec=asdict(spec),
+                              **(self.zero_shot.evaluate(stage, outcome.best_model_dir, list(inputs[0].labels))
+                                 if stage.scored else {}))
         if stage.scored:
-            record.update(self.zero_shot.evaluate(stage, outcome.best_model_dir, list(inputs[0].labels)))
             self.zero_shot.log(parent, record)
         self.parts.tracker.log_metrics(parent, {"best_score": outcome.best_score, "best_learning_rate": outcome.best_learning_rate}, 0)
         self.parts.tracker.finish(parent)
@@ -183,16 +182,17 @@ class StageRunner:
 
     def run_retrieval(self, stage: Stage) -> StageRecord:
         """Retrieval straight from the upstream checkpoint (or the pretrained model): no sweep."""
-        parent = self.parts.tracker.run_for(f"stage/{stage.key}", stage.name, {**stage.tags, "study": self.cfg.name})
+        parent = self.parts.tracker.run_for(f"stage/{stage.key}", stage.name, stage.run_tags(self.cfg.name))
         self._log_datasets(parent, stage)
         model_dir = self._model_path(stage)
         self.parts.tracker.log_params(parent, {"model_path": model_dir, "git_revision": self.git_revision,
                                          "retrieval_layer": self.cfg.trial_for(stage.task).retrieval_layer or "default"})
-        record = {"stage": stage.tags, "label": stage.label, "parent_run_id": parent, "model_dir": model_dir,
-                  **self.zero_shot.evaluate(stage, model_dir, [])}
-        scores = list(record["zero_shot"].values())
-        record["sweep"] = {"best_score": sum(scores) / len(scores) if scores else float("nan"),
-                           "best_learning_rate": 0.0, "best_model_dir": model_dir}
+        evaluated = self.zero_shot.evaluate(stage, model_dir, [])
+        scores = list(evaluated["zero_shot"].values())
+        record = stage_record(stage.tags, stage.label,
+                              {"best_score": sum(scores) / len(scores) if scores else float("nan"),
+                               "best_learning_rate": 0.0, "best_model_dir": model_dir},
+                              parent_run_id=parent, model_dir=model_dir, **evaluated)
         self.zero_shot.log(parent, record)
         self.parts.tracker.finish(parent)
         return record
@@ -215,7 +215,7 @@ class StageRunner:
             inputs += [(f"{stage.task}/{task.eval_split_for(lang)}/{lang}",
                         known.get(f"{stage.task}/{task.eval_split_for(lang)}/{lang}"), "evaluation")
                        for lang in self.cfg.languages_for(stage.task)]
-        self.parts.tracker.log_datasets(parent, [x for x in inputs if x[1] is not None])
+        self.parts.tracker.log_datasets(parent, [(name, entry, role) for name, entry, role in inputs if entry is not None])
 
     def prepare(self, stage: Stage) -> None:
         """Tokenise everything a stage reads, in the driver, once: stage drivers and trials only load it."""

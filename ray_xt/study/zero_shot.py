@@ -100,6 +100,7 @@ def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, d
     from ray_xt.data import load_features
     from ray_xt.families import family_of
     from ray_xt.families.base import quiet_transformers
+    from ray_xt.families.retrieval import Retrieval
 
     torch.set_num_threads(max(1, int(cpus)))
     task = TASKS[task_name]
@@ -110,17 +111,18 @@ def evaluate_languages(model_dir: str, task_name: str, feature_dirs: dict[str, d
     pad_id = AutoTokenizer.from_pretrained(model_dir).pad_token_id
     if torch.cuda.is_available():
         model = model.cuda()
+    retrieval = family if isinstance(family, Retrieval) else None  # BUCC's threshold: chosen on dev, kept for test
     results: dict[str, dict] = {}
     for lang, roles in feature_dirs.items():
         if "eval" not in roles:
             continue
-        if task.family == "retrieval":
-            family.threshold = None
+        if retrieval is not None:
+            retrieval.threshold = None
         features, examples, _ = load_features(roles["eval"])
         evaluation = family.evaluate(model, features, examples, pad_id, task, lang)
         result = {"score": evaluation.score, "metrics": evaluation.metrics, "split": task.eval_split_for(lang)}
-        if task.family == "retrieval" and "threshold" in evaluation.metrics:
-            family.threshold = evaluation.metrics["threshold"]  # chosen on dev, applied unchanged to test
+        if retrieval is not None and "threshold" in evaluation.metrics:
+            retrieval.threshold = evaluation.metrics["threshold"]  # chosen on dev, applied unchanged to test
         if roles.get("submission") == roles["eval"]:
             result["submission"] = evaluation.submission
         elif "submission" in roles:
