@@ -200,7 +200,7 @@ def stage_storage(cfg: StudyConfig, stage: Stage) -> tuple[float, float]:
     """(kept, while running) bytes of one sweep stage: its best model once finished; while it runs, every
     finished trial's best and latest models and every running trial's two models and optimizer state
     (ray_xt.retention)."""
-    if stage.kind == "retrieval":
+    if not stage.sweeps:
         return 0.0, 0.0
     c = checkpoint_bytes(cfg, stage.task, stage.scale)
     running = min(cfg.search.max_concurrent, cfg.search.num_samples)
@@ -232,7 +232,7 @@ def human(n: float) -> str:
 
 
 def _study_tasks(stages: list[Stage], scale: str) -> list[str]:
-    return sorted({s.task for s in stages if s.scale == scale and s.kind != "retrieval" and s.task in TASKS})
+    return sorted({s.task for s in stages if s.scale == scale and s.sweeps and s.task in TASKS})
 
 
 def budget_lines(cfg: StudyConfig, stages: list[Stage], storage_folder: str | None) -> list[str]:
@@ -261,7 +261,7 @@ def budget_lines(cfg: StudyConfig, stages: list[Stage], storage_folder: str | No
               "| scale | sweep stages | model | with optimizer state | kept when done | peak while running |",
               "| --- | --- | --- | --- | --- | --- |"]
     for scale in cfg.scales:
-        mine = [s for s in stages if s.scale == scale and s.kind != "retrieval"]
+        mine = [s for s in stages if s.scale == scale and s.sweeps]
         if not mine:
             continue
         c = max((checkpoint_bytes(cfg, s.task, scale) for s in mine), key=lambda b: b.optimizer_state)

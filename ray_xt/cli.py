@@ -172,7 +172,7 @@ def plan(
     cfg = _load(experiment, overrides)
     _checks(cfg)
     stages = expand(cfg)
-    swept = sum(s.kind != "retrieval" for s in stages)
+    swept = sum(s.sweeps for s in stages)
     typer.echo(f"study {cfg.name}: {len(stages)} stages, {swept * cfg.search.num_samples} trials "
                f"({cfg.search.num_samples} per sweep stage, {cfg.search.max_concurrent} at once; "
                f"{cfg.parallel_stages} stages at once)")

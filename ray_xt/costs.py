@@ -54,7 +54,7 @@ class ThroughputTable:
 
 def training_examples(cfg: StudyConfig, stage: Stage) -> int:
     """Examples one trial of the stage trains on per epoch."""
-    if stage.kind == "retrieval":
+    if not stage.sweeps:
         return 0
     from ray_xt.stages import MULTI_TASK
 
@@ -95,7 +95,7 @@ def devices_per_trial(cfg: StudyConfig, scale: str) -> tuple[str, float]:
 
 def stage_trial_seconds(cfg: StudyConfig, stage: Stage, rate: float) -> float:
     """Trial-slot seconds of one stage at ``rate`` examples/s: every trial runs all its epochs (an upper bound)."""
-    if stage.kind == "retrieval":
+    if not stage.sweeps:
         return 0.0
     return cfg.search.num_samples * cfg.trial_for(stage.task).epochs * processed_examples(cfg, stage) / rate
 
@@ -112,7 +112,7 @@ def estimate(cfg: StudyConfig, stages: list[Stage], table: ThroughputTable) -> l
         mine = [s for s in stages if s.scale == scale]
         rate, source = table.examples_per_second(scale)
         seconds = sum(stage_trial_seconds(cfg, s, rate) for s in mine)
-        trials = sum(cfg.search.num_samples for s in mine if s.kind != "retrieval")
+        trials = sum(cfg.search.num_samples for s in mine if s.sweeps)
         device, per_trial = devices_per_trial(cfg, scale)
         costs.append(ScaleCost(scale, len(mine), trials, seconds / 3600, device, seconds / 3600 * per_trial, rate,
                                source))
@@ -128,7 +128,7 @@ def asha_lines(cfg: StudyConfig, stages: list[Stage]) -> list[str]:
         return []
     reports: dict[int, int] = {}
     for stage in stages:
-        if stage.kind == "retrieval":
+        if not stage.sweeps:
             continue
         t = cfg.resolved_trial(stage.task, stage.scale)
         n = Schedule.of(max(1, training_examples(cfg, stage)), t.batch_size, t.epochs, t.evals_per_epoch).reports
