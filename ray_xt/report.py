@@ -314,6 +314,9 @@ def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[P
     frame = mark_collapsed(frame)
     flagged = collapsed_stages(frame)
     kept = frame[~frame.collapsed].drop(columns="collapsed")  # collapsed seeds enter no interval
+    if kept.empty:
+        markdown = render_collapsed(flagged) + "\n(every stage collapsed: nothing to compare)\n"
+        return markdown, _write_markdown_and_scores(out_dir, markdown, frame)
     contrasts = declared(set(frame.condition))
     tables = comparison_tables(kept)
     stats = statistics(kept, contrasts)
@@ -336,9 +339,7 @@ def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[P
     parts.append(render_statistics(stats))
     parts.append(render_markdown(tables))
     markdown = "\n".join(p for p in parts if p)
-    files = [out_dir / "comparison.md", out_dir / "scores.csv"]
-    files[0].write_text(markdown, encoding="utf-8")
-    frame.to_csv(files[1], index=False)
+    files = _write_markdown_and_scores(out_dir, markdown, frame)
     for name, table in stats.items():
         files.append(out_dir / f"{name}.csv")
         table.to_csv(files[-1], index=False)
@@ -357,6 +358,13 @@ def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[P
     if heat:
         files.append(heat)
     return markdown, [f for f in files if f is not None]
+
+
+def _write_markdown_and_scores(out_dir: Path, markdown: str, frame: pd.DataFrame) -> list[Path]:
+    files = [out_dir / "comparison.md", out_dir / "scores.csv"]
+    files[0].write_text(markdown, encoding="utf-8")
+    frame.to_csv(files[1], index=False)
+    return files
 
 
 NOTE_LIMIT = 7500  # MLflow warns about and cuts a run description past 8,000 characters

@@ -241,3 +241,13 @@ def test_every_study_with_an_intermediate_condition_declares_primary_contrasts()
     assert [c.table for c in declared({"none", "en", "mlm", "multi-task"})] == ["gain_en", "mlm_minus_en"]
     assert [c.table for c in declared({"none", "multi-task"})] == ["gain_multi-task"]
     assert declared({"none"}) == []
+
+
+def test_a_study_whose_every_stage_collapsed_still_gets_its_report(tmp_path):
+    """cluster_smoke's one tiny stage per condition learns nothing (English dev 4 F1): named, nothing compared."""
+    records = [{"stage": {"scale": "micro-s", "task": "udpos", "seed": "0", "condition": c, "intermediate_task": i},
+                "zero_shot": {"en": 0.042, "qca": 0.014, "qso": 0.012}} for c, i in (("none", "none"), ("en", "mnli"))]
+    markdown, files = write_report(records, tmp_path)
+    assert markdown.startswith("### Collapsed seeds, left out of the contrasts they enter")
+    assert "every stage collapsed: nothing to compare" in markdown
+    assert {f.name for f in files} == {"comparison.md", "scores.csv"}
