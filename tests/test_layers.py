@@ -16,8 +16,8 @@ def _modules() -> dict[str, Path]:
             for p in PACKAGE.rglob("*.py")}
 
 
-def _imports(path: Path) -> set[str]:
-    """ray_xt modules ``path`` imports (relative to ray_xt), at any depth of the file."""
+def imports_of(path: Path, package: str) -> set[str]:
+    """Modules of ``package`` that ``path`` imports, at any depth of the file (imports inside functions count)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -26,8 +26,13 @@ def _imports(path: Path) -> set[str]:
             names = [a.name for a in node.names]
         else:
             continue
-        found |= {n.removeprefix("ray_xt.") for n in names if n.startswith("ray_xt.")}
+        found |= {n for n in names if n.split(".")[0] == package}
     return found
+
+
+def _imports(path: Path) -> set[str]:
+    """ray_xt modules ``path`` imports, relative to ray_xt."""
+    return {n.removeprefix("ray_xt.") for n in imports_of(path, "ray_xt") if n != "ray_xt"}
 
 
 def test_every_module_has_a_layer():

@@ -1,7 +1,6 @@
 """The training loop without Ray (ray_xt.loop): one trial on a micro scale with an in-memory session, in a plain
 process; and the package's import graph, which has no circle."""
 
-import ast
 import json
 import subprocess
 import sys
@@ -113,18 +112,7 @@ def test_a_trial_gives_back_its_engine_and_parameters(tmp_path, micro_cache, zer
     assert [a["parameters"] for a in result["after"]] == [result["before"]["parameters"]] * 3, result
 
 
-def _imports(path: Path, package: str) -> set[str]:
-    """ray_xt modules ``path`` imports, at any depth of the file (imports inside functions count)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        found |= {n for n in names if n.split(".")[0] == package}
-    return found
+from test_layers import imports_of as _imports  # noqa: E402 - one import-graph reader for the structure tests
 
 
 def test_the_package_import_graph_has_no_circle():

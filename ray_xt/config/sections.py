@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ray_xt.config.strict import Strict, _accepted
+from ray_xt.config.strict import Strict, _accepted, known
 from ray_xt.micro.codes import LANGUAGE_CODES
 from ray_xt.tasks.registry import TASKS
 
@@ -33,9 +33,7 @@ class MicroWorldConfig(Strict):
     @field_validator("languages")
     @classmethod
     def _languages_known(cls, v: list[str]) -> list[str]:
-        unknown = [code for code in v if code not in LANGUAGE_CODES]
-        if unknown:
-            raise ValueError(f"unknown micro-world language(s) {unknown}; valid: {sorted(LANGUAGE_CODES)}")
+        known(v, sorted(LANGUAGE_CODES), "micro-world language(s)")
         if "en" not in v:
             raise ValueError("must include 'en' (the source language of zero-shot transfer)")
         return v
@@ -126,11 +124,7 @@ class IntermediateConfig(Strict):
     @field_validator("tasks")
     @classmethod
     def _tasks_known(cls, v: list[str]) -> list[str]:
-        valid = sorted(t for t, s in TASKS.items() if s.role == "intermediate")
-        bad = [t for t in v if t not in valid]
-        if bad:
-            raise ValueError(f"unknown intermediate task(s) {bad}; valid: {valid}")
-        return v
+        return known(v, sorted(t for t, s in TASKS.items() if s.role == "intermediate"), "intermediate task(s)")
 
 
 class TargetConfig(Strict):
@@ -142,11 +136,7 @@ class TargetConfig(Strict):
     @field_validator("tasks")
     @classmethod
     def _tasks_known(cls, v: list[str]) -> list[str]:
-        valid = sorted(t for t, s in TASKS.items() if s.role == "target")
-        bad = [t for t in v if t not in valid]
-        if bad:
-            raise ValueError(f"unknown target task(s) {bad}; valid: {valid}")
-        return v
+        return known(v, sorted(t for t, s in TASKS.items() if s.role == "target"), "target task(s)")
 
 
 class TrialConfig(Strict):

@@ -70,6 +70,14 @@ def _accepted(value: str, problem: str | None, prefix: str) -> str:
     return value
 
 
+def known(values: list[str], valid, what: str) -> list[str]:
+    """``values`` when each is one of ``valid``; else an error naming the unknown ones and the valid ones."""
+    unknown = [v for v in values if v not in valid]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; valid: {list(valid)}")
+    return values
+
+
 def _kind(annotation) -> str:
     names = {int: "whole number", float: "number", str: "text", Path: "path"}
     for candidate in (annotation, *get_args(annotation)):

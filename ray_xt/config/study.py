@@ -18,7 +18,7 @@ from ray_xt.config.sections import (
     TrackingConfig,
     TrialConfig,
 )
-from ray_xt.config.strict import Strict, _accepted
+from ray_xt.config.strict import Strict, _accepted, known
 from ray_xt.scales import SCALES
 from ray_xt.tasks.registry import TASKS
 
@@ -82,10 +82,7 @@ class StudyConfig(Strict):
     @field_validator("scales")
     @classmethod
     def _scales_known(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in SCALES]
-        if bad:
-            raise ValueError(f"unknown scale(s) {bad}; valid: {list(SCALES)}")
-        return v
+        return known(v, list(SCALES), "scale(s)")
 
     @model_validator(mode="after")
     def _cross_checks(self):
