@@ -16,6 +16,32 @@ from ray_xt.config import StudyConfig, translate_languages
 from ray_xt.records import StageTags
 from ray_xt.tasks.registry import TASKS
 
+PER_LANGUAGE = "translate-train:"  # a per-language condition's prefix: one model for each target language
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A stage's condition as stage keys, records and MLflow tags spell it: ``none`` (no intermediate task),
+    ``en``, ``translate-train``, ``mlm``, ``multi-task``, or ``translate-train:<lang>`` (one model per language)."""
+
+    name: str
+    language: str | None = None  # the one target language of a per-language condition
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        if text.startswith(PER_LANGUAGE):
+            return cls("translate-train", text[len(PER_LANGUAGE):])
+        return cls(text)
+
+    @property
+    def group(self) -> str:
+        """What the report compares: per-language models pooled as ``translate-train-each``."""
+        return "translate-train-each" if self.language else self.name
+
+    def __str__(self) -> str:
+        return f"{PER_LANGUAGE}{self.language}" if self.language else self.name
+
+
 StageKind = Literal["intermediate", "target", "retrieval"]
 
 
@@ -25,7 +51,7 @@ class Stage:
     scale: str
     task: str
     seed: int
-    condition: str = "none"  # for target stages: the upstream's condition ("none" = from the pretrained model)
+    condition: Condition = Condition("none")  # target stages: the upstream's ("none": from the pretrained model)
     intermediate_task: str | None = None
     upstream: Stage | None = None
     inputs_digest: str = ""
@@ -34,7 +60,7 @@ class Stage:
     def key(self) -> str:
         payload = {
             "kind": self.kind, "scale": self.scale, "task": self.task, "seed": self.seed,
-            "condition": self.condition, "intermediate_task": self.intermediate_task,
+            "condition": str(self.condition), "intermediate_task": self.intermediate_task,
             "inputs": self.inputs_digest, "upstream": self.upstream.key if self.upstream else None,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -52,7 +78,7 @@ class Stage:
     @property
     def mixes_mlm(self) -> bool:
         """An intermediate stage of the mlm condition: MLM batches of target-language text beside its task."""
-        return self.kind == "intermediate" and self.condition == "mlm"
+        return self.kind == "intermediate" and self.condition == Condition("mlm")
 
     @property
     def label(self) -> str:
@@ -64,7 +90,7 @@ class Stage:
     @property
     def name(self) -> str:
         """Folder-safe, readable and unique (the key disambiguates)."""
-        cond = self.condition.replace("-", "").replace(":", "_")
+        cond = str(self.condition).replace("-", "").replace(":", "_")
         up = f"-{self.intermediate_task}" if self.intermediate_task else ""
         return f"{self.kind}-{self.task}{up}-{cond}-{self.scale}-s{self.seed}-{self.key[:8]}"
 
@@ -75,7 +101,7 @@ class Stage:
     @property
     def tags(self) -> StageTags:
         return {
-            "stage": self.kind, "scale": self.scale, "task": self.task, "condition": self.condition,
+            "stage": self.kind, "scale": self.scale, "task": self.task, "condition": str(self.condition),
             "intermediate_task": self.intermediate_task or "none", "seed": str(self.seed), "stage_key": self.key,
         }
 
@@ -164,32 +190,6 @@ def _variants(cfg: StudyConfig, condition: str) -> list[str]:
     return [condition]
 
 
-PER_LANGUAGE = "translate-train:"  # a per-language condition's prefix: one model for each target language
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A stage's condition as stage keys, records and MLflow tags spell it: ``none`` (no intermediate task),
-    ``en``, ``translate-train``, ``mlm``, ``multi-task``, or ``translate-train:<lang>`` (one model per language)."""
-
-    name: str
-    language: str | None = None  # the one target language of a per-language condition
-
-    @classmethod
-    def parse(cls, text: str) -> Condition:
-        if text.startswith(PER_LANGUAGE):
-            return cls("translate-train", text[len(PER_LANGUAGE):])
-        return cls(text)
-
-    @property
-    def group(self) -> str:
-        """What the report compares: per-language models pooled as ``translate-train-each``."""
-        return "translate-train-each" if self.language else self.name
-
-    def __str__(self) -> str:
-        return f"{PER_LANGUAGE}{self.language}" if self.language else self.name
-
-
 def condition_language(condition: str) -> str | None:
     """The single target language of a 'translate-train:<lang>' condition."""
     return Condition.parse(condition).language
@@ -205,14 +205,14 @@ def expand(cfg: StudyConfig) -> list[Stage]:
         for seed in cfg.seeds:
             upstreams: list[Stage | None] = [None]
             if cfg.intermediate.multi_task:  # one encoder trained on every intermediate task (English)
-                stage = Stage("intermediate", scale, MULTI_TASK, seed, MULTI_TASK,
+                stage = Stage("intermediate", scale, MULTI_TASK, seed, Condition(MULTI_TASK),
                               inputs_digest=inputs_digest(cfg, {"tasks": list(cfg.intermediate.tasks)}))
                 stages.append(stage)
                 upstreams.append(stage)
             for task in cfg.intermediate.tasks:
                 for condition in cfg.intermediate.conditions:
                     for variant in _variants(cfg, condition):
-                        stage = Stage("intermediate", scale, task, seed, variant,
+                        stage = Stage("intermediate", scale, task, seed, Condition.parse(variant),
                                       inputs_digest=mlm_digest if variant == "mlm" else digest)
                         stages.append(stage)
                         upstreams.append(stage)
@@ -222,7 +222,7 @@ def expand(cfg: StudyConfig) -> list[Stage]:
                     stages.append(
                         Stage(
                             kind, scale, target, seed,
-                            condition=up.condition if up else "none",
+                            condition=up.condition if up else Condition("none"),
                             intermediate_task=up.task if up else None,
                             upstream=up, inputs_digest=head_digest if _head_carried_over(up, target) else digest,
                         )

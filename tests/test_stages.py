@@ -108,7 +108,7 @@ def test_shipped_experiments_expand_to_the_expected_graphs():
     # each of 3 languages)) intermediates, 4 targets from 9 sources
     scaling = expand(load_study(root / "scaling_study.yaml"))
     assert kinds(scaling) == {"intermediate": 2 * 3 * 2 * 4, "target": 2 * 3 * 4 * 9, "retrieval": 0}
-    langs = {s.condition for s in scaling if s.kind == "intermediate"}
+    langs = {str(s.condition) for s in scaling if s.kind == "intermediate"}
     assert langs == {"en", "translate-train:de", "translate-train:es", "translate-train:zh"}
     demo = load_study(root / "demo.yaml")
     stages = expand(demo)

@@ -11,7 +11,7 @@ from ray_xt.data import FeatureCache
 from ray_xt.loop import Schedule
 from ray_xt.prepare import training_source
 from ray_xt.records import StageRecord, stage_record, sweep_summary
-from ray_xt.stages import MULTI_TASK, Stage, condition_language
+from ray_xt.stages import MULTI_TASK, Condition, Stage
 from ray_xt.study.inputs import Resolved
 from ray_xt.study.layout import StudyParts, recordable
 from ray_xt.study.zero_shot import ZeroShot
@@ -60,9 +60,9 @@ class StageRunner:
         return self._held_out
 
     def _train_languages(self, stage: Stage) -> list[str]:
-        if stage.kind == "intermediate" and stage.condition == "translate-train":
+        if stage.kind == "intermediate" and stage.condition == Condition("translate-train"):
             return translate_languages(self.cfg)
-        if stage.kind == "intermediate" and (only := condition_language(stage.condition)):
+        if stage.kind == "intermediate" and (only := stage.condition.language):
             return [only]
         return ["en"]
 
@@ -160,7 +160,7 @@ class StageRunner:
         })
         callback = MLflowTrialCallback(
             self.parts.tracker, stage.key, parent, stage.run_tags(cfg.name),
-            {"seed": stage.seed, "scale": stage.scale, "task": stage.task, "condition": stage.condition,
+            {"seed": stage.seed, "scale": stage.scale, "task": stage.task, "condition": str(stage.condition),
              "git_revision": self.git_revision, "batch_size": spec.batch_size, "zero_stage": spec.zero_stage},
         )
         sweep_started, sweep_started_at = time.perf_counter(), time.time()

@@ -9,7 +9,7 @@ from pathlib import Path
 from ray_xt import storage
 from ray_xt.config import StudyConfig
 from ray_xt.records import StageRecord
-from ray_xt.stages import Stage, condition_language
+from ray_xt.stages import Stage
 from ray_xt.study.inputs import Resolved
 from ray_xt.study.layout import StudyParts
 from ray_xt.tasks.registry import TASKS
@@ -30,7 +30,7 @@ class ZeroShot:
         task = TASKS[stage.task]
         tok = self.resolved.model_paths[stage.scale]
         langs = self.cfg.languages_for(stage.task)
-        only = condition_language(stage.condition)
+        only = stage.condition.language
         if only:  # a model trained on one language's translation is evaluated on that language (and English)
             langs = [lang for lang in langs if lang in ("en", only)]
         root = self.resolved.data_root
