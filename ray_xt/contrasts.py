@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 TRANSFER, SAME_DATA = "transfer", "same data"  # the two Holm families
+SAME_DATA_MARK = "†"  # beside a same-data pair in every table and figure
 
 
 @dataclass(frozen=True)

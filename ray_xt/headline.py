@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from ray_xt.contrasts import SAME_DATA, TRANSFER, Contrast, headline_question, interaction_label
+from ray_xt.contrasts import SAME_DATA, SAME_DATA_MARK, TRANSFER, Contrast, headline_question, interaction_label
 from ray_xt.stats import LEVEL, ZERO_SHOT_AVERAGE, holm
 
-SAME_DATA_MARK = "†"
 ASYMMETRY_NOTE = (
     "Which pair is compared: `en` is one model for all languages. `translate-train` is also one model, trained on a "
     "size-matched mixture of the target languages: the difference is the language of the data. "

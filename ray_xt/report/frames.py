@@ -1,9 +1,7 @@
-"""The study's report: per-scale comparison tables of every condition, the headline's primary contrasts
-(``ray_xt.headline``), the secondary statistics, XTREME test scores beside the published ones, and figures."""
+"""The report's numbers: scores as a frame (one row per stage, language and seed), the comparison and summary
+tables, XTREME test scores beside the published ones, and the statistics tables of every contrast."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,7 +32,7 @@ def scores_frame(records: list[StageRecord]) -> pd.DataFrame:
 
 def _column(condition: str, intermediate: str, target: str) -> str:
     """A condition's column name; a same-data pair (the intermediate task is the target's training data) carries †."""
-    from ray_xt.headline import SAME_DATA_MARK
+    from ray_xt.contrasts import SAME_DATA_MARK
     from ray_xt.tasks.registry import shared_training_data
 
     if condition == "none":
@@ -77,7 +75,7 @@ def summary_table(frame: pd.DataFrame, scale: str) -> pd.DataFrame:
     English and over seeds, on the scored (mostly dev) splits, each task in its own metric (QA: the mean of EM and
     F1); Δ over the baseline; † marks a same-data cell. Not XTREME's score (a test-set mean over all languages,
     English included, QA as F1): the published numbers stand beside our test scores (``published_comparison``)."""
-    from ray_xt.headline import SAME_DATA_MARK
+    from ray_xt.contrasts import SAME_DATA_MARK
     from ray_xt.tasks.registry import shared_training_data
 
     part = frame[(frame.scale == scale) & (frame.language != "en")]
@@ -138,7 +136,7 @@ def published_comparison(records: list[StageRecord], dev: pd.DataFrame | None = 
     (``dev_choice``; † where it is the target's own training data), the single tasks its candidates — and of
     multi-task training, beside the published XLM-R large and X-STILTs test numbers for the scale they describe,
     each marked confirmed or unverified."""
-    from ray_xt.headline import SAME_DATA_MARK
+    from ray_xt.contrasts import SAME_DATA_MARK
     from ray_xt.paper import label, paper_baseline, paper_best_intermediate
     from ray_xt.tasks.registry import shared_training_data
 
@@ -240,41 +238,6 @@ def render_statistics(stats: dict[str, pd.DataFrame]) -> str:
     return "\n".join(parts)
 
 
-def heatmap(stats: dict[str, pd.DataFrame], contrast, path: Path) -> Path | None:
-    """The first primary contrast per language (rows) and scale/task (columns), each cell with its interval; a
-    frame around cells whose Holm-adjusted p (over the table's language cells) is below 0.05; † a same-data pair."""
-    from ray_xt.figures import pyplot, save_figure
-    from ray_xt.headline import SAME_DATA_MARK
-
-    table = stats.get(contrast.table)
-    if table is None or table.empty:
-        return None
-    plt = pyplot()
-    table = table.assign(intermediate=[i + (SAME_DATA_MARK if same else "")
-                                       for i, same in zip(table.intermediate, table.same_data)])
-    columns = ["scale", "target", "intermediate"]
-    wide = table.pivot_table(index="language", columns=columns, values="mean")
-    low = table.pivot_table(index="language", columns=columns, values="ci_low").reindex_like(wide)
-    high = table.pivot_table(index="language", columns=columns, values="ci_high").reindex_like(wide)
-    sig = table.pivot_table(index="language", columns=columns, values="p_holm").reindex_like(wide)
-    limit = max(1.0, float(np.nanmax(np.abs(wide.to_numpy()))))  # NaN cells (no English row) ignored
-    fig, ax = plt.subplots(figsize=(min(1.6 * wide.shape[1] + 3, 18), 0.6 * wide.shape[0] + 2))
-    image = ax.imshow(wide.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(wide.shape[1]), ["\n".join(str(x) for x in c) for c in wide.columns], fontsize=7)
-    ax.set_yticks(range(wide.shape[0]), wide.index, fontsize=8)
-    for (i, j), v in np.ndenumerate(wide.to_numpy()):
-        if np.isnan(v):
-            continue
-        lo, hi = low.to_numpy()[i, j], high.to_numpy()[i, j]
-        text = f"{v:+.1f}" + ("" if np.isnan(lo) else f"\n[{lo:+.1f}, {hi:+.1f}]")
-        ax.text(j, i, text, ha="center", va="center", fontsize=6)
-        if sig.to_numpy()[i, j] < 0.05:
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.5, color="black"))
-    fig.colorbar(image, ax=ax, label=f"{contrast.title} (points)")
-    ax.set_title(f"{contrast.title} per language (95% t intervals; framed: Holm p < 0.05)", fontsize=9)
-    return save_figure(fig, path)
-
-
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame]) -> str:
     parts = []
     for (scale, target), table in tables.items():
@@ -283,109 +246,3 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame]) -> str:
     return "\n".join(parts)
 
 
-def plot(tables: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
-    from ray_xt.figures import pyplot, save_figure
-
-    plt = pyplot()
-    cols = min(3, len(tables))  # a grid read on a screen, not one strip of panels
-    rows = -(-len(tables) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
-    for ax in axes.flat[len(tables):]:
-        ax.set_visible(False)
-    for ax, ((scale, target), table) in zip(axes.flat, tables.items()):
-        shown = [c for c in table.columns if not c.startswith("Δ")]
-        table[shown].plot.bar(ax=ax, rot=45)
-        ax.set_title(f"{target} — {scale}")
-        ax.set_ylabel("score")
-        ax.legend(fontsize=7)
-    return save_figure(fig, path)
-
-
-def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[Path]]:
-    """Writes comparison.md, scores.csv, the statistics tables and the figures; returns the markdown and the files."""
-    from ray_xt.contrasts import declared
-    from ray_xt.headline import forest_plot, primary_table, render_headline
-    from ray_xt.seed_checks import collapsed_stages, mark_collapsed, render_collapsed
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame = scores_frame(records)
-    if frame.empty:
-        return "(no finished target stages yet)", []
-    frame = mark_collapsed(frame)
-    flagged = collapsed_stages(frame)
-    kept = frame[~frame.collapsed].drop(columns="collapsed")  # collapsed seeds enter no interval
-    if kept.empty:
-        markdown = render_collapsed(flagged) + "\n(every stage collapsed: nothing to compare)\n"
-        return markdown, _write_markdown_and_scores(out_dir, markdown, frame)
-    contrasts = declared(set(frame.condition))
-    tables = comparison_tables(kept)
-    stats = statistics(kept, contrasts)
-    primary = primary_table(stats, contrasts)
-    parts = [render_headline(primary, contrasts, render_collapsed(flagged)) or render_collapsed(flagged),
-             "## Details\n"]
-    for scale in dict.fromkeys(kept.scale):
-        parts.append(f"### {scale}: mean zero-shot score per target task (non-English languages, scored splits "
-                     "(dev; test where a language has no dev set), each task's metric, mean over seeds; † the "
-                     "target's own training data)\n")
-        parts.append(summary_table(kept, scale).to_markdown() + "\n")
-    published = published_comparison(records, kept)
-    if not published.empty:
-        parts.append("### XTREME test scores, like for like (the published metric — QA: F1 — over XTREME's "
-                     "languages, English included where XTREME includes it; mean over seeds; the best English "
-                     "intermediate task chosen on the dev zero-shot average, among the single tasks — multi-task "
-                     "beside it, not a candidate; † the target's own training data; published numbers from "
-                     "ray_xt/paper.py, marked unverified where no stored source confirms them)\n")
-        parts.append(published.to_markdown(index=False) + "\n")
-    parts.append(render_statistics(stats))
-    parts.append(render_markdown(tables))
-    markdown = "\n".join(p for p in parts if p)
-    files = _write_markdown_and_scores(out_dir, markdown, frame)
-    for name, table in stats.items():
-        files.append(out_dir / f"{name}.csv")
-        table.to_csv(files[-1], index=False)
-    if not primary.empty:
-        files.append(out_dir / "primary_contrasts.csv")
-        primary.to_csv(files[-1], index=False)
-        figure = forest_plot(primary, contrasts, out_dir / "headline.png")
-        if figure is not None:
-            files.append(figure)
-    files.append(plot(tables, out_dir / "comparison.png"))
-    heat = None
-    if contrasts:
-        name = ("en_vs_target_heatmap.png" if contrasts[0].second.startswith("translate-train")
-                else f"{contrasts[0].table}_heatmap.png")
-        heat = heatmap(stats, contrasts[0], out_dir / name)
-    if heat:
-        files.append(heat)
-    return markdown, [f for f in files if f is not None]
-
-
-def _write_markdown_and_scores(out_dir: Path, markdown: str, frame: pd.DataFrame) -> list[Path]:
-    files = [out_dir / "comparison.md", out_dir / "scores.csv"]
-    files[0].write_text(markdown, encoding="utf-8")
-    frame.to_csv(files[1], index=False)
-    return files
-
-
-NOTE_LIMIT = 7500  # MLflow warns about and cuts a run description past 8,000 characters
-
-
-def headline_of(markdown: str) -> str:
-    """The run description: the report's headline section (else its beginning), whole sections within the limit,
-    and where the rest is."""
-    end = markdown.find("\n## ", markdown.find("## Headline") + 1) if "## Headline" in markdown else -1
-    head = markdown[:end] if end > 0 else markdown
-    if len(head) > NOTE_LIMIT:
-        head = head[:head.rfind("\n", 0, NOTE_LIMIT)]
-    return head + "\n\n(Full report: artifact `comparison.md`; figures `headline.png`, `comparison.png`.)"
-
-
-def log_report(tracker, study: str, files: list[Path], tables_markdown: str) -> str:
-    """A study-summary run in MLflow holding the report files (found again by key, never duplicated); its
-    description is the headline."""
-    run_id = tracker.summary_run(study)
-    for f in files:
-        tracker.client.log_artifact(run_id, str(f))
-    tracker.client.set_tag(run_id, "mlflow.note.content", headline_of(tables_markdown))
-    tracker.finish(run_id)
-    return run_id
