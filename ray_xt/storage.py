@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 PUBLISHED = ".published"
@@ -108,20 +109,22 @@ def read_text(location: str) -> str | None:
         return None
 
 
-def write_text(location: str, text: str) -> None:
-    """Whole or absent: written beside its place, then moved there."""
+def write_text(location: str, text: str, unique: bool = False) -> None:
+    """Whole or absent: written beside its place, then moved there. ``unique``: the partial file is this writer's
+    own (writers racing for one place each move a whole file there; the last one stays)."""
+    suffix = f".{uuid.uuid4().hex}.partial" if unique else ".partial"
     if not is_uri(location):
         path = Path(location)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
+        partial = path.with_name(path.name + suffix)
         partial.write_text(text, encoding="utf-8")
         partial.replace(path)
         return
     fs, path = _filesystem(location)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path + ".partial") as stream:
+    with fs.open_output_stream(path + suffix) as stream:
         stream.write(text.encode("utf-8"))
-    fs.move(path + ".partial", path)
+    fs.move(path + suffix, path)
 
 
 def materialize(location: str) -> Path:
