@@ -283,3 +283,12 @@ def storage_problem(cfg: StudyConfig, pending: list[Stage], storage_folder: str)
     return (f"storage: {storage_folder} has {human(free)} free; the {len(pending)} stages still to run need up to "
             f"{human(need)} for their checkpoints (`ray-xt plan` shows the breakdown). Free space there, give "
             f"--storage a larger folder or an object store URI (s3://, gs://), or run fewer stages (--seeds)")
+
+
+def pending_storage_problem(cfg: StudyConfig) -> str | None:
+    """``storage_problem`` for the stages of the study not finished yet (its records read from its storage)."""
+    from ray_xt.stages import expand
+    from ray_xt.study.layout import stage_store
+
+    store = stage_store(cfg)
+    return storage_problem(cfg, [s for s in expand(cfg) if store.get(s) is None], cfg.storage)

@@ -57,13 +57,14 @@ def _checks(cfg: StudyConfig, tracking_uri: str | None = None, room: bool = Fals
     """What `ray-xt plan` and `ray-xt run` both check before Ray starts (the study file was checked on loading):
     the tracking store, and the folders the study writes; ``room`` (run): a local storage has room for the
     checkpoints of the stages still to run."""
+    from ray_xt.budgets import pending_storage_problem
     from ray_xt.storage import is_uri
     from ray_xt.tracking import TrackingUnavailable, check_tracking_server
 
     problems = []
     if not is_uri(cfg.storage) and (why := _unwritable(Path(cfg.storage))):
         problems.append(f"storage: {cfg.storage}: {why}; give a folder you can write (or --storage)")
-    elif room and not is_uri(cfg.storage) and (why := _storage_room(cfg)):
+    elif room and not is_uri(cfg.storage) and (why := pending_storage_problem(cfg)):
         problems.append(why)
     if room:  # run; plan warns (a cluster's study file names folders only its nodes have)
         problems += _missing_data_folders(cfg)
@@ -85,36 +86,6 @@ def _missing_data_folders(cfg: StudyConfig) -> list[str]:
     return [f"data.{name}: folder {folder} does not exist; give the folder that holds it, or leave data.{name} out"
             for name, folder in (("hub_mirror", cfg.data.hub_mirror), ("translations", cfg.data.translations))
             if folder is not None and not Path(folder).expanduser().is_dir()]
-
-
-def _storage_room(cfg: StudyConfig) -> str | None:
-    from ray_xt.budgets import storage_problem
-    from ray_xt.stages import expand
-
-    stages = expand(cfg)
-    store = _stage_store(cfg)
-    return storage_problem(cfg, [s for s in stages if store.get(s) is None], cfg.storage)
-
-
-def _stage_store(cfg: StudyConfig):
-    from ray_xt.storage import StudyStorage, join
-    from ray_xt.study import StageStore
-
-    return StageStore(join(StudyStorage(cfg.storage, cfg.name).location, "stages"))
-
-
-def _pilot_records(cfg: StudyConfig) -> tuple[list[StageRecord], str | None]:
-    """The finished stage records of the study file ``power.pilot`` names (from the storage it names)."""
-    from ray_xt.stages import expand
-
-    if cfg.power.pilot is None:
-        return [], None
-    try:
-        pilot = load_study(cfg.power.pilot)
-    except ConfigError as err:
-        raise UsageError(f"power.pilot: {err}") from None
-    store = _stage_store(pilot)
-    return [r for r in (store.get(s) for s in expand(pilot)) if r is not None], pilot.name
 
 
 def _preflight(cfg: StudyConfig, tracking_uri: str | None = None) -> list | None:
@@ -211,8 +182,14 @@ def plan(
     from ray_xt.storage import StudyStorage, is_uri, join
 
     study_storage = StudyStorage(cfg.storage, cfg.name)
-    store = _stage_store(cfg)
-    pilot, pilot_name = _pilot_records(cfg)
+    from ray_xt.design import pilot_records
+    from ray_xt.study.layout import stage_store
+
+    store = stage_store(cfg)
+    try:
+        pilot, pilot_name = pilot_records(cfg)
+    except ConfigError as err:
+        raise UsageError(f"power.pilot: {err}") from None
     for line in power_lines(cfg, [r for r in (store.get(s) for s in stages) if r is not None], pilot, pilot_name):
         typer.echo(line)
     for line in budget_lines(cfg, stages, None if is_uri(cfg.storage) else cfg.storage):
@@ -241,9 +218,15 @@ def run(
     seeds: str | None = typer.Option(None, help="run only these of the study's seeds, e.g. 0 (a first look); "
                                                    "a later run without it runs only the other seeds' stages"),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    takeover: bool = typer.Option(False, "--takeover", help="take the study's lease from a driver that is dead "
+                                  "(without it, a run waits for the lease to expire: 2 minutes)"),
 ) -> None:
-    """Run (or continue) a study; finished stages are skipped."""
+    """Run (or continue) a study; finished stages are skipped. One driver per study: a second one is refused.
+    SIGINT or SIGTERM stops it (exit 130 / 143) with what finished and the command that continues."""
+    from ray_xt.storage import StudyStorage
     from ray_xt.study import StudyDriver
+    from ray_xt.study.lease import StudyHeld, StudyLease, lease_seconds, ray_job_id
+    from ray_xt.study.stopping import StopRequest, StudyInterrupted, continue_command
 
     cfg = _load(experiment, overrides)
     if seeds:
@@ -251,20 +234,32 @@ def run(
     if storage:
         cfg = _with_storage(cfg, storage)
     prepared = _preflight(cfg, tracking_uri)
-    _init_ray(address)
-    if address is not None:
-        import ray
+    lease = StudyLease(StudyStorage(cfg.storage, cfg.name).location, cfg.name, lease_seconds(), job_id=ray_job_id())
+    try:
+        lease.acquire(takeover)  # before any Ray process starts
+    except StudyHeld as err:
+        raise UsageError(str(err)) from None
+    stop = StopRequest()
+    with lease:
+        _init_ray(address)
+        if address is not None:
+            import ray
 
-        from ray_xt.study import node_local_storage
+            from ray_xt.study import node_local_storage
 
-        problem = node_local_storage(cfg.storage, sum(n["Alive"] for n in ray.nodes()))
-        if problem:
-            raise UsageError(problem)
-    runner = StudyDriver(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m))
-    runner.prepared = prepared
-    # a DataError found while tokenising (a question longer than half of max_seq_length) is refused like any other
-    records = runner.run()
-    _publish_report(runner, records)
+            problem = node_local_storage(cfg.storage, sum(n["Alive"] for n in ray.nodes()))
+            if problem:
+                raise UsageError(problem)
+        runner = StudyDriver(cfg, tracking_uri=tracking_uri, log=lambda m: typer.echo(m), stop=stop)
+        runner.prepared = prepared
+        # after Ray's own start: its C++ signal handlers (a stack dump on SIGTERM) are replaced by the study's
+        with stop.installed():
+            try:  # a DataError found while tokenising (a question too long for max_seq_length) is a refusal
+                records = runner.run()
+            except StudyInterrupted as err:
+                typer.echo(err.paragraph(continue_command()))
+                raise typer.Exit(err.exit_code) from None
+        _publish_report(runner, records)
 
 
 @command(app)

@@ -37,8 +37,8 @@ class ThroughputTable:
             return entry["examples_per_second"], f"measured over {entry['trials']} trials"
         return SCALES[scale].examples_per_second, "table default"
 
-    def add(self, scale: str, values: list[float]) -> None:
-        values = [v for v in values if v and v > 0]
+    def add(self, scale: str, measured: list[float | None]) -> None:
+        values = [v for v in measured if v is not None and v > 0]
         if not values:
             return
         key = SCALES[scale].throughput_key

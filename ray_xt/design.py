@@ -121,3 +121,17 @@ def power_lines(cfg: StudyConfig, records: list[StageRecord], pilot: list[StageR
                 lines.append(f"| {contrast.title} | {target} | {family} ({sizes[family]}) | {n.sd:.2f} ({n.source}) | "
                              + " | ".join(cells) + " |")
     return lines
+
+
+def pilot_records(cfg: StudyConfig) -> tuple[list[StageRecord], str | None]:
+    """The finished stage records of the study file ``power.pilot`` names (from the storage it names), and its name;
+    raises ConfigError for a pilot file that cannot be read."""
+    from ray_xt.config import load_study
+    from ray_xt.stages import expand
+    from ray_xt.study.layout import stage_store
+
+    if cfg.power.pilot is None:
+        return [], None
+    pilot = load_study(cfg.power.pilot)
+    store = stage_store(pilot)
+    return [r for r in (store.get(s) for s in expand(pilot)) if r is not None], pilot.name

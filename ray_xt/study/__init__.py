@@ -13,11 +13,12 @@ from ray_xt.study.layout import (
                                  git_revision,
                                  node_local_storage,
                                  recordable,
+                                 stage_store,
 )
 from ray_xt.study.stage import StageContext, StageFailed, StageRunner, execute_stage, hosted
 from ray_xt.study.zero_shot import ZeroShot, evaluate_languages, score_against_gold, write_submission
 
 __all__ = ["Resolved", "StageContext", "StageFailed", "StageRunner", "StageStore", "StudyDriver", "StudyParts",
            "StudyPaths", "ZeroShot", "absolute_uri", "evaluate_languages", "execute_stage", "git_revision", "hosted",
-           "manifest_datasets", "node_local_storage", "recordable", "resolve_inputs", "score_against_gold",
+           "manifest_datasets", "node_local_storage", "recordable", "resolve_inputs", "score_against_gold", "stage_store",
            "write_submission"]

@@ -3,6 +3,7 @@ tasks (``parallel_stages`` at once, each a StageRunner) and their records stored
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 
@@ -14,16 +15,20 @@ from ray_xt.stages import Stage, expand
 from ray_xt.study.inputs import Resolved, resolve_inputs
 from ray_xt.study.layout import StudyParts, absolute_uri, git_revision
 from ray_xt.study.stage import StageContext, StageFailed, StageRunner, execute_stage, hosted
+from ray_xt.study.stopping import STOP_GRACE_SECONDS, StopRequest, StudyInterrupted
 
 
 class StudyDriver:
     """A whole study: resolves its data and models, expands it into stages, skips finished ones, schedules the rest
     (``parallel_stages`` at once, each as a Ray task running a StageRunner) and stores their records."""
 
-    def __init__(self, cfg: StudyConfig, tracking_uri: str | None = None, log: Callable[[str], None] = print):
+    def __init__(self, cfg: StudyConfig, tracking_uri: str | None = None, log: Callable[[str], None] = print,
+                 stop: StopRequest | None = None):
+        """``stop``: the signals' request to stop (``ray_xt.study.stopping``; the CLI installs its handlers)."""
         self.cfg = cfg
         self.parts = StudyParts.of(cfg, absolute_uri(tracking_uri or cfg.tracking.uri))
         self.log = log
+        self.stop = stop or StopRequest()
         self.git_revision = git_revision()
         self.resolved: Resolved | None = None
         self.trainer_pool: str | None = None  # the running study's TrainerPool name (ray_xt.trainer_hosts)
@@ -55,6 +60,8 @@ class StudyDriver:
                 done[stage.key] = record
         pending = [s for s in stages if s.key not in done]
         self.log(f"[ray-xt] {len(stages)} stages: {len(done)} done before (skipped), {len(pending)} to run")
+        self._resume_lines(pending)
+        self.stop.progress = (len(done), len(stages), 0)
         self.progress = self._planned_progress(stages, pending, len(done))
         pool = self._start_trainer_pool(pending)
         try:
@@ -94,7 +101,26 @@ class StudyDriver:
         context = self.context()
         running: dict = {}
         failures: list[str] = []
+        done_before = len(done)
+        self.stop.in_loop = True
+        try:
+            self._schedule(pending, running, failures, done, number, total, remote, context, done_before)
+        finally:
+            self.stop.in_loop = False
+        if failures:
+            raise StageFailed(f"{len(failures)} stage(s) failed (finished stages are kept; re-run to continue):\n  - "
+                              + "\n  - ".join(failures))
+
+    def _schedule(self, pending: list[Stage], running: dict, failures: list[str], done: dict[str, StageRecord],
+                  number: dict[str, int], total: int, remote, context, done_before: int) -> None:
+        """Starts each stage once its upstream has finished, keeps what finishes; on a stop request, stops."""
+        import ray
+
         while pending or running:
+            if self.stop.requested:
+                interrupted = self._stop_running(running, done, number, total)
+                raise StudyInterrupted(self.stop.signum or signal.SIGINT, len(done), total, len(done) - done_before,
+                                       interrupted)
             ready = [s for s in pending if s.upstream is None or s.upstream.key in done]
             while ready and not failures and len(running) < self.cfg.parallel_stages:
                 stage = ready.pop(0)
@@ -105,33 +131,70 @@ class StudyDriver:
                 running[ref] = (stage, time.perf_counter())
             if not running:
                 break  # only stages whose upstream failed are left
-            finished, _ = ray.wait(list(running), num_returns=1)
+            finished, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # a stop request is seen within 1 s
+            if not finished:
+                continue
             stage, t_start = running.pop(finished[0])
             try:
                 record = ray.get(finished[0])
             except Exception as err:  # noqa: BLE001 - reported with the stage, the other stages still finish
+                if self.stop.requested:
+                    running[finished[0]] = (stage, t_start)  # stopped by the signal (Ctrl-C reaches the group too)
+                    continue
                 lines = [x for x in str(err).splitlines() if x.strip() and not x.startswith("(Background")]
                 failures.append(f"{stage.label}: {type(err).__name__}: {(lines or [''])[-1][:300]}")
                 self.log(f"[ray-xt] stage {number[stage.key]}/{total} FAILED: {failures[-1]}")
                 continue
-            record["seconds"] = time.perf_counter() - t_start
-            self.parts.store.put(stage, record)
-            if stage.sweeps:
-                from ray_xt.costs import ThroughputTable
-                from ray_xt.retention import prune_finished_sweep
+            self._keep(stage, record, t_start, done, number, total)
 
-                # memoised now: its sweep keeps only the best model
-                prune_finished_sweep(storage.join(self.parts.storage.location_of(self.parts.paths.tune), stage.name),
-                                     record["sweep"]["best_model_dir"])
-                # what trials measured refreshes `ray-xt plan`'s cost table
-                ThroughputTable(storage.join(self.parts.storage.root, "throughput.json")).add(
-                    stage.scale, [t.get("examples_per_second") for t in record["sweep"].get("trials", [])])
-            done[stage.key] = record
-            self._log_done(number[stage.key], total, record)
-            self._report_progress(stage, record)
-        if failures:
-            raise StageFailed(f"{len(failures)} stage(s) failed (finished stages are kept; re-run to continue):\n  - "
-                              + "\n  - ".join(failures))
+    def _stop_running(self, running: dict, done: dict[str, StageRecord], number: dict[str, int],
+                      total: int) -> list[str]:
+        """Cancels the running stages (their sweeps stop and keep their folders), keeps any that finish within the
+        grace period; the labels of the others."""
+        import ray
+
+        for ref in list(running):
+            ray.cancel(ref)  # a KeyboardInterrupt in the stage's task: Tune stops its trials
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        interrupted = []
+        while running and time.monotonic() < deadline:
+            finished, _ = ray.wait(list(running), num_returns=1, timeout=max(0.1, deadline - time.monotonic()))
+            for ref in finished:
+                stage, t_start = running.pop(ref)
+                try:
+                    record = ray.get(ref)
+                except Exception:  # noqa: BLE001 - cancelled: interrupted, resumed by the next run
+                    interrupted.append(stage.label)
+                    continue
+                self._keep(stage, record, t_start, done, number, total)
+        return interrupted + [stage.label for stage, _ in running.values()]
+
+    def _keep(self, stage: Stage, record: StageRecord, t_start: float, done: dict[str, StageRecord],
+              number: dict[str, int], total: int) -> None:
+        """A finished stage: its record stored whole, its sweep pruned, its throughput learnt."""
+        record["seconds"] = time.perf_counter() - t_start
+        self.parts.store.put(stage, record)
+        if stage.sweeps:
+            from ray_xt.costs import ThroughputTable
+            from ray_xt.retention import prune_finished_sweep
+
+            # memoised now: its sweep keeps only the best model
+            prune_finished_sweep(storage.join(self.parts.storage.location_of(self.parts.paths.tune), stage.name),
+                                 record["sweep"]["best_model_dir"])
+            # what trials measured refreshes `ray-xt plan`'s cost table
+            ThroughputTable(storage.join(self.parts.storage.root, "throughput.json")).add(
+                stage.scale, [t.get("examples_per_second") for t in record["sweep"].get("trials", [])])
+        done[stage.key] = record
+        self._log_done(number[stage.key], total, record)
+        self._report_progress(stage, record)
+
+    def _resume_lines(self, pending: list[Stage]) -> None:
+        """What a re-run continues: the pending sweeps an earlier run left a Tune experiment folder for."""
+        tune_root = self.parts.storage.location_of(self.parts.paths.tune)
+        resumed = [s.label for s in pending if s.sweeps and storage.exists(storage.join(tune_root, s.name))]
+        if resumed:
+            self.log(f"[ray-xt] resuming {len(resumed)} interrupted sweep(s) from their last checkpoints: "
+                     + "; ".join(resumed))
 
     def _planned_progress(self, stages: list[Stage], pending: list[Stage], done_before: int) -> StudyProgress:
         from ray_xt.costs import ThroughputTable, devices_per_trial, stage_device_hours

@@ -111,6 +111,11 @@ def recordable(cfg: StudyConfig) -> dict:
     return dumped
 
 
+def stage_store(cfg: StudyConfig) -> StageStore:
+    """A study's finished-stage records where its storage keeps them (nothing else of the study is opened)."""
+    return StageStore(storage.join(StudyStorage(cfg.storage, cfg.name).location, "stages"))
+
+
 @dataclass
 class StudyParts:
     """A study's storage, paths, stage records, MLflow experiment and feature cache (each built from the config)."""

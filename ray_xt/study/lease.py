@@ -24,6 +24,7 @@ from ray_xt import storage
 
 LEASE_FILE = "driver.lease.json"
 LEASE_SECONDS = 120.0  # a holder silent this long is taken for dead
+LEASE_ENV = "RAY_XT_LEASE_SECONDS"  # another length (tests use a few seconds)
 SETTLE_SECONDS = 1.0  # between writing a lease and reading it back: a concurrent writer's object lands meanwhile
 
 
@@ -45,6 +46,19 @@ class Holder:
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
         return (f"host {self.host}, pid {self.pid}{job}, since {started} (renewed {now - self.renewed:.0f} s ago; "
                 f"expires {self.lease_seconds:.0f} s after its last renewal)")
+
+
+def lease_seconds() -> float:
+    return float(os.environ.get(LEASE_ENV, LEASE_SECONDS))
+
+
+def ray_job_id() -> str:
+    """The Ray job this process runs as (its submission id, from the job's config Ray passes in), else ""."""
+    try:
+        config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
+    except ValueError:
+        return ""
+    return str((config.get("metadata") or {}).get("job_submission_id", ""))
 
 
 class StudyHeld(RuntimeError):
