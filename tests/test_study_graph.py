@@ -74,7 +74,10 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     finished_before = {p.stem for p in stage_dir.glob("*.json")}
     assert 2 <= len(finished_before) < 7
 
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    # the killed driver's lease is live for two minutes: refused before Ray starts, unless taken over
+    refused = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and f"pid {proc.pid}" in refused.stderr, refused.stderr[-2000:]
+    again = subprocess.run([*cmd, "--takeover"], cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"{len(finished_before)} done before (skipped)" in again.stdout
     started_again = [line for line in again.stdout.splitlines() if ": started" in line]
