@@ -27,6 +27,8 @@ class SweepSummary(TypedDict, total=False):
     best_learning_rate: float
     best_model_dir: str
     trials: list[dict]  # each trial's id, status, learning rate, score, examples/s
+    resumed: bool  # restored from an interrupted run's experiment folder
+    trials_without_results: int  # trials the interruption caught before their first result (restarted)
 
 
 class _Required(TypedDict):

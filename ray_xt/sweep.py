@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ray_xt.loop.contract import Hyper
@@ -50,6 +50,8 @@ class SweepOutcome:
     best_score: float
     best_model_dir: str  # the best checkpoint's model/ folder (save_pretrained form)
     trials: tuple[TrialOutcome, ...]
+    resumed: bool = False  # restored from the experiment folder an interrupted run left
+    trials_without_results: int = 0  # trials an interruption caught before their first result: restarted
 
 
 DRIVER_MEMORY_BYTES = 512 * 1024**2  # a worker-group trial's driver: the Tune function and Train's controller
@@ -120,7 +122,8 @@ def run_sweep(name: str, storage_path: str, trainable, settings: SweepSettings, 
     trainable = tune.with_resources(trainable, resources)
     loggers = result_loggers()  # a restored sweep brings its own (pickled) callbacks, these among them
     experiment_dir = join(str(storage_path), name)
-    if tune.Tuner.can_restore(str(experiment_dir)):
+    resumed = tune.Tuner.can_restore(str(experiment_dir))
+    if resumed:
         # a driver died mid-sweep: finished trials stay finished, unfinished/errored ones resume from checkpoints
         tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
     else:
@@ -145,7 +148,7 @@ def run_sweep(name: str, storage_path: str, trainable, settings: SweepSettings, 
             ),
         )
     grid = tuner.fit()
-    return summarize(grid, settings, locate)
+    return replace(summarize(grid, settings, locate), resumed=resumed)
 
 
 def summarize(grid, settings: SweepSettings, locate: Callable[[str], str] = str) -> SweepOutcome:
@@ -167,7 +170,8 @@ def summarize(grid, settings: SweepSettings, locate: Callable[[str], str] = str)
     # ties broken by trial id and checkpoint path, so a restored sweep picks the same checkpoint
     score, trial_id, lr, ckpt = min(candidates, key=lambda c: (-c[0], c[1], c[3]))
     trials.sort(key=lambda t: t.trial_id)
-    return SweepOutcome(trial_id, lr, score, join(ckpt, "model"), tuple(trials))
+    without = sum(1 for result in grid if not result.metrics)
+    return SweepOutcome(trial_id, lr, score, join(ckpt, "model"), tuple(trials), trials_without_results=without)
 
 
 def _scored_checkpoints(result, metric: str, locate: Callable[[str], str] = str) -> list[tuple[float, str]]:

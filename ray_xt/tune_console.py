@@ -25,6 +25,22 @@ class SearcherStateRace(logging.Filter):
         return not ("FileNotFoundError" in text and "-tmp-searcher-state" in text)
 
 
+RESULTS_LOGGER = "ray.tune.analysis.experiment_analysis"
+
+
+class TrialsWithoutResults(logging.Filter):
+    """Drops Tune's warning about trials without result files after a restore: a trial killed (with its driver)
+    before it wrote any result is restarted from its last complete checkpoint, and the stage's record counts it
+    (``sweep.trials_without_results``); it is no error. Any other failure to read results still prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith("Failed to fetch metrics for"):
+            return True
+        failures = [line for line in text.splitlines()[1:] if line.strip()]
+        return not all("FileNotFoundError('Could not fetch metrics for" in line for line in failures)
+
+
 def quiet_tune_console(driver: bool = False) -> None:
     """Keep Tune's, Train's and Optuna's console output out of a study's log, in the process that calls it (a
     stage driver, a trial actor). ray-xt prints one line per stage; every trial's results are in MLflow and in
@@ -42,6 +58,9 @@ def quiet_tune_console(driver: bool = False) -> None:
     for target in [logging.getLogger(name) for name in RACE_LOGGERS] + logging.getLogger("ray").handlers:
         if not any(isinstance(f, SearcherStateRace) for f in target.filters):
             target.addFilter(SearcherStateRace())
+    results = logging.getLogger(RESULTS_LOGGER)
+    if not any(isinstance(f, TrialsWithoutResults) for f in results.filters):
+        results.addFilter(TrialsWithoutResults())
     if driver:  # the stage driver builds the Optuna searcher; a trial actor need not import optuna
         import optuna
 

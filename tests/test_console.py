@@ -147,3 +147,19 @@ def test_only_rays_sigterm_exit_counts_as_one():
     except SystemExit as err:
         assert is_ray_sigterm_exit(err)
     assert not is_ray_sigterm_exit(SystemExit(1)) and not is_ray_sigterm_exit(ValueError()) and not is_ray_sigterm_exit(None)
+
+
+def test_a_restored_sweeps_trials_without_results_are_not_reported_as_errors(caplog):
+    import logging
+
+    from ray_xt.tune_console import RESULTS_LOGGER, quiet_tune_console
+
+    quiet_tune_console()
+    logger = logging.getLogger(RESULTS_LOGGER)
+    missing = ("Failed to fetch metrics for 1 trial(s):\n- run_trial_0c1f2a3b: FileNotFoundError('Could not fetch "
+               "metrics for run_trial_0c1f2a3b: both result.json and progress.csv were not found at /x')")
+    other = "Failed to fetch metrics for 1 trial(s):\n- run_trial_1: PermissionError('denied')"
+    with caplog.at_level(logging.WARNING, logger=RESULTS_LOGGER):
+        logger.warning(missing)
+        logger.warning(other)
+    assert [r.getMessage() for r in caplog.records] == [other]

@@ -2,6 +2,7 @@
 SIGINT to the process and to its group, SIGTERM, the exit codes and the paragraph, the resume; two drivers of one
 study started together; a holder killed with SIGKILL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -63,6 +64,10 @@ def test_a_signal_stops_the_study_gracefully_and_a_rerun_continues(tmp_path, mic
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "done before (skipped)" in again.stdout
     assert "Could not fetch metrics" not in again.stdout + again.stderr  # Tune's leftovers are not errors
+    assert "[ray-xt] resuming 1 interrupted sweep(s) from their last checkpoints" in again.stdout \
+        or "resuming 2 interrupted sweep(s)" in again.stdout
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "tiny" / "stages").glob("*.json")]
+    assert len(records) == 7 and any(r["sweep"].get("resumed") for r in records)
 
 
 @pytest.mark.slow
