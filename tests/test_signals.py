@@ -46,7 +46,12 @@ def _wait_for(proc: subprocess.Popen, log: Path, text: str, timeout: float = 900
 def test_a_signal_stops_the_study_gracefully_and_a_rerun_continues(tmp_path, micro_cache, how, code):
     path = _study_file(tmp_path, micro_cache)
     proc, log = _start(path, "first.log")
-    _wait_for(proc, log, ": started")  # a stage running: the stop has sweeps to interrupt
+    _wait_for(proc, log, ": started")
+    tune = tmp_path / "results" / "tiny" / "tune"
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(tune.glob("*/*/checkpoint_*")) and proc.poll() is None:
+        time.sleep(0.5)  # a trial has reported: the stop interrupts a sweep with something to resume
+    assert proc.poll() is None and list(tune.glob("*/*/checkpoint_*")), log.read_text()[-3000:]
     signum = signal.SIGTERM if "SIGTERM" in how else signal.SIGINT
     sent = time.time()
     (os.killpg if how.startswith("group") else os.kill)(proc.pid, signum)
