@@ -123,7 +123,13 @@ def _publish_report(runner, records: list[StageRecord]) -> None:
     """Comparison tables to the console, to <storage>/<study>/report/ and to the study's MLflow summary run."""
     from ray_xt.report import log_report, write_report
 
-    markdown, files = write_report(records, runner.parts.paths.report)
+    sequential = None
+    if runner.cfg.sequential is not None:  # the looks, replayed from the records
+        from ray_xt.sequential import replay
+        from ray_xt.stages import expand
+
+        sequential = replay(runner.cfg, expand(runner.cfg), {r["stage"]["stage_key"]: r for r in records})
+    markdown, files = write_report(records, runner.parts.paths.report, sequential)
     typer.echo("\n" + markdown)
     if files:
         where = runner.parts.storage.publish(runner.parts.paths.report)
@@ -143,12 +149,19 @@ def plan(
     cfg = _load(experiment, overrides)
     _checks(cfg)
     stages = expand(cfg)
-    swept = sum(s.sweeps for s in stages)
-    typer.echo(f"study {cfg.name}: {len(stages)} stages, {swept * cfg.search.num_samples} trials "
-               f"({cfg.search.num_samples} per sweep stage, {cfg.search.max_concurrent} at once; "
-               f"{cfg.parallel_stages} stages at once)")
+    from ray_xt.warm_start import samples_for
+
+    trials = sum(samples_for(cfg, s) for s in stages if s.sweeps)
+    warm = sum(bool(s.informants) for s in stages)
+    typer.echo(f"study {cfg.name}: {len(stages)} stages, {trials} trials "
+               f"({cfg.search.num_samples} per sweep stage"
+               + (f", {samples_for(cfg, next(s for s in stages if s.informants))} per warm one ({warm} warm)"
+                  if warm else "")
+               + f", {cfg.search.max_concurrent} at once; {cfg.parallel_stages} stages at once)")
     for i, stage in enumerate(stages, 1):
         after = f"  (after {stage.upstream.label})" if stage.upstream else ""
+        if stage.informants:
+            after += f"  (warm from {'; '.join(s.label for s in stage.informants)})"
         typer.echo(f"  {i:3d}. {stage.label}{after}")
     counts: dict[str, int] = {}
     for s in stages:

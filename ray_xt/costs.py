@@ -97,7 +97,9 @@ def stage_trial_seconds(cfg: StudyConfig, stage: Stage, rate: float) -> float:
     """Trial-slot seconds of one stage at ``rate`` examples/s: every trial runs all its epochs (an upper bound)."""
     if not stage.sweeps:
         return 0.0
-    return cfg.search.num_samples * cfg.trial_for(stage.task).epochs * processed_examples(cfg, stage) / rate
+    from ray_xt.warm_start import samples_for
+
+    return samples_for(cfg, stage) * cfg.trial_for(stage.task).epochs * processed_examples(cfg, stage) / rate
 
 
 def stage_device_hours(cfg: StudyConfig, stage: Stage, table: ThroughputTable) -> float:
@@ -107,12 +109,14 @@ def stage_device_hours(cfg: StudyConfig, stage: Stage, table: ThroughputTable) -
 
 
 def estimate(cfg: StudyConfig, stages: list[Stage], table: ThroughputTable) -> list[ScaleCost]:
+    from ray_xt.warm_start import samples_for
+
     costs = []
     for scale in cfg.scales:
         mine = [s for s in stages if s.scale == scale]
         rate, source = table.examples_per_second(scale)
         seconds = sum(stage_trial_seconds(cfg, s, rate) for s in mine)
-        trials = sum(cfg.search.num_samples for s in mine if s.sweeps)
+        trials = sum(samples_for(cfg, s) for s in mine if s.sweeps)
         device, per_trial = devices_per_trial(cfg, scale)
         costs.append(ScaleCost(scale, len(mine), trials, seconds / 3600, device, seconds / 3600 * per_trial, rate,
                                source))

@@ -21,7 +21,7 @@ LAYERS = (  # top to bottom
     Layer("study", "what runs, in which order, where results go",
           ("study", "records", "stages", "sweep", "retention", "tracking", "mlflow_view", "progress", "cluster_jobs",
            "report", "contrasts", "headline", "seed_checks", "figures", "paper", "costs", "budgets", "design",
-           "validity")),
+           "validity", "warm_start", "sequential")),
     Layer("launch", "how a trial runs under Ray",
           ("trial", "sessions", "trainer_hosts", "trial_workers", "ray_internals", "local_ray", "tune_console",
            "preload", "micro.build")),
@@ -30,7 +30,8 @@ LAYERS = (  # top to bottom
           ("families", "data", "formats", "sources", "snapshots", "prepare", "provenance", "problem_list",
            "translations", "translate", "corpus", "score", "micro")),
     Layer("settings", "typed settings, task definitions, paths and statistics",
-          ("config", "scales", "storage", "tracking_uri", "stats", "tasks", "micro.spec", "micro.codes", "layers")),
+          ("config", "scales", "storage", "tracking_uri", "stats", "group_sequential", "tasks", "micro.spec", "micro.codes",
+           "layers")),
 )
 
 

@@ -43,6 +43,7 @@ class StageRecord(_Required, total=False):
     sweep_seconds: float
     sweep_started_at: float
     trial_spec: dict  # ray_xt.loop.TrialSpec as asdict
+    warm_start: dict  # a warm stage: its informants and what they told the search (ray_xt.warm_start)
     model_dir: str  # retrieval: the checkpoint it embedded with
     # target and retrieval stages: the best checkpoint zero-shot on each language (dev, or test where XTREME has no
     # dev), the metrics behind each score, the split used, test-set metrics of the written submission, and where

@@ -38,6 +38,11 @@ class Scale:
         return self.micro.num_layers if self.micro is not None else HUB_LAYERS[self.name]
 
     @property
+    def hidden_size(self) -> int:
+        """Model width (what the warm start's learning-rate rule across scales reads)."""
+        return self.micro.hidden_size if self.micro is not None else HUB_HIDDEN[self.name]
+
+    @property
     def is_micro(self) -> bool:
         return self.micro is not None
 
@@ -54,6 +59,7 @@ class Scale:
 MICRO_STEPS = 1900
 # num_hidden_layers of the hub checkpoints' config.json
 HUB_LAYERS = {"xlmr-base": 12, "xlmr-large": 24, "xlmr-xl": 36}
+HUB_HIDDEN = {"xlmr-base": 768, "xlmr-large": 1024, "xlmr-xl": 2560}  # hidden_size of the same config.json files
 
 SCALES: dict[str, Scale] = {
     s.name: s

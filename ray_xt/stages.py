@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ray_xt.config import StudyConfig, translate_languages
@@ -55,6 +55,9 @@ class Stage:
     intermediate_task: str | None = None
     upstream: Stage | None = None
     inputs_digest: str = ""
+    # a warm start (ray_xt.warm_start): the finished stages whose trials seed this stage's search, and its settings
+    informants: tuple[Stage, ...] = ()
+    warm_digest: str = ""
 
     @property
     def key(self) -> str:
@@ -62,8 +65,15 @@ class Stage:
             "kind": self.kind, "scale": self.scale, "task": self.task, "seed": self.seed,
             "condition": str(self.condition), "intermediate_task": self.intermediate_task,
             "inputs": self.inputs_digest, "upstream": self.upstream.key if self.upstream else None,
+            # only a warm stage has these: every other key is what it was before warm starts existed
+            **({"informants": [s.key for s in self.informants], "warm": self.warm_digest} if self.informants else {}),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def depends_on(self) -> tuple[Stage, ...]:
+        """What must finish before this stage starts: its upstream and its informants."""
+        return ((self.upstream,) if self.upstream else ()) + self.informants
 
     @property
     def sweeps(self) -> bool:
@@ -143,7 +153,8 @@ def inputs_digest(cfg: StudyConfig, extra: dict | None = None) -> str:
         "trial": _trial_payload(cfg.trial),
         **({"task_overrides": {k: v.model_dump(mode="json", exclude_none=True) for k, v in cfg.task_overrides.items()}}
            if cfg.task_overrides else {}),
-        "search": cfg.search.model_dump(mode="json"),
+        # a warm start changes only the stages it informs: their keys carry it (Stage.informants)
+        "search": cfg.search.model_dump(mode="json", exclude={"warm_start"}),
         "scheduler": cfg.scheduler.model_dump(mode="json"),
         "target_languages": cfg.target.languages,
         **({"intermediate_languages": sorted(set(cfg.intermediate.languages))}
@@ -196,35 +207,74 @@ def condition_language(condition: str) -> str | None:
 
 
 def expand(cfg: StudyConfig) -> list[Stage]:
-    """Stages in dependency order: per scale and seed, intermediates first, then targets."""
+    """Stages in dependency order: per scale and seed, intermediates first, then targets (a warm start with
+    ``from_smaller_scale`` orders the scales small to large, as each then learns from the one below)."""
     digest = inputs_digest(cfg)
     head_digest = inputs_digest(cfg, {"fresh_head": FRESH_HEAD_VERSION})
     mlm_digest = inputs_digest(cfg, {"mlm": _mlm_inputs(cfg)})
+    warm = _Warm(cfg)
     stages: list[Stage] = []
-    for scale in cfg.scales:
+    for scale in warm.scale_order():
         for seed in cfg.seeds:
             upstreams: list[Stage | None] = [None]
             if cfg.intermediate.multi_task:  # one encoder trained on every intermediate task (English)
-                stage = Stage("intermediate", scale, MULTI_TASK, seed, Condition(MULTI_TASK),
-                              inputs_digest=inputs_digest(cfg, {"tasks": list(cfg.intermediate.tasks)}))
+                stage = warm.stage(Stage("intermediate", scale, MULTI_TASK, seed, Condition(MULTI_TASK),
+                                         inputs_digest=inputs_digest(cfg, {"tasks": list(cfg.intermediate.tasks)})))
                 stages.append(stage)
                 upstreams.append(stage)
             for task in cfg.intermediate.tasks:
                 for condition in cfg.intermediate.conditions:
                     for variant in _variants(cfg, condition):
-                        stage = Stage("intermediate", scale, task, seed, Condition.parse(variant),
-                                      inputs_digest=mlm_digest if variant == "mlm" else digest)
+                        stage = warm.stage(Stage("intermediate", scale, task, seed, Condition.parse(variant),
+                                                 inputs_digest=mlm_digest if variant == "mlm" else digest))
                         stages.append(stage)
                         upstreams.append(stage)
             for target in cfg.target.tasks:
                 kind: StageKind = "retrieval" if TASKS[target].family == "retrieval" else "target"
                 for up in upstreams:
-                    stages.append(
+                    stages.append(warm.stage(
                         Stage(
                             kind, scale, target, seed,
                             condition=up.condition if up else Condition("none"),
                             intermediate_task=up.task if up else None,
                             upstream=up, inputs_digest=head_digest if _head_carried_over(up, target) else digest,
                         )
-                    )
+                    ))
     return stages
+
+
+class _Warm:
+    """Gives each sweep stage its informants (ray_xt.warm_start's rule) from the stages built before it."""
+
+    def __init__(self, cfg: StudyConfig):
+        self.cfg = cfg
+        self.enabled = cfg.search.warm_start.enabled
+        self.built: dict[tuple, Stage] = {}
+        if self.enabled:
+            from ray_xt.warm_start import settings_digest
+
+            self.digest = settings_digest(cfg)
+
+    def scale_order(self) -> list[str]:
+        if not (self.enabled and self.cfg.search.warm_start.from_smaller_scale):
+            return list(self.cfg.scales)
+        from ray_xt.scales import SCALES
+
+        return sorted(self.cfg.scales, key=lambda s: SCALES[s].hidden_size)
+
+    def stage(self, stage: Stage) -> Stage:
+        if not self.enabled:
+            return stage
+        from ray_xt.warm_start import informant_coordinates, smaller_scale
+
+        coordinates = (stage.kind, stage.scale, stage.task, stage.seed, str(stage.condition), stage.intermediate_task)
+        if stage.sweeps:
+            wanted = informant_coordinates(
+                *coordinates, has_upstream=stage.upstream is not None, first_seed=self.cfg.seeds[0],
+                smaller_scale=smaller_scale(self.cfg.scales, stage.scale)
+                if self.cfg.search.warm_start.from_smaller_scale else None)
+            informants = tuple(self.built[c] for c in wanted if c in self.built)
+            if informants:
+                stage = replace(stage, informants=informants, warm_digest=self.digest)
+        self.built[coordinates] = stage
+        return stage

@@ -29,6 +29,8 @@ class SweepSettings:
     cpus: float  # per trial, or per worker when workers > 1
     gpus: float
     workers: int = 1  # > 1: each trial drives a Ray Train worker group (ray_xt.trial.run_worker_group)
+    first_learning_rates: tuple[float, ...] = ()  # a warm start's: evaluated first (instead of the initial point)
+    observations: tuple[tuple[float, float], ...] = ()  # a warm start's (learning rate, score): told to Optuna
     metric: str = "score"
     mode: str = "max"
 
@@ -66,7 +68,8 @@ def build_searcher(s: SweepSettings):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    points = [Hyper(s.initial_learning_rate).as_config()] if s.initial_learning_rate is not None else None
+    firsts = s.first_learning_rates or ((s.initial_learning_rate,) if s.initial_learning_rate is not None else ())
+    points = [Hyper(lr).as_config() for lr in firsts[: s.num_samples]] or None
     # The space lives in the searcher (not the Tuner's param_space) so it is part of the searcher state a
     # restored sweep gets back: a sweep interrupted before its first trial can still sample after restore.
     space: dict[str, optuna.distributions.BaseDistribution] = {  # Hyper's one field
@@ -75,6 +78,8 @@ def build_searcher(s: SweepSettings):
         space=space, metric=s.metric, mode=s.mode, points_to_evaluate=points,
         sampler=optuna.samplers.TPESampler(seed=s.search_seed, n_startup_trials=max(2, min(10, s.num_samples // 2))),
     )
+    for learning_rate, score in s.observations:  # trials of related stages: TPE models from them at once
+        searcher.add_evaluated_point(Hyper(learning_rate).as_config(), score)
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
 
 

@@ -121,6 +121,7 @@ def only_seeds(cfg: StudyConfig, seeds: str, source: str) -> StudyConfig:
     if unknown:
         raise ConfigError(f"{source}: --seeds {seeds}: seed(s) {unknown} are not in the study's seeds {cfg.seeds}; "
                           "add them to seeds: in the YAML to run them")
-    return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index)})
+    # a sequential study narrowed to chosen seeds runs just those (its rule applies to whole runs)
+    return cfg.model_copy(update={"seeds": sorted(set(chosen), key=chosen.index), "sequential": None})
 
 

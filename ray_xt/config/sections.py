@@ -248,6 +248,19 @@ class LogRange(Strict):
         return self
 
 
+class WarmStartConfig(Strict):
+    """Sweeps that start from what related finished stages found (``ray_xt.warm_start`` says which inform which)."""
+
+    enabled: bool = Field(False, description="seed each sweep with its related stages' trials: their best learning "
+                          "rate evaluated first, all their trials given to Optuna as observations (a warm stage waits "
+                          "for the stages that inform it)")
+    num_samples: int | None = Field(None, ge=1, le=10_000, description="trials of a stage that starts warm (default: "
+                                    "search.num_samples); fewer is where warm sweeps save compute")
+    from_smaller_scale: bool = Field(False, description="also learn from the same stage one scale down (the study's "
+                                     "next smaller scale), its learning rates scaled by the width ratio "
+                                     "(hidden size small / large, the muP rule for Adam) and clipped to the range")
+
+
 class SearchConfig(Strict):
     """What Optuna searches (log-uniform learning rate) and how many trials a stage runs."""
 
@@ -258,6 +271,7 @@ class SearchConfig(Strict):
     num_samples: int = Field(4, ge=1, le=10_000, description="trials per stage")
     max_concurrent: int = Field(2, ge=1, le=10_000, description="trials running at once per stage (ConcurrencyLimiter)")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="TPE sampler seed")
+    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
 
     @model_validator(mode="after")
     def _initial_in_range(self):
@@ -290,6 +304,23 @@ class TrackingConfig(Strict):
         from ray_xt.tracking_uri import tracking_problem
 
         return _accepted(v, tracking_problem(v), "tracking URI ")
+
+
+class SequentialSeeds(Strict):
+    """``seeds: {min: 3, max: 10}``: seeds added one round at a time while a primary contrast is undecided
+    (``ray_xt.group_sequential``)."""
+
+    min: int = Field(ge=2, le=50, description="seeds every stage runs before the first look")
+    max: int = Field(ge=3, le=50, description="the most seeds any stage runs")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="two-sided family-wise error of the primary contrasts")
+    futility_power: float = Field(0.1, ge=0, lt=1, description="a contrast stops as futile when its conditional "
+                                  "power on the current trend falls below this (non-binding)")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be greater than min ({self.min})")
+        return self
 
 
 class PowerConfig(Strict):

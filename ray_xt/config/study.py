@@ -13,6 +13,7 @@ from ray_xt.config.sections import (
     ScaleOverride,
     SchedulerConfig,
     SearchConfig,
+    SequentialSeeds,
     TargetConfig,
     TaskOverride,
     TrackingConfig,
@@ -34,7 +35,10 @@ class StudyConfig(Strict):
     intermediate: IntermediateConfig = Field(default_factory=IntermediateConfig)
     target: TargetConfig
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=1000,
-                             description="fine-tuning seeds: every stage runs once per seed")
+                             description="fine-tuning seeds: every stage runs once per seed; or {min: 3, max: 10}: "
+                             "seeds 0.. added one round at a time while a primary contrast is undecided")
+    sequential: SequentialSeeds | None = Field(None, description="set by seeds: {min, max} (seeds then lists 0..max-1, "
+                                               "the most that may run)")
     trial: TrialConfig = Field(default_factory=TrialConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
@@ -63,6 +67,17 @@ class StudyConfig(Strict):
             raise ValueError(f"{v!r} names a folder outside the study's own (<storage>/<name>); give a name such as "
                              "my_study")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sequential_seeds(cls, data):
+        """``seeds: {min, max, ...}`` becomes ``sequential`` and the seeds that may run, 0..max-1."""
+        if isinstance(data, dict) and isinstance(data.get("seeds"), dict):
+            if data.get("sequential") is not None:
+                raise ValueError("seeds: {min, max} and sequential: given both; write seeds: {min, max} only")
+            rule = SequentialSeeds.model_validate(data["seeds"])
+            data = {**data, "sequential": rule, "seeds": list(range(rule.max))}
+        return data
 
     @field_validator("seeds")
     @classmethod
@@ -102,6 +117,9 @@ class StudyConfig(Strict):
             if self.data.source != "micro" and self.intermediate.mlm_corpus is None:
                 raise ValueError("intermediate.mlm_corpus: required for the 'mlm' condition on real data, e.g. "
                                  "{dataset: wikimedia/wikipedia, config: '20231101.{lang}'}")
+        if self.sequential is not None and not self.intermediate.conditions:
+            raise ValueError("seeds: {min, max} adds seeds while a primary contrast is undecided, and this study has "
+                             "none (no intermediate condition); give seeds as a list, e.g. [0, 1, 2]")
         if self.intermediate.tasks and not self.intermediate.conditions:
             raise ValueError("intermediate.conditions: empty, but intermediate.tasks are given")
         study_tasks = set(self.intermediate.tasks) | set(self.target.tasks)

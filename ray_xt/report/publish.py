@@ -20,8 +20,10 @@ from ray_xt.report.frames import (
 )
 
 
-def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[Path]]:
-    """Writes comparison.md, scores.csv, the statistics tables and the figures; returns the markdown and the files."""
+def write_report(records: list[StageRecord], out_dir: Path, sequential=None) -> tuple[str, list[Path]]:
+    """Writes comparison.md, scores.csv, the statistics tables and the figures; returns the markdown and the files.
+    ``sequential``: a sequential study's looks (``ray_xt.sequential.SequentialState``): the headline then carries
+    repeated p-values and repeated confidence intervals, and the rule and rounds are stated."""
     from ray_xt.contrasts import declared
     from ray_xt.headline import forest_plot, primary_table, render_headline
     from ray_xt.seed_checks import collapsed_stages, mark_collapsed, render_collapsed
@@ -40,7 +42,12 @@ def write_report(records: list[StageRecord], out_dir: Path) -> tuple[str, list[P
     tables = comparison_tables(kept)
     stats = statistics(kept, contrasts)
     primary = primary_table(stats, contrasts)
-    parts = [render_headline(primary, contrasts, render_collapsed(flagged)) or render_collapsed(flagged),
+    rounds = ""
+    if sequential is not None:
+        from ray_xt.sequential import render_sequential, sequential_rows
+
+        primary, rounds = sequential_rows(sequential, records), render_sequential(sequential)
+    parts = [rounds, render_headline(primary, contrasts, render_collapsed(flagged)) or render_collapsed(flagged),
              "## Details\n"]
     for scale in dict.fromkeys(kept.scale):
         parts.append(f"### {scale}: mean zero-shot score per target task (non-English languages, scored splits "

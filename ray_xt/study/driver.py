@@ -16,6 +16,7 @@ from ray_xt.study.inputs import Resolved, resolve_inputs
 from ray_xt.study.layout import StudyParts, absolute_uri, git_revision
 from ray_xt.study.stage import StageContext, StageFailed, StageRunner, execute_stage, hosted
 from ray_xt.study.stopping import STOP_GRACE_SECONDS, StopRequest, StudyInterrupted
+from ray_xt.warm_start import samples_for
 
 
 class StudyDriver:
@@ -65,7 +66,10 @@ class StudyDriver:
         self.progress = self._planned_progress(stages, pending, len(done))
         pool = self._start_trainer_pool(pending)
         try:
-            self._run_pending(pending, done, number, len(stages))
+            if self.cfg.sequential is not None:
+                self._run_rounds(stages, done, number)
+            else:
+                self._run_pending(pending, done, number, len(stages))
         finally:
             if pool is not None:
                 from ray_xt.trainer_hosts import stop_pool
@@ -73,7 +77,24 @@ class StudyDriver:
                 stop_pool(pool)
         self.log(f"[ray-xt] study {self.cfg.name}: {len(stages)} stages in {time.perf_counter() - started:.0f}s; "
                  f"features tokenised {self.parts.features.misses}x, reused {self.parts.features.hits}x (trials only read them)")
-        return [done[s.key] for s in stages]
+        return [done[s.key] for s in stages if s.key in done]  # a sequential study runs only what its looks ask
+
+    def _run_rounds(self, stages: list[Stage], done: dict[str, StageRecord], number: dict[str, int]) -> None:
+        """Seeds added while a primary contrast is undecided (ray_xt.sequential): each round runs the stages the
+        looks so far ask for, then the next look is made from the records."""
+        from ray_xt.sequential import replay
+
+        while True:
+            state = replay(self.cfg, stages, done)
+            wanted = {s.key for s in state.wanted}
+            todo = [s for s in stages if s.key in wanted and s.key not in done]
+            self.log(f"[ray-xt] sequential seeds: {state.looks_made} look(s) made; "
+                     + ", ".join(f"{sum(d.state == x for d in state.decisions.values())} {x}"
+                                 for x in ("decided", "futile", "at max", "continue")) + f"; {len(todo)} stage(s) "
+                     f"to run of the {len(stages)} the most seeds would")
+            if not todo:
+                return
+            self._run_pending(todo, done, number, len(stages))
 
     def _run_pending(self, pending: list[Stage], done: dict[str, StageRecord], number: dict[str, int],
                      total: int) -> None:
@@ -121,16 +142,17 @@ class StudyDriver:
                 interrupted = self._stop_running(running, done, number, total)
                 raise StudyInterrupted(self.stop.signum or signal.SIGINT, len(done), total, len(done) - done_before,
                                        interrupted)
-            ready = [s for s in pending if s.upstream is None or s.upstream.key in done]
+            ready = [s for s in pending if all(d.key in done for d in s.depends_on)]
             while ready and not failures and len(running) < self.cfg.parallel_stages:
                 stage = ready.pop(0)
                 pending.remove(stage)
                 self.log(f"[ray-xt] stage {number[stage.key]}/{total} {stage.label}: started "
-                         f"({f'{self.cfg.search.num_samples} trials' if stage.sweeps else 'evaluation only'})")
+                         f"({f'{samples_for(self.cfg, stage)} trials' if stage.sweeps else 'evaluation only'}"
+                         f"{', warm' if stage.informants else ''})")
                 ref = remote.remote(context, stage, time.perf_counter())
                 running[ref] = (stage, time.perf_counter())
             if not running:
-                break  # only stages whose upstream failed are left
+                break  # only stages whose upstream (or an informant) failed are left
             finished, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # a stop request is seen within 1 s
             if not finished:
                 continue

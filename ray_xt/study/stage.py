@@ -18,6 +18,7 @@ from ray_xt.study.zero_shot import ZeroShot
 from ray_xt.sweep import SweepSettings, run_sweep
 from ray_xt.tasks.registry import MLM_CORPUS, TASKS
 from ray_xt.tracking import MLflowTrialCallback
+from ray_xt.warm_start import WarmStart, samples_for, warm_start
 
 
 class StageFailed(RuntimeError):
@@ -104,13 +105,28 @@ class StageRunner:
             inputs.append(TaskInputs(MLM_CORPUS, (), str(text), str(text)))  # not in n_train: MLM steps are extra
         return inputs, n_train
 
-    def _sweep_settings(self, stage: Stage, n_train: int) -> SweepSettings:
+    def warm_start(self, stage: Stage) -> WarmStart | None:
+        """What the stage's informants (ray_xt.warm_start) tell its search; None for a stage that starts cold."""
+        if not stage.informants:
+            return None
+        found = []
+        for informant in stage.informants:
+            record = self.parts.store.get(informant)
+            if record is None:
+                raise RuntimeError(f"{stage.label}: informant {informant.label} has not finished")
+            found.append((informant.label, informant.scale, record))
+        space = self.cfg.search.learning_rate
+        return warm_start(stage.scale, found, space.low, space.high)
+
+    def _sweep_settings(self, stage: Stage, n_train: int, warm: WarmStart | None = None) -> SweepSettings:
         cfg, t = self.cfg, self.cfg.resolved_trial(stage.task, stage.scale)
         # the loop's own arithmetic (ray_xt.loop), so ASHA's horizon agrees with the reports trials make
         schedule = Schedule.of(n_train, t.batch_size, t.epochs, t.evals_per_epoch)
         return SweepSettings(
             learning_rate_low=cfg.search.learning_rate.low, learning_rate_high=cfg.search.learning_rate.high,
-            initial_learning_rate=cfg.search.initial_learning_rate, num_samples=cfg.search.num_samples,
+            initial_learning_rate=cfg.search.initial_learning_rate, num_samples=samples_for(cfg, stage),
+            first_learning_rates=warm.first_points if warm else (),
+            observations=warm.observations if warm else (),
             max_concurrent=cfg.search.max_concurrent, search_seed=cfg.search.seed + stage.seed,
             asha=cfg.scheduler.enabled, grace_period=cfg.scheduler.grace_period,
             reduction_factor=cfg.scheduler.reduction_factor, max_reports=schedule.reports,
@@ -140,7 +156,8 @@ class StageRunner:
         assert self.resolved is not None
         cfg, t = self.cfg, self.cfg.resolved_trial(stage.task, stage.scale)
         inputs, n_train = self._features(stage)
-        settings = self._sweep_settings(stage, n_train)
+        warm = self.warm_start(stage)
+        settings = self._sweep_settings(stage, n_train, warm)
         spec = TrialSpec.of(
             t, model_path=self._model_path(stage), tokenizer_path=self.resolved.model_paths[stage.scale],
             tasks=tuple(inputs), seed=stage.seed, stage_key=stage.key, git_revision=self.git_revision,
@@ -148,7 +165,8 @@ class StageRunner:
             trainer_pool=self.trainer_pool if hosted(self.cfg, stage.scale) else None,
             mlm_ratio=cfg.intermediate.mlm_ratio if stage.mixes_mlm else 0.0,
         )
-        parent = self.parts.tracker.run_for(f"stage/{stage.key}", stage.name, stage.run_tags(cfg.name))
+        parent = self.parts.tracker.run_for(f"stage/{stage.key}", stage.name,
+                                            {**stage.run_tags(cfg.name), **(warm.tags() if warm else {})})
         self._log_datasets(parent, stage)
         self.parts.tracker.log_params(parent, {
             **{f"trial.{k}": v for k, v in t.as_dict().items()},
@@ -171,7 +189,7 @@ class StageRunner:
         )
         record = stage_record(stage.tags, stage.label, sweep_summary(outcome), parent_run_id=parent,
                               sweep_seconds=time.perf_counter() - sweep_started, sweep_started_at=sweep_started_at,
-                              trial_spec=asdict(spec),
+                              trial_spec=asdict(spec), **({"warm_start": warm.as_record()} if warm else {}),
                               **(self.zero_shot.evaluate(stage, outcome.best_model_dir, list(inputs[0].labels))
                                  if stage.scored else {}))
         if stage.scored:
