@@ -217,9 +217,16 @@ def plan(
     typer.echo("\nestimated cost (upper bound: every trial runs all its epochs; ASHA stops some early):")
     typer.echo("| scale | stages | trials | trial-hours | device-hours | throughput (examples/s/trial) |")
     typer.echo("| --- | --- | --- | --- | --- | --- |")
-    for c in estimate(cfg, stages, table):
+    costs = estimate(cfg, stages, table)
+    for c in costs:
         typer.echo(f"| {c.scale} | {c.stages} | {c.trials} | {c.trial_hours:.2f} | {c.device_hours:.2f} {c.device}-h "
                    f"| {c.throughput:.0f} ({c.source}) |")
+    if cfg.sequential is not None:
+        from ray_xt.sequential import cost_lines
+
+        devices = {c.device for c in costs}
+        for line in cost_lines(cfg, sum(c.device_hours for c in costs), devices.pop() if len(devices) == 1 else "device"):
+            typer.echo(line)
 
 
 @command(app)

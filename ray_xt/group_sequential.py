@@ -183,3 +183,26 @@ def decide(history: dict[str, list[float]], rule: SequentialRule) -> dict[str, D
             state = "decided"
         out[n] = Decision(state, look, repeated[n], adjusted[n])
     return out
+
+
+def expected_seed_share(rule: SequentialRule, contrasts: int, effect_in_sd: float, studies: int = 200,
+                        seed: int = 0) -> float:
+    """The share of the most seeds (``max_seeds`` per contrast) a family of ``contrasts`` independent contrasts,
+    each with this true effect (in seed sds), uses under the rule: simulated whole studies."""
+    rng = np.random.default_rng(seed)
+    used = 0
+    for _ in range(studies):
+        data = rng.normal(effect_in_sd, 1.0, size=(rule.max_seeds, contrasts))
+        history: dict[str, list[float]] = {str(j): [] for j in range(contrasts)}
+        open_ = set(history)
+        for n in rule.looks:
+            x = data[:n]
+            p = scipy_stats.ttest_1samp(x, 0, axis=0).pvalue
+            for j in open_:
+                history[j].append(float(p[int(j)]))
+            state = decide(history, rule)
+            open_ = {j for j in open_ if state[j].state == "continue"}
+            if not open_:
+                break
+        used += sum(rule.looks[len(h) - 1] for h in history.values())
+    return used / (studies * contrasts * rule.max_seeds)

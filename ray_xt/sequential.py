@@ -180,3 +180,27 @@ def render_sequential(state: SequentialState) -> str:
                      f"{len(state.history[name])} | {state.seeds_of(name)} | {d.state} | {d.repeated_p:.3g} | "
                      f"{d.holm_p:.3g} |")
     return "\n".join(lines) + "\n"
+
+
+def cost_lines(cfg, worst_device_hours: float, device: str) -> list[str]:
+    """The plan's expected and worst-case cost of a sequential study: the worst case runs every stage at every
+    seed; the expected share of seeds is simulated under no effect and under the fixed design's detectable one."""
+    from ray_xt.contrasts import family_sizes
+    from ray_xt.group_sequential import expected_seed_share
+    from ray_xt.stats import detectable_difference
+
+    rule = rule_of(cfg)
+    m = max(1, max(family_sizes(primary_rows(cfg)).values()))
+    studies = max(10, 400 // m)  # ~5 s of `ray-xt plan`
+    effect = detectable_difference(1.0, rule.max_seeds, rule.alpha / m, cfg.power.wanted_power)
+    null_share = expected_seed_share(rule, m, 0.0, studies)
+    effect_share = expected_seed_share(rule, m, effect, studies)
+    return [f"\nsequential seeds ({rule.min_seeds} to {rule.max_seeds}; {m} primary contrasts in the largest family):",
+            f"  worst case: {worst_device_hours:.2f} {device}-h (every contrast to {rule.max_seeds} seeds: the table above)",
+            f"  expected with no true effect anywhere: {null_share * worst_device_hours:.2f} {device}-h "
+            f"({null_share:.0%} of the seeds)",
+            f"  expected with every contrast at the fixed {rule.max_seeds}-seed design's detectable difference "
+            f"({effect:.2f} seed sd, power {cfg.power.wanted_power}): {effect_share * worst_device_hours:.2f} "
+            f"{device}-h ({effect_share:.0%})",
+            f"  (simulated: {studies} studies of {m} independent contrasts; a stage several contrasts share is counted "
+            "once per contrast, so real studies land between these and the worst case)"]
