@@ -122,14 +122,9 @@ def _init_ray(address: str | None) -> None:
 def _publish_report(runner, records: list[StageRecord]) -> None:
     """Comparison tables to the console, to <storage>/<study>/report/ and to the study's MLflow summary run."""
     from ray_xt.report import log_report, write_report
+    from ray_xt.sequential import looks_of
 
-    sequential = None
-    if runner.cfg.sequential is not None:  # the looks, replayed from the records
-        from ray_xt.sequential import replay
-        from ray_xt.stages import expand
-
-        sequential = replay(runner.cfg, expand(runner.cfg), {r["stage"]["stage_key"]: r for r in records})
-    markdown, files = write_report(records, runner.parts.paths.report, sequential)
+    markdown, files = write_report(records, runner.parts.paths.report, looks_of(runner.cfg, records))
     typer.echo("\n" + markdown)
     if files:
         where = runner.parts.storage.publish(runner.parts.paths.report)
@@ -144,24 +139,16 @@ def plan(
 ) -> None:
     """Print the stages and trial counts of a study; schedules nothing. Runs the checks `run` runs before Ray
     starts, so a study `plan` accepts gets past them."""
+    from ray_xt.costs import trial_count_line
     from ray_xt.stages import expand
 
     cfg = _load(experiment, overrides)
     _checks(cfg)
     stages = expand(cfg)
-    from ray_xt.warm_start import samples_for
-
-    trials = sum(samples_for(cfg, s) for s in stages if s.sweeps)
-    warm = sum(bool(s.informants) for s in stages)
-    typer.echo(f"study {cfg.name}: {len(stages)} stages, {trials} trials "
-               f"({cfg.search.num_samples} per sweep stage"
-               + (f", {samples_for(cfg, next(s for s in stages if s.informants))} per warm one ({warm} warm)"
-                  if warm else "")
-               + f", {cfg.search.max_concurrent} at once; {cfg.parallel_stages} stages at once)")
+    typer.echo(trial_count_line(cfg, stages))
     for i, stage in enumerate(stages, 1):
-        after = f"  (after {stage.upstream.label})" if stage.upstream else ""
-        if stage.informants:
-            after += f"  (warm from {'; '.join(s.label for s in stage.informants)})"
+        after = (f"  (after {stage.upstream.label})" if stage.upstream else "") + \
+            (f"  (warm from {'; '.join(s.label for s in stage.informants)})" if stage.informants else "")
         typer.echo(f"  {i:3d}. {stage.label}{after}")
     counts: dict[str, int] = {}
     for s in stages:
@@ -221,12 +208,10 @@ def plan(
     for c in costs:
         typer.echo(f"| {c.scale} | {c.stages} | {c.trials} | {c.trial_hours:.2f} | {c.device_hours:.2f} {c.device}-h "
                    f"| {c.throughput:.0f} ({c.source}) |")
-    if cfg.sequential is not None:
-        from ray_xt.sequential import cost_lines
+    from ray_xt.sequential import cost_lines
 
-        devices = {c.device for c in costs}
-        for line in cost_lines(cfg, sum(c.device_hours for c in costs), devices.pop() if len(devices) == 1 else "device"):
-            typer.echo(line)
+    for line in cost_lines(cfg, costs):  # a sequential study's expected and worst case
+        typer.echo(line)
 
 
 @command(app)

@@ -144,3 +144,14 @@ def asha_lines(cfg: StudyConfig, stages: list[Stage]) -> list[str]:
     return [f"\nwarning: scheduler.grace_period {cfg.scheduler.grace_period} is not shorter than the reports of "
             f"{sum(reports.values())} sweep stage(s) ({counts}): ASHA can never stop their trials, which all run to "
             "the end. Lower grace_period, or raise trial.evals_per_epoch / epochs"]
+
+
+def trial_count_line(cfg: StudyConfig, stages: list[Stage]) -> str:
+    """The plan's first line: stages, trials (warm stages run ``warm_start.num_samples``), what runs at once."""
+    from ray_xt.warm_start import samples_for
+
+    warm = [s for s in stages if s.informants]
+    return (f"study {cfg.name}: {len(stages)} stages, {sum(samples_for(cfg, s) for s in stages if s.sweeps)} trials "
+            f"({cfg.search.num_samples} per sweep stage"
+            + (f", {samples_for(cfg, warm[0])} per warm one ({len(warm)} warm)" if warm else "")
+            + f", {cfg.search.max_concurrent} at once; {cfg.parallel_stages} stages at once)")

@@ -182,13 +182,28 @@ def render_sequential(state: SequentialState) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cost_lines(cfg, worst_device_hours: float, device: str) -> list[str]:
-    """The plan's expected and worst-case cost of a sequential study: the worst case runs every stage at every
-    seed; the expected share of seeds is simulated under no effect and under the fixed design's detectable one."""
+def looks_of(cfg, records: list[StageRecord]) -> SequentialState | None:
+    """A sequential study's looks, replayed from its records (None for a study with fixed seeds)."""
+    if cfg.sequential is None:
+        return None
+    from ray_xt.stages import expand
+
+    return replay(cfg, expand(cfg), {r["stage"]["stage_key"]: r for r in records})
+
+
+def cost_lines(cfg, costs: list) -> list[str]:
+    """The plan's expected and worst-case cost of a sequential study (none for fixed seeds): the worst case runs
+    every stage at every seed (``costs``: ``ray_xt.costs.estimate``'s rows); the expected share of seeds is simulated
+    under no effect and under the fixed design's detectable one."""
+    if cfg.sequential is None:
+        return []
     from ray_xt.contrasts import family_sizes
     from ray_xt.group_sequential import expected_seed_share
     from ray_xt.stats import detectable_difference
 
+    devices = {c.device for c in costs}
+    device = devices.pop() if len(devices) == 1 else "device"
+    worst_device_hours = sum(c.device_hours for c in costs)
     rule = rule_of(cfg)
     m = max(1, max(family_sizes(primary_rows(cfg)).values()))
     studies = max(10, 400 // m)  # ~5 s of `ray-xt plan`

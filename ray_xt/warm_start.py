@@ -34,7 +34,7 @@ def informant_coordinates(kind: str, scale: str, task: str, seed: int, condition
                           smaller_scale: str | None) -> list[tuple]:
     """The coordinates (kind, scale, task, seed, condition, intermediate task) of the stages that inform a sweep
     stage with these coordinates, in the order they are consulted."""
-    found = []
+    found: list[tuple[str, str, str, int, str, str | None]] = []
     if kind == "target" and has_upstream:
         found.append(("target", scale, task, seed, "none", None))
     if seed != first_seed:

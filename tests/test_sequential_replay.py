@@ -2,6 +2,7 @@
 which stages that seed runs, with scores whose effects are known."""
 
 import numpy as np
+import pytest
 
 from ray_xt.config import parse_study
 from ray_xt.records import stage_record
@@ -71,3 +72,72 @@ def test_the_looks_stop_a_decided_and_a_futile_contrast_and_run_only_what_an_ope
     assert "| pawsx |" in text and "decided" in text
 
     assert replay(cfg, stages, dict(done)).decisions == state.decisions  # replayed: the same
+
+
+def test_seeds_as_a_rule_are_checked_and_narrowing_to_seeds_drops_the_rule(tmp_path):
+    import pytest
+
+    from ray_xt.config import ConfigError, only_seeds
+
+    def study(**changes):
+        return {"name": "seq", "scales": ["micro-s"], "target": {"tasks": ["pawsx"]},
+                "intermediate": {"tasks": ["mnli"], "conditions": ["en", "translate-train"]},
+                "storage": str(tmp_path / "r"), **changes}
+
+    with pytest.raises(ConfigError, match=r"seeds: .*max \(4\) must be greater than min \(4\)"):
+        parse_study(study(seeds={"min": 4, "max": 4}))
+    with pytest.raises(ConfigError, match=r"seeds\.min: Input should be greater than or equal to 2"):
+        parse_study(study(seeds={"min": 1, "max": 4}))
+    with pytest.raises(ConfigError, match="no intermediate condition"):
+        parse_study(study(seeds={"min": 2, "max": 4}, intermediate={"tasks": [], "conditions": []}))
+    cfg = parse_study(study(seeds={"min": 2, "max": 4}))
+    assert cfg.seeds == [0, 1, 2, 3] and cfg.sequential.min == 2
+    assert only_seeds(cfg, "0", "s.yaml").sequential is None
+    # the same seeds, fixed or as a rule: the same stage keys (a study can switch and keep what it ran)
+    assert [s.key for s in expand(cfg)] == [s.key for s in expand(parse_study(study(seeds=[0, 1, 2, 3])))]
+
+
+def test_warm_stage_keys_follow_their_informants_and_nothing_else(tmp_path):
+    def study(**search):
+        return parse_study({"name": "w", "scales": ["micro-s", "micro-m"], "seeds": [0, 1],
+                            "intermediate": {"tasks": ["mnli"], "conditions": ["en"]},
+                            "target": {"tasks": ["pawsx", "tatoeba"]}, "search": search,
+                            "storage": str(tmp_path / "r")})
+
+    cold = {s.label: s for s in expand(study())}
+    warm = {s.label: s for s in expand(study(warm_start={"enabled": True, "num_samples": 1}))}
+    assert [s.key for s in expand(study(warm_start={"enabled": False}))] == [s.key for s in cold.values()]
+    def warmed(stage) -> bool:
+        return bool(stage.informants) or (stage.upstream is not None and warmed(stage.upstream))
+
+    for label, stage in warm.items():
+        # a stage nothing informs (nor its upstream) keeps its cold key; an informed one is keyed by its
+        # informants, never by which stage finished first (the same expansion gives the same keys)
+        assert (stage.key == cold[label].key) == (not warmed(stage))
+        assert all(i.label in warm and warm[i.label].key == i.key for i in stage.informants)
+        assert not (stage.kind == "retrieval" and stage.informants)  # retrieval has no search
+    informed = warm["target pawsx <- mnli[en] micro-m seed1"].informants
+    assert [i.label for i in informed] == ["target pawsx <- pretrained micro-m seed1",
+                                           "target pawsx <- mnli[en] micro-m seed0"]
+    scaled = {s.label: s for s in expand(study(warm_start={"enabled": True, "from_smaller_scale": True}))}
+    assert "intermediate mnli [en] micro-s seed0" in [
+        i.label for i in scaled["intermediate mnli [en] micro-m seed0"].informants]
+    assert {s.key for s in expand(study(warm_start={"enabled": True, "num_samples": 1}))} == {
+        s.key for s in warm.values()}
+
+
+def test_what_informants_tell_a_search():
+    from ray_xt.records import stage_record
+    from ray_xt.warm_start import warm_start
+
+    def rec(best, trials):
+        return stage_record({}, "x", {"best_learning_rate": best, "best_score": 0.7, "best_model_dir": "m",
+                                      "trials": [{"learning_rate": lr, "score": sc} for lr, sc in trials]})
+
+    same = rec(3e-4, [(3e-4, 0.7), (1e-5, 0.4), (5e-4, None)])
+    smaller = rec(4e-4, [(4e-4, 0.6)])
+    told = warm_start("micro-m", [("a", "micro-m", same), ("b", "micro-s", smaller)], 1e-5, 1e-3)
+    assert told.first_points[0] == 3e-4
+    assert told.first_points[1] == pytest.approx(4e-4 * 64 / 96)  # the width ratio, micro-s to micro-m
+    assert told.observations == ((3e-4, 0.7), (1e-5, 0.4), (pytest.approx(4e-4 * 64 / 96), 0.6))
+    assert told.as_record()["informants"] == ["a", "b"]

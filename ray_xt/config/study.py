@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ray_xt.config.resolution import ResolvedTrial
 from ray_xt.config.sections import (
@@ -75,7 +75,11 @@ class StudyConfig(Strict):
         if isinstance(data, dict) and isinstance(data.get("seeds"), dict):
             if data.get("sequential") is not None:
                 raise ValueError("seeds: {min, max} and sequential: given both; write seeds: {min, max} only")
-            rule = SequentialSeeds.model_validate(data["seeds"])
+            try:
+                rule = SequentialSeeds.model_validate(data["seeds"])
+            except ValidationError as err:  # named as the study file spells it
+                raise ValueError("; ".join(f"seeds{''.join('.' + str(p) for p in e['loc'])}: {e['msg']}"
+                                           for e in err.errors())) from None
             data = {**data, "sequential": rule, "seeds": list(range(rule.max))}
         return data
 
