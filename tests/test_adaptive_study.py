@@ -10,7 +10,7 @@ import pytest
 from ray_xt.config import parse_study
 from ray_xt.stages import expand
 from ray_xt.study import StudyDriver
-from tests.conftest import tiny_study
+from conftest import tiny_study
 
 
 def _study(tmp_path, micro_cache):
@@ -27,7 +27,6 @@ def test_warm_sweeps_and_sequential_seeds_through_a_study(tmp_path, micro_cache,
     assert {s.seed for s in stages} == {0, 1, 2}  # the most the rule allows
     lines: list[str] = []
     records = StudyDriver(cfg, log=lines.append).run(progress=False)
-    print("\n".join(lines))
     by_key = {r["stage"]["stage_key"]: r for r in records}
 
     # seeds 0 and 1 ran everywhere; seed 2 only where a contrast stayed open after the first look
