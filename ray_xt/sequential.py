@@ -133,13 +133,16 @@ def sequential_rows(state: SequentialState, records: list[StageRecord]) -> pd.Da
 
     out = []
     sizes = {family: sum(r.family == family for r in state.rows) for family in (TRANSFER, SAME_DATA)}
+    at: dict[int, dict] = {}  # the headline rows at each look's seeds, computed once per look
     for row in state.rows:
         name = _name(row)
         if not state.history.get(name):
             continue
         look = len(state.history[name]) - 1
         n = state.rule.looks[look]
-        found = look_p_values(records, n).get(name)
+        if n not in at:
+            at[n] = look_p_values(records, n)
+        found = at[n].get(name)
         if found is None or found[1] is None:
             continue
         r, decision = found[1], state.decisions[name]
