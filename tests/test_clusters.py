@@ -111,7 +111,9 @@ def test_cluster_entry_imports_the_installed_package_beside_a_folder_named_like_
     # checkout and loaded, and the one error is about the job server
     done = subprocess.run([sys.executable, str(tmp_path / "cluster_entry.py"), "submit", "experiments/demo.yaml"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "RAY_ADDRESS": "", "HOME": str(tmp_path), "RAY_XT_JOB_SERVER": server})
+                          # a user's shell: not this test process's, whose local Ray (an earlier test's) set RAY_AUTH_MODE
+                          env={**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}, "RAY_ADDRESS": "",
+                               "HOME": str(tmp_path), "RAY_XT_JOB_SERVER": server})
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"no Ray job server answers at {server}" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr

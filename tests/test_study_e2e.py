@@ -160,7 +160,8 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_continues(tmp_pat
     original = StageRunner._sweep_settings
     # the config validator keeps initial_learning_rate inside the range; the sweep itself is given 1e10 here
     monkeypatch.setattr(StageRunner, "_sweep_settings",
-                        lambda self, stage, n: replace(original(self, stage, n), initial_learning_rate=1e10))
+                        lambda self, stage, n, warm=None: replace(original(self, stage, n, warm),
+                                                                  initial_learning_rate=1e10))
     from ray_xt.study import resolve_inputs
 
     driver.resolved = resolve_inputs(cfg, use_ray=True, progress=False)
