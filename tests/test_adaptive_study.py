@@ -7,10 +7,10 @@ import json
 import mlflow
 import pytest
 
+from conftest import tiny_study
 from ray_xt.config import parse_study
 from ray_xt.stages import expand
 from ray_xt.study import StudyDriver
-from conftest import tiny_study
 
 
 def _study(tmp_path, micro_cache):
