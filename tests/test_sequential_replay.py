@@ -141,3 +141,18 @@ def test_what_informants_tell_a_search():
     assert told.first_points[1] == pytest.approx(4e-4 * 64 / 96)  # the width ratio, micro-s to micro-m
     assert told.observations == ((3e-4, 0.7), (1e-5, 0.4), (pytest.approx(4e-4 * 64 / 96), 0.6))
     assert told.as_record()["informants"] == ["a", "b"]
+
+
+def test_the_plan_prices_a_sequential_study_between_its_first_round_and_its_worst_case(tmp_path):
+    from ray_xt.costs import ThroughputTable, estimate
+    from ray_xt.sequential import cost_lines
+
+    cfg = _cfg(tmp_path)
+    costs = estimate(cfg, expand(cfg), ThroughputTable(tmp_path / "throughput.json"))
+    worst = sum(c.device_hours for c in costs)
+    lines = cost_lines(cfg, costs)
+    assert f"worst case: {worst:.2f} CPU core-h" in lines[1]
+    shares = [float(line.split("(")[-1].split("%")[0]) for line in lines[2:4]]
+    assert 100 * 3 / 6 <= shares[0] < shares[1] <= 100  # the first round always runs; an effect keeps more open
+    fixed = parse_study({**cfg.model_dump(mode="json", exclude={"sequential"}), "seeds": [0, 1, 2]})
+    assert cost_lines(fixed, costs) == []
