@@ -85,6 +85,7 @@ class SequentialState:
     decisions: dict[str, Decision] = field(default_factory=dict)
     wanted: set[Stage] = field(default_factory=set)  # every stage the looks so far ask for
     looks_made: int = 0
+    rows_at: dict[int, dict] = field(default_factory=dict)  # seeds -> each row's (p, headline row) at that look
 
     @property
     def finished(self) -> bool:
@@ -110,7 +111,7 @@ def replay(cfg, stages: list[Stage], records: dict[str, StageRecord]) -> Sequent
         needed = set().union(*(stages_for(r, stages, seed) for r in open_rows for seed in range(n)))
         if any(s.key not in records for s in needed):
             break  # this look waits for its stages
-        found = look_p_values(list(records.values()), n)
+        found = state.rows_at[n] = look_p_values(list(records.values()), n)
         for row in open_rows:
             p = found.get(_name(row), (np.nan, None))[0]
             state.history[_name(row)].append(1.0 if not np.isfinite(p) else p)  # no data: no evidence
@@ -126,27 +127,29 @@ def replay(cfg, stages: list[Stage], records: dict[str, StageRecord]) -> Sequent
     return state
 
 
-def sequential_rows(state: SequentialState, records: list[StageRecord]) -> pd.DataFrame:
+def sequential_rows(state: SequentialState) -> pd.DataFrame:
     """The headline's rows with what a sequential design may claim: repeated p-values, Holm on them, and repeated
-    confidence intervals (95% per contrast; simultaneous: α/m over its family) at each contrast's last look."""
+    confidence intervals (95% per contrast; simultaneous: α/m over its family) at each contrast's last look (its
+    headline row as the replay computed it there)."""
+    from scipy import stats
+
     from ray_xt.group_sequential import interval_multiplier
+    from ray_xt.stats import LEVEL
 
     out = []
     sizes = {family: sum(r.family == family for r in state.rows) for family in (TRANSFER, SAME_DATA)}
-    at: dict[int, dict] = {}  # the headline rows at each look's seeds, computed once per look
     for row in state.rows:
         name = _name(row)
         if not state.history.get(name):
             continue
         look = len(state.history[name]) - 1
         n = state.rule.looks[look]
-        if n not in at:
-            at[n] = look_p_values(records, n)
-        found = at[n].get(name)
+        found = state.rows_at[n].get(name)
         if found is None or found[1] is None:
             continue
         r, decision = found[1], state.decisions[name]
-        half = (r["mean"] - r["ci_low"]) / _t(r["df"]) if pd.notna(r["ci_low"]) else np.nan
+        # the standard error behind the row's fixed-sample t interval (at the headline's LEVEL)
+        half = (r["mean"] - r["ci_low"]) / stats.t.ppf(0.5 + LEVEL / 2, r["df"]) if pd.notna(r["ci_low"]) else np.nan
 
         def rci(alpha: float, r=r, half=half, look=look) -> tuple[float, float]:
             width = half * interval_multiplier(r["df"], look, state.rule.looks, alpha) if pd.notna(half) else np.nan
@@ -157,12 +160,6 @@ def sequential_rows(state: SequentialState, records: list[StageRecord]) -> pd.Da
                     "p": decision.repeated_p, "p_holm": decision.holm_p, "family": row.family,
                     "looks": look + 1, "seeds": n, "decision": decision.state})
     return pd.DataFrame(out)
-
-
-def _t(df: float) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, df))
 
 
 def render_sequential(state: SequentialState) -> str:

@@ -63,7 +63,7 @@ def test_the_looks_stop_a_decided_and_a_futile_contrast_and_run_only_what_an_ope
                                                                           "intermediate mnli [translate-train] micro-s"}
     assert not any(s.scored and s.upstream is None for s in extra)  # en − translate-train needs no baseline
 
-    rows = sequential_rows(state, list(done.values()))
+    rows = sequential_rows(state)
     assert set(rows.decision) == {d.state for d in state.decisions.values()}
     decided = rows[rows.target == "pawsx"].iloc[0]
     assert decided.sim_low > 0 and decided.ci_low <= decided["mean"] <= decided.ci_high

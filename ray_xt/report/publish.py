@@ -46,7 +46,7 @@ def write_report(records: list[StageRecord], out_dir: Path, sequential=None) -> 
     if sequential is not None:
         from ray_xt.sequential import render_sequential, sequential_rows
 
-        primary, rounds = sequential_rows(sequential, records), render_sequential(sequential)
+        primary, rounds = sequential_rows(sequential), render_sequential(sequential)
     parts = [rounds, render_headline(primary, contrasts, render_collapsed(flagged)) or render_collapsed(flagged),
              "## Details\n"]
     for scale in dict.fromkeys(kept.scale):
