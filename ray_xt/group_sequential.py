@@ -57,8 +57,9 @@ def _levels_from_paths(paths: np.ndarray, fractions: tuple[float, ...], alpha: f
     alive = np.ones(len(paths), dtype=bool)
     levels, previous = [], 0.0
     for k, t in enumerate(fractions):
-        budget = int(round((spent(alpha, t) - previous) * len(paths)))  # paths allowed to cross first here
-        previous = spent(alpha, t)
+        so_far = spent(alpha, t)
+        budget = int(round((so_far - previous) * len(paths)))  # paths allowed to cross first here
+        previous = so_far
         candidates = np.sort(paths[alive, k])
         level = float(candidates[budget - 1]) if 0 < budget <= len(candidates) else (
             0.0 if budget <= 0 else 1.0)
@@ -185,6 +186,22 @@ def decide(history: dict[str, list[float]], rule: SequentialRule) -> dict[str, D
     return out
 
 
+def simulated_looks(data: np.ndarray, rule: SequentialRule) -> dict[str, list[float]]:
+    """One simulated study under the rule: ``data`` holds per-seed differences (``max_seeds`` rows, one column per
+    contrast); each open contrast's one-sample t test at each look, as long as it stays open."""
+    history: dict[str, list[float]] = {str(j): [] for j in range(data.shape[1])}
+    open_ = set(history)
+    for n in rule.looks:
+        p = scipy_stats.ttest_1samp(data[:n], 0, axis=0).pvalue
+        for j in open_:
+            history[j].append(float(p[int(j)]))
+        state = decide(history, rule)
+        open_ = {j for j in open_ if state[j].state == "continue"}
+        if not open_:
+            break
+    return history
+
+
 def expected_seed_share(rule: SequentialRule, contrasts: int, effect_in_sd: float, studies: int = 200,
                         seed: int = 0) -> float:
     """The share of the most seeds (``max_seeds`` per contrast) a family of ``contrasts`` independent contrasts,
@@ -192,17 +209,6 @@ def expected_seed_share(rule: SequentialRule, contrasts: int, effect_in_sd: floa
     rng = np.random.default_rng(seed)
     used = 0
     for _ in range(studies):
-        data = rng.normal(effect_in_sd, 1.0, size=(rule.max_seeds, contrasts))
-        history: dict[str, list[float]] = {str(j): [] for j in range(contrasts)}
-        open_ = set(history)
-        for n in rule.looks:
-            x = data[:n]
-            p = scipy_stats.ttest_1samp(x, 0, axis=0).pvalue
-            for j in open_:
-                history[j].append(float(p[int(j)]))
-            state = decide(history, rule)
-            open_ = {j for j in open_ if state[j].state == "continue"}
-            if not open_:
-                break
+        history = simulated_looks(rng.normal(effect_in_sd, 1.0, size=(rule.max_seeds, contrasts)), rule)
         used += sum(rule.looks[len(h) - 1] for h in history.values())
     return used / (studies * contrasts * rule.max_seeds)

@@ -12,6 +12,7 @@ from ray_xt.group_sequential import (
     interval_multiplier,
     nominal_levels,
     repeated_p_value,
+    simulated_looks,
     spent,
 )
 
@@ -48,15 +49,7 @@ def _simulate(effects: np.ndarray, reps: int, seed: int, sd: float = 1.0):
     errors, covered, all_covered, used = 0, np.zeros(m), 0, 0
     for _ in range(reps):
         data = rng.normal(effects, sd, size=(RULE.max_seeds, m))
-        history: dict[int, list[float]] = {j: [] for j in range(m)}
-        open_ = set(range(m))
-        for n in RULE.looks:
-            for j in open_:
-                history[j].append(stats.ttest_1samp(data[:n, j], 0).pvalue)
-            state = decide(history, RULE)
-            open_ = {j for j in open_ if state[j].state == "continue"}
-            if not open_:
-                break
+        history = {int(j): h for j, h in simulated_looks(data, RULE).items()}
         final = decide(history, RULE)
         errors += any(final[j].state == "decided" and effects[j] == 0 for j in range(m))
         inside = []
