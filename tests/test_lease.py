@@ -16,6 +16,11 @@ class Clock:
         return self.now
 
 
+def lease(where: str, clock: Clock, **given) -> StudyLease:
+    """A one-minute lease on study "s", without the settling pause, on the test's clock."""
+    return StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock, **given)
+
+
 @pytest.fixture(params=["folder", "uri"])
 def where(request, tmp_path):
     return str(tmp_path / "results" / "s") if request.param == "folder" else f"file://{tmp_path}/results/s"
@@ -23,13 +28,13 @@ def where(request, tmp_path):
 
 def test_a_second_driver_is_refused_with_who_holds_it(where):
     clock = Clock()
-    first = StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock, job_id="raysubmit_1")
+    first = lease(where, clock, job_id="raysubmit_1")
     first.acquire()
     with pytest.raises(StudyHeld, match=r"study s is being run by another driver \(host .+, pid \d+, Ray job "
                                         r"raysubmit_1, since .+UTC.+--takeover"):
-        StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock).acquire()
+        lease(where, clock).acquire()
     first.release()
-    second = StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock)
+    second = lease(where, clock)
     second.acquire()  # given back: free
     second.release()
     assert second.holder() is None
@@ -37,18 +42,18 @@ def test_a_second_driver_is_refused_with_who_holds_it(where):
 
 def test_a_dead_holders_lease_expires_and_takeover_does_not_wait(where):
     clock = Clock()
-    dead = StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock)
+    dead = lease(where, clock)
     dead.acquire()
     dead._stop.set()  # killed: no more heartbeats, nothing given back
     clock.now += 30
     with pytest.raises(StudyHeld):
-        StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock).acquire()
-    taker = StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock)
+        lease(where, clock).acquire()
+    taker = lease(where, clock)
     taker.acquire(takeover=True)
     assert not dead.renew() and dead.lost.is_set()  # the old holder, were it alive, learns it lost the lease
     taker._stop.set()  # the taker dies too: after the lease's length, anyone may take it without --takeover
     clock.now += 61
-    late = StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock)
+    late = lease(where, clock)
     late.acquire()
     late.release()
     assert late.holder() is None
@@ -56,13 +61,13 @@ def test_a_dead_holders_lease_expires_and_takeover_does_not_wait(where):
 
 def test_renewal_keeps_a_live_holder(where):
     clock = Clock()
-    holder = StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock)
+    holder = lease(where, clock)
     holder.acquire()
     for _ in range(5):
         clock.now += 40
         assert holder.renew()
     with pytest.raises(StudyHeld):
-        StudyLease(where, "s", lease_seconds=60, settle_seconds=0, clock=clock).acquire()
+        lease(where, clock).acquire()
     holder.release()
 
 
