@@ -109,12 +109,8 @@ class StageRunner:
         """What the stage's informants (ray_xt.warm_start) tell its search; None for a stage that starts cold."""
         if not stage.informants:
             return None
-        found = []
-        for informant in stage.informants:
-            record = self.parts.store.get(informant)
-            if record is None:
-                raise RuntimeError(f"{stage.label}: informant {informant.label} has not finished")
-            found.append((informant.label, informant.scale, record))
+        found = [(informant.label, informant.scale, self._finished(stage, informant, "informant"))
+                 for informant in stage.informants]
         space = self.cfg.search.learning_rate
         return warm_start(stage.scale, found, space.low, space.high)
 
@@ -137,10 +133,14 @@ class StageRunner:
         assert self.resolved is not None
         if stage.upstream is None:
             return self.resolved.model_paths[stage.scale]
-        record = self.parts.store.get(stage.upstream)
+        return self._finished(stage, stage.upstream, "upstream stage")["sweep"]["best_model_dir"]
+
+    def _finished(self, stage: Stage, dependency: Stage, role: str) -> StageRecord:
+        """The record of a stage this one depends on (``Stage.depends_on``), which the driver ran first."""
+        record = self.parts.store.get(dependency)
         if record is None:
-            raise RuntimeError(f"{stage.label}: upstream stage {stage.upstream.label} has not finished")
-        return record["sweep"]["best_model_dir"]
+            raise RuntimeError(f"{stage.label}: {role} {dependency.label} has not finished")
+        return record
 
     # ---- one stage ----------------------------------------------------------------------------
     def run_stage(self, stage: Stage) -> StageRecord:
